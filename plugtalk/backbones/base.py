@@ -1,0 +1,159 @@
+"""What every backbone shares: a dataclass config, input checks, and save/load in plugtalk's format."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import load_safetensors, save_safetensors
+from ..errors import CheckpointError, InputError
+
+__all__ = ["BackboneConfig", "Backbone", "Encoding", "check_image"]
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """Geometry shared by the LIA family.
+
+    Attributes:
+        size: image resolution (square, a power of two >= 8); official models use 256.
+        style_dim: width of the latent / style vector ``w`` (official: 512).
+        channel_base, channel_max: feature width at resolution ``r`` is
+            ``min(channel_max, channel_base // r)``; the official 16384 / 512 give
+            512 (<= 32 px), 256 (64), 128 (128), 64 (256).  Shrink both for tiny test models.
+    """
+
+    size: int = 256
+    style_dim: int = 512
+    channel_base: int = 16384
+    channel_max: int = 512
+
+    def __post_init__(self) -> None:
+        if self.size < 8 or self.size & (self.size - 1):
+            raise ValueError(f"size must be a power of two >= 8, got {self.size}")
+        for name in ("style_dim", "channel_base", "channel_max"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def channels(self, resolution: int) -> int:
+        return max(1, min(self.channel_max, self.channel_base // resolution))
+
+    @property
+    def pyramid_resolutions(self) -> tuple[int, ...]:
+        """Resolutions of the feature pyramid, coarse to fine: ``(8, 16, ..., size)``."""
+        return tuple(2**i for i in range(3, int(math.log2(self.size)) + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "BackboneConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**values)
+
+
+class Encoding(NamedTuple):
+    """Output of a backbone's encoder for one image batch."""
+
+    latent: Tensor                 #: ``(B, style_dim)`` appearance latent ``w``
+    pyramid: tuple[Tensor, ...]    #: feature maps, coarse to fine: ``(B, C_r, r, r)`` for r = 8 .. size
+
+
+def check_image(x: Any, name: str, size: int | None = None, batch: int | None = None, tol: float = 1e-3) -> Tensor:
+    """Validate an image batch ``(B, 3, H, W)`` of floats in ``[-1, 1]``.
+
+    Raises:
+        InputError: not a float tensor, wrong rank/channels/size/batch, or values outside
+            ``[-1, 1]`` (by more than ``tol``) - e.g. a ``[0, 255]`` image.
+    """
+    if not isinstance(x, Tensor):
+        raise InputError(f"{name}: expected a torch.Tensor (B, 3, H, W) in [-1, 1], got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise InputError(f"{name}: expected a float tensor in [-1, 1], got dtype {x.dtype} "
+                         "(convert uint8 images with x.float() / 127.5 - 1)")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise InputError(f"{name}: expected shape (B, 3, H, W), got {tuple(x.shape)}")
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        raise InputError(f"{name}: expected {size}x{size} images, got {x.shape[-2]}x{x.shape[-1]} "
+                         "(crop/resize the face first, e.g. with plugtalk.face)")
+    if batch is not None and x.shape[0] != batch:
+        raise InputError(f"{name}: batch size {x.shape[0]} does not match the source batch size {batch}")
+    if x.numel():
+        lo, hi = torch.aminmax(x.detach())
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):
+            raise InputError(f"{name}: contains NaN or inf")
+        if lo < -1 - tol or hi > 1 + tol:
+            raise InputError(f"{name}: values must lie in [-1, 1], got [{lo.item():.3g}, {hi.item():.3g}] "
+                             "(convert [0, 255] images with x / 127.5 - 1)")
+    return x
+
+
+class Backbone(nn.Module):
+    """Base class: a config, a registry name and plugtalk-format save/load."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[BackboneConfig]] = BackboneConfig
+
+    def __init__(self, config: BackboneConfig):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    @property
+    def image_size(self) -> int:
+        return getattr(self.config, "size", 0)
+
+    def save_pretrained(self, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> Path:
+        """Write weights + config to one safetensors file (atomic)."""
+        meta = {"kind": "backbone", "backbone": self.name, "config": self.config.to_dict(), **(extra_metadata or {})}
+        return save_safetensors(self.state_dict(), path, meta)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Backbone":
+        """Rebuild from a file written by :meth:`save_pretrained`.
+
+        Raises:
+            CheckpointError: unreadable file, another backbone's file, or keys that do not fit.
+        """
+        tensors, meta = load_safetensors(path, device)
+        if meta.get("kind") != "backbone" or meta.get("backbone") != cls.name:
+            raise CheckpointError(f"{str(path)!r} holds {meta.get('kind', 'unknown')} "
+                                  f"{meta.get('backbone', '')!r}, not a {cls.name!r} backbone")
+        model = cls(cls.config_class.from_dict(meta["config"]))
+        load_state_dict_checked(model, tensors, str(path))
+        return model.to(device)
+
+
+def load_state_dict_checked(model: nn.Module, tensors: dict[str, Tensor], origin: str) -> None:
+    """``load_state_dict(strict=True)`` with one clear error listing missing/unexpected/mismatched keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    mismatched = [(k, tuple(tensors[k].shape), tuple(own[k].shape)) for k in own
+                  if k in tensors and tensors[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(f"{origin}: weights do not fit {type(model).__name__}: "
+                              + _describe_key_problems(missing, unexpected, mismatched))
+    model.load_state_dict(tensors, strict=True)
+
+
+def _describe_key_problems(missing, unexpected, mismatched, limit: int = 8) -> str:
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected)):
+        if items:
+            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"{len(items)} {label} key(s): {', '.join(items[:limit])}{more}")
+    if mismatched:
+        shown = "; ".join(f"{k}: file {a} vs expected {b}" for k, a, b in mismatched[:limit])
+        parts.append(f"{len(mismatched)} shape mismatch(es): {shown}")
+    return "; ".join(parts)

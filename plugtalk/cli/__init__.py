@@ -1,0 +1,22 @@
+"""The ``plugtalk`` command line (typer).  Each command lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(name="plugtalk", no_args_is_help=True, add_completion=False,
+                  help="Retrofit GAN talking-head animators with FixTalk's EMI and EDI.",
+                  pretty_exceptions_enable=False)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Retrofit GAN talking-head animators with FixTalk's EMI and EDI."""
+
+
+from . import convert as _convert  # noqa: E402,F401  (registers its command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,29 @@
+"""``plugtalk convert``: official checkpoint -> plugtalk safetensors (weights + config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+from ._common import console, user_errors
+
+
+@app.command()
+def convert(
+    official: Path = typer.Argument(..., help="official torch.save checkpoint (.pt/.pth)"),
+    out: Path = typer.Argument(..., help="output .safetensors file"),
+    backbone: str = typer.Option(..., "--backbone", "-b", help="lia | edtalk | edtalk-audio | dpe"),
+) -> None:
+    """Convert an official LIA / EDTalk / DPE checkpoint to plugtalk's safetensors format.
+
+    The file is read with torch.load(weights_only=True); every official key must map onto the backbone.
+    """
+    from .. import backbones
+
+    with user_errors():
+        model = backbones.load_official(backbone, official)
+        model.save_pretrained(out, {"converted_from": official.name})
+    n = sum(p.numel() for p in model.parameters())
+    console.print(f"wrote {out} ({backbone}, {n / 1e6:.2f} M parameters)")

@@ -1,0 +1,55 @@
+"""Atomic file output: write to a temporary file in the destination folder, then rename.
+
+A crash, a kill or an exception mid-write leaves either the previous file or nothing, never a
+truncated one (``os.replace`` is atomic on POSIX within one filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import InputError
+
+__all__ = ["atomic_path", "check_output_path"]
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a Path after checking its folder exists and is writable.
+
+    Raises:
+        InputError: the parent folder is missing or not writable, or ``path`` is a folder.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise InputError(f"output path {str(p)!r} is a folder; give a file name")
+    if not parent.is_dir():
+        raise InputError(f"output folder {str(parent)!r} does not exist (create it first)")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"output folder {str(parent)!r} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    The temporary file keeps ``path``'s suffix (some writers pick the format from it).  On any
+    exception the temporary file is removed and ``path`` is left untouched.
+    """
+    dest = check_output_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.partial-", suffix=dest.suffix if suffix is None else suffix,
+                               dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
