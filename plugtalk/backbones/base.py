@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..checkpoint import load_safetensors, save_safetensors
-from ..errors import CheckpointError, InputError
+from ..configurable import ConfigurableModule, config_from_dict
+from ..errors import InputError
 
 __all__ = ["BackboneConfig", "Backbone", "Encoding", "check_image"]
 
@@ -54,11 +52,7 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "BackboneConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; valid: {sorted(names)}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
 class Encoding(NamedTuple):
@@ -97,63 +91,13 @@ def check_image(x: Any, name: str, size: int | None = None, batch: int | None = 
     return x
 
 
-class Backbone(nn.Module):
-    """Base class: a config, a registry name and plugtalk-format save/load."""
+class Backbone(ConfigurableModule):
+    """Base class of the LIA-family backbones: a :class:`BackboneConfig`, a registry ``name`` and
+    plugtalk-format save/load (``save_pretrained`` / ``from_pretrained``)."""
 
-    name: ClassVar[str] = ""
+    kind = "backbone"
     config_class: ClassVar[type[BackboneConfig]] = BackboneConfig
-
-    def __init__(self, config: BackboneConfig):
-        super().__init__()
-        if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
-        self.config = config
 
     @property
     def image_size(self) -> int:
-        return getattr(self.config, "size", 0)
-
-    def save_pretrained(self, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> Path:
-        """Write weights + config to one safetensors file (atomic)."""
-        meta = {"kind": "backbone", "backbone": self.name, "config": self.config.to_dict(), **(extra_metadata or {})}
-        return save_safetensors(self.state_dict(), path, meta)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Backbone":
-        """Rebuild from a file written by :meth:`save_pretrained`.
-
-        Raises:
-            CheckpointError: unreadable file, another backbone's file, or keys that do not fit.
-        """
-        tensors, meta = load_safetensors(path, device)
-        if meta.get("kind") != "backbone" or meta.get("backbone") != cls.name:
-            raise CheckpointError(f"{str(path)!r} holds {meta.get('kind', 'unknown')} "
-                                  f"{meta.get('backbone', '')!r}, not a {cls.name!r} backbone")
-        model = cls(cls.config_class.from_dict(meta["config"]))
-        load_state_dict_checked(model, tensors, str(path))
-        return model.to(device)
-
-
-def load_state_dict_checked(model: nn.Module, tensors: dict[str, Tensor], origin: str) -> None:
-    """``load_state_dict(strict=True)`` with one clear error listing missing/unexpected/mismatched keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    mismatched = [(k, tuple(tensors[k].shape), tuple(own[k].shape)) for k in own
-                  if k in tensors and tensors[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        raise CheckpointError(f"{origin}: weights do not fit {type(model).__name__}: "
-                              + _describe_key_problems(missing, unexpected, mismatched))
-    model.load_state_dict(tensors, strict=True)
-
-
-def _describe_key_problems(missing, unexpected, mismatched, limit: int = 8) -> str:
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected)):
-        if items:
-            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
-            parts.append(f"{len(items)} {label} key(s): {', '.join(items[:limit])}{more}")
-    if mismatched:
-        shown = "; ".join(f"{k}: file {a} vs expected {b}" for k, a, b in mismatched[:limit])
-        parts.append(f"{len(mismatched)} shape mismatch(es): {shown}")
-    return "; ".join(parts)
+        return self.config.size

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConversionError
-from .base import _describe_key_problems
+from ..configurable import describe_key_problems
 
 __all__ = ["OfficialKeyMap", "read_official_checkpoint", "guess_official_backbone", "convert_state_dict",
            "SAFE_GLOBALS"]
@@ -196,7 +196,7 @@ def convert_state_dict(official: Mapping[str, Tensor], key_map: OfficialKeyMap, 
         looks = guess_official_backbone(official.keys())
         looks_txt = (f"it looks like a {looks!r} checkpoint" if looks and looks != backbone else
                      "its keys match no known official backbone" if looks is None else f"it looks like {looks!r}")
-        problems = _describe_key_problems(missing, unexpected, mismatched)
+        problems = describe_key_problems(missing, unexpected, mismatched)
         if bad_buffers:
             problems += ("; " if problems else "") + f"buffers with unexpected values: {', '.join(bad_buffers[:8])}"
         if unfilled and not missing:

@@ -85,10 +85,10 @@ def load_official(name: str, path: str | os.PathLike, device: str | torch.device
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Backbone:
     """Load a plugtalk safetensors backbone file (any registered backbone, picked from its metadata)."""
     meta = read_metadata(path)
-    name = meta.get("backbone")
+    name = meta.get("name")
     if meta.get("kind") != "backbone" or name not in _REGISTRY:
         raise CheckpointError(f"{str(path)!r} is not a plugtalk backbone file (metadata: kind={meta.get('kind')!r}, "
-                              f"backbone={name!r}); official .pt files go through load_official()")
+                              f"name={name!r}); official .pt files go through load_official()")
     return _REGISTRY[name].cls.from_pretrained(path, device).eval()
 
 

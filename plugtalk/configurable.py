@@ -1,0 +1,98 @@
+"""A module built from a dataclass config and saved as safetensors + config (HF diffusers' idea)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import load_safetensors, save_safetensors
+from .errors import CheckpointError
+
+__all__ = ["ConfigurableModule", "load_state_dict_checked", "describe_key_problems", "config_from_dict"]
+
+
+def config_from_dict(cls: type, values: dict[str, Any]):
+    """Instantiate dataclass ``cls`` from ``values``, rejecting unknown names with the list of valid ones."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; valid: {sorted(names)}")
+    return cls(**values)
+
+
+def describe_key_problems(missing, unexpected, mismatched, limit: int = 8) -> str:
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected)):
+        if items:
+            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"{len(items)} {label} key(s): {', '.join(items[:limit])}{more}")
+    if mismatched:
+        shown = "; ".join(f"{k}: file {a} vs expected {b}" for k, a, b in mismatched[:limit])
+        parts.append(f"{len(mismatched)} shape mismatch(es): {shown}")
+    return "; ".join(parts)
+
+
+def load_state_dict_checked(model: nn.Module, tensors: dict[str, Tensor], origin: str) -> None:
+    """``load_state_dict(strict=True)`` with one clear error listing missing/unexpected/mismatched keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    mismatched = [(k, tuple(tensors[k].shape), tuple(own[k].shape)) for k in own
+                  if k in tensors and tensors[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(f"{origin}: weights do not fit {type(model).__name__}: "
+                              + describe_key_problems(missing, unexpected, mismatched))
+    model.load_state_dict(tensors, strict=True)
+
+
+class ConfigurableModule(nn.Module):
+    """Base for modules built from one dataclass config.
+
+    Subclasses set ``config_class`` and ``kind`` (e.g. ``"emi"``) and take the config as the only
+    constructor argument.  :meth:`save_pretrained` writes ``{kind, name, config}`` into the safetensors
+    metadata; :meth:`from_pretrained` rebuilds the module from it.
+    """
+
+    config_class: ClassVar[type]
+    kind: ClassVar[str] = "module"
+    name: ClassVar[str] = ""
+
+    def __init__(self, config: Any):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    def config_dict(self) -> dict[str, Any]:
+        c = self.config
+        return c.to_dict() if hasattr(c, "to_dict") else dataclasses.asdict(c)
+
+    @classmethod
+    def config_from(cls, values: dict[str, Any]):
+        cc = cls.config_class
+        return cc.from_dict(values) if hasattr(cc, "from_dict") else config_from_dict(cc, values)
+
+    def save_pretrained(self, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> Path:
+        """Write weights + config to one safetensors file, atomically."""
+        meta = {"kind": self.kind, "name": self.name, "config": self.config_dict(), **(extra_metadata or {})}
+        return save_safetensors(self.state_dict(), path, meta)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu"):
+        """Rebuild from a :meth:`save_pretrained` file.
+
+        Raises:
+            CheckpointError: unreadable file, a file of another kind/name, or weights that do not fit.
+        """
+        tensors, meta = load_safetensors(path, device)
+        if meta.get("kind") != cls.kind or (cls.name and meta.get("name") != cls.name):
+            raise CheckpointError(f"{str(path)!r} holds a {meta.get('kind', 'unknown')} {meta.get('name', '')!r} "
+                                  f"file, not a {cls.kind} {cls.name!r}")
+        model = cls(cls.config_from(meta["config"]))
+        load_state_dict_checked(model, tensors, repr(str(path)))
+        return model.to(device)
