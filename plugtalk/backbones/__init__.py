@@ -7,15 +7,22 @@
 """
 
 from .base import Backbone, BackboneConfig, Encoding, check_image
+from .dpe import DPE, DPEConfig
+from .edtalk import EDTalk, EDTalkConfig, MotionBanks
+from .edtalk_audio import EDTalkAudio, EDTalkAudioConfig
 from .lia import LIA, LIAConfig
 from .reenactment import Reenactment
 from .registry import convert, create, get_backbone_class, list_backbones, load, load_official, register_backbone
 from .synthesis import FlowSynthesis, SynthesisOutput
 
 register_backbone(LIA, "gen")
+register_backbone(EDTalk, "gen")
+register_backbone(EDTalkAudio, "audio2lip")
+register_backbone(DPE, "gen")
 
 __all__ = [
     "Backbone", "BackboneConfig", "Encoding", "check_image", "Reenactment", "FlowSynthesis", "SynthesisOutput",
-    "LIA", "LIAConfig", "create", "load_official", "load", "convert", "list_backbones", "get_backbone_class",
+    "LIA", "LIAConfig", "EDTalk", "EDTalkConfig", "MotionBanks", "EDTalkAudio", "EDTalkAudioConfig", "DPE",
+    "DPEConfig", "create", "load_official", "load", "convert", "list_backbones", "get_backbone_class",
     "register_backbone",
 ]

@@ -11,7 +11,7 @@ import torch
 
 from ..checkpoint import read_metadata
 from ..errors import CheckpointError
-from .base import Backbone, BackboneConfig
+from .base import Backbone
 from .official import OfficialKeyMap, convert_state_dict, read_official_checkpoint
 
 __all__ = ["BackboneEntry", "register_backbone", "list_backbones", "get_backbone_class", "create", "load_official",
@@ -59,8 +59,7 @@ def create(name: str, **overrides: Any) -> Backbone:
     (e.g. ``create("lia", size=64, channel_base=1024, channel_max=64)`` for a tiny model).
     Weights are randomly initialised."""
     entry = _entry(name)
-    config: BackboneConfig = entry.cls.config_class.from_dict(overrides)
-    return entry.cls(config)
+    return entry.cls(entry.cls.config_from(overrides))
 
 
 def load_official(name: str, path: str | os.PathLike, device: str | torch.device = "cpu",

@@ -55,15 +55,15 @@ class SynthesisLevel(nn.Module):
     """One octave of the synthesis network: up-sampling conv, conv, flow head, RGB head
     (and optionally an expression block applied to the source feature before warping)."""
 
-    def __init__(self, in_channels: int, out_channels: int, style_dim: int, expression_dim: int | None,
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, condition_dim: int | None,
                  expression_hidden: int):
         super().__init__()
         self.up = StyledConv(in_channels, out_channels, 3, style_dim, upsample=True)
         self.conv = StyledConv(out_channels, out_channels, 3, style_dim)
         self.flow = FlowHead(out_channels, style_dim)
         self.rgb = RGBHead(out_channels)
-        self.expression = (ExpressionBlock(out_channels, expression_dim, expression_hidden)
-                           if expression_dim is not None else None)
+        self.expression = (ExpressionBlock(out_channels, condition_dim, expression_hidden)
+                           if condition_dim is not None else None)
 
 
 class SynthesisOutput(NamedTuple):
@@ -79,12 +79,13 @@ class FlowSynthesis(nn.Module):
 
     Args:
         config: backbone geometry.
-        expression_dim: if given, an :class:`ExpressionBlock` per level conditions the source
-            features on an expression vector of this width (EDTalk); ``None`` for LIA / DPE.
+        condition_dim: if given, an :class:`ExpressionBlock` per level conditions the source
+            features on an expression vector of this width (EDTalk: the 512-d expression direction);
+            ``None`` for LIA / DPE.
         expression_hidden: hidden width of the expression blocks' AdaIN MLP.
     """
 
-    def __init__(self, config: BackboneConfig, expression_dim: int | None = None, expression_hidden: int = 128):
+    def __init__(self, config: BackboneConfig, condition_dim: int | None = None, expression_hidden: int = 128):
         super().__init__()
         c = config.channels
         self.resolutions = config.pyramid_resolutions
@@ -92,10 +93,10 @@ class FlowSynthesis(nn.Module):
         self.conv_in = StyledConv(c(4), c(4), 3, config.style_dim)
         levels, in_ch = [], c(4)
         for res in self.resolutions:
-            levels.append(SynthesisLevel(in_ch, c(res), config.style_dim, expression_dim, expression_hidden))
+            levels.append(SynthesisLevel(in_ch, c(res), config.style_dim, condition_dim, expression_hidden))
             in_ch = c(res)
         self.levels = nn.ModuleList(levels)
-        self.expression_dim = expression_dim
+        self.condition_dim = condition_dim
 
     def pyramid_shapes(self) -> list[tuple[int, int, int]]:
         """Expected ``(C, H, W)`` of each pyramid level, coarse to fine."""
@@ -117,15 +118,15 @@ class FlowSynthesis(nn.Module):
         Args:
             latent: ``(B, style_dim)`` style for every layer (source latent + motion direction).
             pyramid: source feature maps, coarse to fine, as from :class:`PyramidEncoder`.
-            expression: ``(B, expression_dim)`` condition for the expression blocks; required iff the
+            expression: ``(B, condition_dim)`` condition for the expression blocks; required iff the
                 network has them.
             return_intermediates: return a :class:`SynthesisOutput` instead of the image.
         """
         b = latent.shape[0]
         self.check_pyramid(pyramid, b)
-        if (expression is None) != (self.expression_dim is None):
+        if (expression is None) != (self.condition_dim is None):
             raise InputError("FlowSynthesis: an expression vector is required exactly when the network has "
-                             f"expression blocks (expression_dim={self.expression_dim})")
+                             f"expression blocks (condition_dim={self.condition_dim})")
         x = self.conv_in(self.const.unsqueeze(0).expand(b, -1, -1, -1), latent)
         rgb = raw = None
         flows, features = [], []
