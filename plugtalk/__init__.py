@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-# EMI pulls in torch and timm; load it on first use so that ``import plugtalk`` (and the CLI) stays fast.
-_LAZY = {"EMI": "emi", "EMIConfig": "emi"}
+# EMI/EDI pull in torch and timm; load them on first use so that ``import plugtalk`` (and the CLI) stays fast.
+_LAZY = {"EMI": "emi", "EMIConfig": "emi", "EDI": "edi", "EDIConfig": "edi", "EDIOutput": "edi"}
 
 __all__ = ["__version__", *_LAZY]
 

@@ -11,9 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugtalk import EMI, EMIConfig
+from plugtalk import EDI, EMI, EMIConfig
+from plugtalk.edi import EDIConfig
 from plugtalk.emi import disentangle_loss
-from plugtalk.errors import InputError
+from plugtalk.errors import CheckpointError, InputError
 from plugtalk.features import FeatureSpec, LevelInfo
 
 torch.set_num_threads(1)
@@ -208,6 +209,14 @@ def test_save_pretrained_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(pyramid, latent), emi(pyramid, latent))
     torch.testing.assert_close(loaded.layer_weights(), emi.layer_weights(), rtol=0, atol=0)
+
+
+def test_loading_an_edi_file_as_emi_fails(tmp_path):
+    edi = EDI(EDIConfig(channels=4, height=4, width=4, motion_dim=3, num_slots=2, pool_grid=2,
+                        decoder_channels=4, fusion_heads=2))
+    path = edi.save_pretrained(tmp_path / "edi.safetensors")
+    with pytest.raises(CheckpointError, match="edi"):
+        EMI.from_pretrained(path)
 
 
 # -- bad input -------------------------------------------------------------------------------------------------
