@@ -26,7 +26,8 @@ backbone's :class:`~plugtalk.features.FeatureSpec` (:meth:`EMI.from_spec`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -107,7 +108,8 @@ class EMIConfig:
             raise ValueError(f"EMIConfig: width ({self.width}) must be divisible by 4 (2-D sine-cosine "
                              f"position code) and by num_heads ({self.num_heads})")
         if self.mlp_ratio <= 0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"EMIConfig: need mlp_ratio > 0 and 0 <= dropout < 1, got {self.mlp_ratio}, {self.dropout}")
+            raise ValueError(f"EMIConfig: need mlp_ratio > 0 and 0 <= dropout < 1, "
+                             f"got {self.mlp_ratio}, {self.dropout}")
 
     @property
     def num_inputs(self) -> int:
