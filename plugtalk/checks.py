@@ -1,0 +1,61 @@
+"""Shape checks for the tensors that flow between a backbone and a retrofit module (EMI, EDI, ...).
+
+Each check raises :class:`~plugtalk.errors.InputError` whose message starts with the owning module's
+name and states the expected shape, so a wiring mistake (a pyramid given fine-to-coarse, a motion
+code of the wrong width, source and driving batches of different sizes) is reported where it happens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import InputError
+
+__all__ = ["check_feature_map", "check_vectors", "check_batch"]
+
+
+def _expect_float_tensor(x: Any, owner: str, name: str, expected: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise InputError(f"{owner}: {name} should be a torch.Tensor {expected}, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise InputError(f"{owner}: {name} should be a float tensor {expected}, got dtype {x.dtype}")
+    return x
+
+
+def check_feature_map(x: Any, owner: str, name: str, channels: int, size: tuple[int, int] | None = None,
+                      batch: int | None = None) -> Tensor:
+    """Check ``x`` is a float ``(B, channels, H, W)`` map (``(H, W) == size`` when given, ``B == batch``).
+
+    Raises:
+        InputError: naming ``owner`` and ``name`` and the expected shape.
+    """
+    h, w = size if size is not None else ("H", "W")
+    expected = f"(B, {channels}, {h}, {w})" if batch is None else f"({batch}, {channels}, {h}, {w})"
+    x = _expect_float_tensor(x, owner, name, expected)
+    if x.ndim != 4 or x.shape[1] != channels or (size is not None and tuple(x.shape[-2:]) != tuple(size)):
+        raise InputError(f"{owner}: {name} should be {expected}, got {tuple(x.shape)}")
+    check_batch(x, owner, name, batch)
+    return x
+
+
+def check_vectors(x: Any, owner: str, name: str, dim: int, batch: int | None = None) -> Tensor:
+    """Check ``x`` is a float ``(B, dim)`` batch of vectors (``B == batch`` when given).
+
+    Raises:
+        InputError: naming ``owner`` and ``name`` and the expected shape.
+    """
+    expected = f"(B, {dim})" if batch is None else f"({batch}, {dim})"
+    x = _expect_float_tensor(x, owner, name, expected)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise InputError(f"{owner}: {name} should be {expected}, got {tuple(x.shape)}")
+    check_batch(x, owner, name, batch)
+    return x
+
+
+def check_batch(x: Tensor, owner: str, name: str, batch: int | None) -> None:
+    """Raise :class:`InputError` if ``x``'s batch size differs from ``batch`` (no check when ``None``)."""
+    if batch is not None and x.shape[0] != batch:
+        raise InputError(f"{owner}: {name} has batch size {x.shape[0]}, but the other inputs have {batch}")
