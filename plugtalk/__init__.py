@@ -3,7 +3,9 @@
 __version__ = "0.1.0"
 
 # EMI/EDI pull in torch and timm; load them on first use so that ``import plugtalk`` (and the CLI) stays fast.
-_LAZY = {"EMI": "emi", "EMIConfig": "emi", "EDI": "edi", "EDIConfig": "edi", "EDIOutput": "edi"}
+_LAZY = {"EMI": "emi", "EMIConfig": "emi", "EDI": "edi", "EDIConfig": "edi", "EDIOutput": "edi",
+         "retrofit": "retrofitting", "Retrofitted": "retrofitting", "load_retrofitted": "retrofitting",
+         "RetrofitOutput": "retrofitting"}
 
 __all__ = ["__version__", *_LAZY]
 

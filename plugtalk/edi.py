@@ -279,6 +279,18 @@ class EDI(ConfigurableModule):
         query = torch.cat([f_source, z_driving - z_source], dim=-1)
         return memory_logits(query, self.memory_ms, self.config.temperature)
 
+    @torch.no_grad()
+    def init_passthrough(self) -> "EDI":
+        """Zero the fusion's output projection so the fused map starts equal to the source map.
+
+        For retrofitting a pretrained backbone: its decoder first sees its own skip feature, and EDI's
+        contribution grows from zero (the output projection gets gradients from the first step, the
+        rest of EDI from the second).
+        """
+        self.fusion.attn.out_proj.weight.zero_()
+        self.fusion.attn.out_proj.bias.zero_()
+        return self
+
     def render(self, source_map: Tensor, token: Tensor) -> tuple[Tensor, Tensor]:
         """Decompress ``token (B, C)`` and fuse it into ``source_map (B, C, h, w)`` -> ``(fused, restored)``."""
         restored = self.decompressor(token)

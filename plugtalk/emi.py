@@ -207,6 +207,30 @@ class EMI(ConfigurableModule):
             raise InputError(f"{_OWNER}: built for another feature spec (this EMI vs the backbone's): "
                              + "; ".join(problems))
 
+    @torch.no_grad()
+    def init_passthrough(self) -> "EMI":
+        """Start as the backbone's own motion input: ``z = latent`` exactly.
+
+        For retrofitting a pretrained backbone (zero-initialisation, as ControlNet's zero convs): the
+        weighted-sum logits are reset to equal, every projection but the latent's is zeroed, and the
+        latent's projection is ``num_inputs * I`` so the sum returns the latent unchanged.  Gradients
+        still reach every projection from the first step.
+
+        Raises:
+            ValueError: EMI built without a latent input, or ``latent_dim != dim``.
+        """
+        c = self.config
+        if self.latent_proj is None or c.latent_dim != c.dim:
+            raise ValueError("EMI.init_passthrough needs a latent input of width dim "
+                             f"(latent_dim={c.latent_dim}, dim={c.dim})")
+        for proj in [*self.level_proj, self.extractor_proj]:
+            proj.weight.zero_()
+            proj.bias.zero_()
+        self.weighted_sum.logits.zero_()
+        self.latent_proj.weight.copy_(torch.eye(c.dim) * c.num_inputs)
+        self.latent_proj.bias.zero_()
+        return self
+
     # -- introspection --------------------------------------------------------------------------------
     def layer_names(self) -> list[str]:
         """Names of the weighted-sum inputs, in the order of :meth:`layer_weights`."""

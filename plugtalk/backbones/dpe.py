@@ -39,6 +39,12 @@ class DPEConfig(BackboneConfig):
     mlp_depth: int = 5     #: EqualLinear layers latent -> coefficients
     head_depth: int = 3    #: EqualLinear layers of each (direction -> edit) head
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.motion_dim <= self.style_dim:
+            raise ValueError(f"motion_dim must be in [1, style_dim={self.style_dim}] (the QR dictionary is "
+                             f"style_dim x motion_dim), got {self.motion_dim}")
+
 
 class DPE(Backbone):
     """DPE generator.

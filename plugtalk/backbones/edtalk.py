@@ -40,6 +40,12 @@ class EDTalkConfig(BackboneConfig):
     head_depth: int = 3         #: EqualLinear layers per bank head
     expression_hidden: int = 128  #: hidden width of the expression blocks' AdaIN MLP
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.mouth_dim, self.pose_dim, self.expression_dim) < 1 or self.num_directions > self.style_dim:
+            raise ValueError(f"bank sizes must be positive and sum to at most style_dim={self.style_dim} "
+                             f"(the QR basis is style_dim x {self.num_directions})")
+
     @property
     def num_directions(self) -> int:
         return self.mouth_dim + self.pose_dim + self.expression_dim

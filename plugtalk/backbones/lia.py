@@ -31,6 +31,12 @@ class LIAConfig(BackboneConfig):
     motion_dim: int = 20    #: number of motion-dictionary directions (coefficients per frame)
     mlp_depth: int = 5      #: EqualLinear layers from latent to coefficients (official: 4 x 512 + 1)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.motion_dim <= self.style_dim:
+            raise ValueError(f"motion_dim must be in [1, style_dim={self.style_dim}] (the QR dictionary is "
+                             f"style_dim x motion_dim), got {self.motion_dim}")
+
 
 class LIA(Backbone):
     """LIA generator.

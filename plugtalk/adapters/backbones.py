@@ -1,0 +1,134 @@
+"""Adapters for plugtalk's LIA, EDTalk and DPE backbones."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from ..backbones import DPE, LIA, EDTalk, Encoding
+from ..backbones.dpe import MODES as DPE_MODES
+from ..backbones.edtalk import BANKS
+from ..errors import InputError
+from .base import Adapter, Motion, Tap, identity_tap
+
+__all__ = ["LIAAdapter", "EDTalkAdapter", "DPEAdapter", "adapter_for"]
+
+
+class LIAAdapter(Adapter):
+    """LIA: ``latent = w_s + D(MLP(z_d))``; relative motion with a ``start`` driver:
+    ``w_s + D(MLP(z_d)) - D(MLP(z_start)) + D(MLP(z_s))``."""
+
+    drivers = ("driving", "start")
+    motion_taps = ("driving.alpha", "driving.direction", "direction")
+
+    def __init__(self, backbone: LIA):
+        if not isinstance(backbone, LIA):
+            raise TypeError(f"LIAAdapter needs a LIA backbone, got {type(backbone).__name__}")
+        super().__init__(backbone)
+
+    def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
+               **controls: Any) -> Motion:
+        self.check_controls(controls)
+        if "driving" not in codes:
+            raise InputError("LIAAdapter: a 'driving' motion code is required")
+        m = self.backbone
+        alpha = tap("driving.alpha", m.motion_coefficients(codes["driving"]))
+        direction = tap("driving.direction", m.direction(alpha))
+        if "start" in codes:  # relative motion, as the official vox/taichi demo
+            direction = direction - m.direction(m.motion_coefficients(codes["start"])) + \
+                m.direction(m.motion_coefficients(source_code))
+        direction = tap("direction", direction)
+        return Motion(source.latent + direction)
+
+    def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
+        return self.backbone.decode(motion.latent, pyramid)
+
+
+class EDTalkAdapter(Adapter):
+    """EDTalk: each bank's coefficients come from its own driver's motion code through the shared trunk
+    and that bank's head, so mouth / pose / expression stay separately controllable.  Coefficients can
+    also be given directly: ``mouth_coefficients`` (e.g. from audio), ``pose_coefficients``,
+    ``expression_weights``.  A bank with neither keeps the source's own motion."""
+
+    drivers = BANKS
+    driving_fills = BANKS
+    control_replaces = {"mouth_coefficients": "mouth", "pose_coefficients": "pose", "expression_weights": "expression"}
+    motion_taps = ("mouth.alpha", "pose.alpha", "expression.alpha", "alpha", "direction")
+
+    def __init__(self, backbone: EDTalk):
+        if not isinstance(backbone, EDTalk):
+            raise TypeError(f"EDTalkAdapter needs an EDTalk backbone, got {type(backbone).__name__}")
+        super().__init__(backbone)
+
+    def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
+               mouth_coefficients: Tensor | None = None, pose_coefficients: Tensor | None = None,
+               expression_weights: Tensor | None = None, **controls: Any) -> Motion:
+        self.check_controls(controls)
+        m = self.backbone
+        given = {"mouth": mouth_coefficients, "pose": pose_coefficients, "expression": expression_weights}
+        alphas = []
+        for bank in BANKS:
+            if given[bank] is not None:
+                alpha = given[bank]
+                if bank in codes:
+                    raise InputError(f"EDTalkAdapter: the {bank} bank got both frames and coefficients")
+            else:
+                alpha = m.bank_coefficients(codes.get(bank, source_code), bank)[1]
+            alphas.append(tap(f"{bank}.alpha", alpha))
+        alpha = tap("alpha", torch.cat(alphas, dim=1))
+        q = m.banks.basis()
+        direction = tap("direction", m.banks(alpha, q))
+        return Motion(source.latent + direction, {"expression": m.banks.expression_direction(alpha, q)})
+
+    def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
+        return self.backbone.decode(motion.latent, pyramid, motion.condition["expression"])
+
+
+class DPEAdapter(Adapter):
+    """DPE in one mode (``"expression"`` or ``"pose"``): ``latent = w_s + head(D(MLP(z_d)))``.
+
+    ``"both"`` chains two renders with a re-encode in between; retrofit each stage instead (two
+    retrofitted models, or run the expression model's output through the pose model).
+    """
+
+    drivers = ("driving",)
+    motion_taps = ("driving.alpha", "driving.direction", "direction")
+
+    def __init__(self, backbone: DPE, mode: str = "expression"):
+        if not isinstance(backbone, DPE):
+            raise TypeError(f"DPEAdapter needs a DPE backbone, got {type(backbone).__name__}")
+        if mode not in DPE_MODES[:2]:
+            raise InputError(f"DPEAdapter: mode must be 'expression' or 'pose' (got {mode!r}); "
+                             "'both' chains two renders - retrofit each stage")
+        super().__init__(backbone)
+        self.mode = mode
+
+    def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
+               **controls: Any) -> Motion:
+        self.check_controls(controls)
+        if "driving" not in codes:
+            raise InputError("DPEAdapter: a 'driving' motion code is required")
+        m = self.backbone
+        alpha = tap("driving.alpha", m.motion_mlp(codes["driving"]))
+        direction = tap("driving.direction", m.dictionary(alpha))
+        edit = tap("direction", getattr(m, f"{self.mode}_head")(direction))
+        return Motion(source.latent + edit)
+
+    def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
+        return getattr(self.backbone, f"{self.mode}_generator")(motion.latent, pyramid)
+
+    def options(self) -> dict[str, Any]:
+        return {"mode": self.mode}
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+def adapter_for(backbone, **kwargs) -> Adapter:
+    """The adapter of a plugtalk backbone instance (``kwargs``: e.g. DPE's ``mode``)."""
+    for cls, adapter in ((LIA, LIAAdapter), (EDTalk, EDTalkAdapter), (DPE, DPEAdapter)):
+        if isinstance(backbone, cls):
+            return adapter(backbone, **kwargs)
+    raise TypeError(f"no adapter for {type(backbone).__name__}; wrap it with plugtalk.adapters.HookAdapter")

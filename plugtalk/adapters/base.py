@@ -1,0 +1,119 @@
+"""The adapter protocol: what a backbone must offer to be retrofitted with EMI/EDI and probed.
+
+An animator of the LIA family computes ``I = G(w_s + M(m_d), pyramid_s)``: the source's latent
+``w_s`` and feature pyramid, and a motion ``M`` computed from the driving frame's *motion input*
+``m_d`` (its latent, for LIA/DPE/EDTalk).  An adapter exposes exactly those stages:
+
+* :meth:`Adapter.encode` - image -> :class:`~plugtalk.backbones.Encoding` (latent + pyramid);
+* :meth:`Adapter.motion_input` - the value EMI's motion code replaces (default: the latent);
+* :meth:`Adapter.motion` - motion codes of the named drivers -> :class:`Motion` (the decoder style
+  and any extra decoder condition), keeping the backbone's own heads (EDTalk's mouth/pose/expression
+  heads keep working, so decoupled control survives);
+* :meth:`Adapter.decode` - render from a :class:`Motion` and a (possibly replaced) skip pyramid;
+* :attr:`Adapter.feature_spec` - the pyramid description EMI/EDI and the probe are built from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+from torch import Tensor, nn
+
+from ..backbones.base import Encoding
+from ..errors import InputError
+from ..features import FeatureSpec, LevelInfo
+
+__all__ = ["Motion", "Adapter", "Tap", "identity_tap", "pyramid_spec"]
+
+#: ``tap(name, value) -> value``: routes an intermediate value through a named hook point.
+Tap = Callable[[str, Tensor], Tensor]
+
+
+def identity_tap(name: str, value: Tensor) -> Tensor:
+    return value
+
+
+@dataclasses.dataclass
+class Motion:
+    """What the decoder needs besides the skip pyramid."""
+
+    latent: Tensor                                            #: ``(B, style_dim)`` decoder style
+    condition: dict[str, Tensor] = dataclasses.field(default_factory=dict)  #: extra decoder inputs
+
+
+def pyramid_spec(resolutions: Sequence[int], channels: Sequence[int], latent_dim: int, motion_dim: int,
+                 module: str = "encoder", identity_resolution: int = 32) -> FeatureSpec:
+    """FeatureSpec of a LIA-family pyramid (levels ``pyramid.i``, coarse to fine).
+
+    The identity level defaults to the 32x32 map (FixTalk's ``f_4`` at 256 px); at other sizes the
+    level whose resolution is closest to ``identity_resolution * size / 256``.
+    """
+    size = max(resolutions)
+    target = identity_resolution * size / 256
+    identity = min(range(len(resolutions)), key=lambda i: (abs(resolutions[i] - target), -resolutions[i]))
+    levels = tuple(LevelInfo(f"pyramid.{i}", c, r, r, module) for i, (r, c) in enumerate(zip(resolutions, channels)))
+    return FeatureSpec(levels=levels, latent_dim=latent_dim, motion_dim=motion_dim, identity_level=identity)
+
+
+class Adapter(nn.Module):
+    """Base class of backbone adapters.
+
+    Subclasses set ``drivers`` (the names of the driving inputs, e.g. ``("driving",)`` or EDTalk's
+    ``("mouth", "pose", "expression")``) and implement :meth:`motion` and :meth:`decode`.
+    """
+
+    drivers: ClassVar[tuple[str, ...]] = ("driving",)
+    #: Drivers that a single ``driving=`` frame batch fills when not given separately.
+    driving_fills: ClassVar[tuple[str, ...]] = ("driving",)
+    #: Controls (keyword arguments of :meth:`motion`) that replace a driver, e.g. ``mouth_coefficients``.
+    control_replaces: ClassVar[dict[str, str]] = {}
+    #: Names of the values :meth:`motion` routes through its ``tap`` argument.
+    motion_taps: ClassVar[tuple[str, ...]] = ()
+    #: :meth:`motion` also receives ``images={"source": ..., driver: ...}`` (for adapters that rerun the model).
+    wants_images: ClassVar[bool] = False
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    # -- description ----------------------------------------------------------------------------------
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        c = self.backbone.config
+        res = c.pyramid_resolutions
+        return pyramid_spec(res, [c.channels(r) for r in res], c.style_dim, c.style_dim)
+
+    @property
+    def image_size(self) -> int:
+        return self.backbone.config.size
+
+    def tap_names(self) -> list[str]:
+        """Names of the motion values :meth:`motion` routes through its ``tap`` argument."""
+        return list(self.motion_taps)
+
+    # -- stages ---------------------------------------------------------------------------------------
+    def encode(self, image: Tensor) -> Encoding:
+        """``(B, 3, S, S)`` in [-1, 1] -> latent + pyramid (coarse to fine)."""
+        return self.backbone.encode(image)
+
+    def motion_input(self, encoding: Encoding) -> Tensor:
+        """The backbone's plain motion input for an encoded frame (what EMI's code replaces): the latent."""
+        return encoding.latent
+
+    def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
+               **controls: Any) -> Motion:
+        """Motion codes ``(B, motion_dim)`` of the drivers in ``codes`` -> decoder :class:`Motion`."""
+        raise NotImplementedError
+
+    def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
+        """Render ``(B, 3, S, S)`` from ``motion`` and the skip ``pyramid`` (coarse to fine)."""
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """Constructor options besides the backbone (saved with retrofitted checkpoints)."""
+        return {}
+
+    def check_controls(self, controls: Mapping[str, Any]) -> None:
+        if controls:
+            raise InputError(f"{type(self).__name__}: unknown option(s) {sorted(controls)}")

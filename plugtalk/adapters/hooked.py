@@ -1,0 +1,144 @@
+"""A generic adapter for any encoder-decoder animator, reached through forward hooks by layer name.
+
+For an animator ``model(source, driving) -> image`` that plugtalk does not know, name:
+
+* the encoder and, per pyramid level, where its output lives (``HookSite``s within *one* encoder
+  call, e.g. ``HookSite("enc.blocks.2")`` or ``HookSite("enc", output=(1, 2))``);
+* where the latent lives, and the module whose *input* is the motion code EMI replaces
+  (``HookSite("enc.fc", kind="input")``), with its call index in the full forward pass;
+* which encoder call of the full forward pass encodes the source (``source_call``, default 0).
+
+``encode`` runs the encoder alone and reads the levels; ``decode`` runs the full forward pass with the
+skip pyramid's changed levels written over the source call's outputs and the motion code written
+into the motion module's input.  The encoder therefore runs again inside ``decode`` (a generic
+adapter cannot skip it); the backbone's own weights are untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..backbones.base import Encoding
+from ..errors import InputError
+from ..features import FeatureSpec, LevelInfo
+from ..hooks import HookSite, capture, patch, resolve_module
+from .base import Adapter, Motion, Tap, identity_tap
+
+__all__ = ["HookAdapter"]
+
+
+def _site(value: str | HookSite, **defaults: Any) -> HookSite:
+    return value if isinstance(value, HookSite) else HookSite(value, **defaults)
+
+
+class HookAdapter(Adapter):
+    """Adapter for an arbitrary ``nn.Module`` animator, given layer names.
+
+    Args:
+        model: the animator; ``forward(model, source, driving)`` must return the image.
+        encoder: path of the encoder submodule (called once per image).
+        pyramid: one site per pyramid level, coarse to fine, relative to a single encoder call.
+        latent: site of the latent within a single encoder call.
+        motion_input: site, in the full forward pass, of the value EMI's code replaces (usually the
+            input of the motion head: ``HookSite("fc", kind="input")``).
+        image_size: input resolution (square).
+        forward: how to run the animator (default ``model(source, driving)``).
+        encode: how to run the encoder alone on one image (default ``encoder_module(image)``).
+        source_call: which call of ``encoder`` in the full forward pass encodes the source.
+        identity_level: index of the identity-carrying level (default: the level nearest 32 px at 256).
+
+    Raises:
+        KeyError: a layer name that does not exist (listing close names).
+    """
+
+    drivers = ("driving",)
+    driving_fills = ("driving",)
+    wants_images = True
+
+    def __init__(self, model: nn.Module, *, encoder: str, pyramid: Sequence[str | HookSite],
+                 latent: str | HookSite, motion_input: str | HookSite, image_size: int,
+                 forward: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
+                 encode: Callable[[nn.Module, Tensor], Any] | None = None,
+                 source_call: int = 0, identity_level: int | None = None):
+        super().__init__(model)
+        self.encoder_path = encoder
+        resolve_module(model, encoder)
+        self.pyramid_sites = [_site(p) for p in pyramid]
+        self.latent_site = _site(latent)
+        self.motion_site = _site(motion_input, kind="input")
+        for s in [*self.pyramid_sites, self.latent_site, self.motion_site]:
+            resolve_module(model, s.module)
+        self._image_size = image_size
+        self._forward = forward or (lambda m, s, d: m(s, d))
+        self._encode = encode or (lambda m, x: resolve_module(m, encoder)(x))
+        self.source_call = source_call
+        self._identity_level = identity_level
+        self._spec: FeatureSpec | None = None
+
+    @property
+    def image_size(self) -> int:
+        return self._image_size
+
+    def _full_forward_sites(self) -> dict[str, HookSite]:
+        """Pyramid sites re-addressed to the source call of the full forward pass."""
+        sites = {}
+        for i, s in enumerate(self.pyramid_sites):
+            call = self.source_call if s.module == self.encoder_path or s.module.startswith(self.encoder_path + ".") \
+                else s.call
+            sites[f"pyramid.{i}"] = HookSite(s.module, call=call, output=s.output, kind=s.kind)
+        sites["motion_input"] = self.motion_site
+        return sites
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        if self._spec is None:
+            p = next(self.backbone.parameters(), None)
+            x = torch.zeros(1, 3, self._image_size, self._image_size,
+                            device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else None)
+            with torch.no_grad():
+                enc = self.encode(x)
+                with capture(self.backbone, {"m": self.motion_site}) as cache:
+                    self._forward(self.backbone, x, x)
+            if not cache["m"]:
+                raise InputError(f"HookAdapter: {self.motion_site.describe()} never ran in a forward pass")
+            motion_dim = cache["m"][0].shape[-1]
+            levels = tuple(LevelInfo(f"pyramid.{i}", f.shape[1], f.shape[2], f.shape[3], s.module)
+                           for i, (f, s) in enumerate(zip(enc.pyramid, self.pyramid_sites)))
+            if self._identity_level is None:
+                target = 32 * self._image_size / 256
+                ident = min(range(len(levels)), key=lambda i: (abs(levels[i].height - target), -levels[i].height))
+            else:
+                ident = self._identity_level
+            self._spec = FeatureSpec(levels, enc.latent.shape[-1], motion_dim, ident)
+        return self._spec
+
+    def encode(self, image: Tensor) -> Encoding:
+        sites = {f"p{i}": s for i, s in enumerate(self.pyramid_sites)} | {"latent": self.latent_site}
+        with capture(self.backbone, sites, detach=False) as cache:
+            self._encode(self.backbone, image)
+        missing = [k for k, v in cache.items() if not v]
+        if missing:
+            raise InputError(f"HookAdapter: {[sites[k].describe() for k in missing]} did not run when encoding")
+        return Encoding(cache["latent"][0].flatten(1), tuple(cache[f"p{i}"][0] for i in range(len(self.pyramid_sites))))
+
+    def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
+               images: Mapping[str, Tensor] | None = None, **controls: Any) -> Motion:
+        """Records what :meth:`decode` needs: the images (to rerun the animator), the driving motion
+        code, and the source pyramid as encoded (to tell which skip levels were replaced)."""
+        self.check_controls(controls)
+        if "driving" not in codes or not images or "driving" not in images:
+            raise InputError("HookAdapter: a driving frame is required")
+        return Motion(source.latent, {"source_image": images["source"], "driving_image": images["driving"],
+                                      "code": codes["driving"], "source_pyramid": source.pyramid})
+
+    def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
+        cond = motion.condition
+        replacements: dict[str, Tensor] = {"motion_input": cond["code"]}
+        for i, (new, old) in enumerate(zip(pyramid, cond["source_pyramid"])):
+            if new is not old:
+                replacements[f"pyramid.{i}"] = new
+        with patch(self.backbone, self._full_forward_sites(), replacements):
+            return self._forward(self.backbone, cond["source_image"], cond["driving_image"])

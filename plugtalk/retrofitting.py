@@ -1,0 +1,258 @@
+"""``plugtalk.retrofit``: wrap an adapter-backed animator with FixTalk's EMI and/or EDI.
+
+The retrofitted forward pass (FixTalk main paper Eq. 1 and Sec. 4):
+
+1. encode the source and every driving frame (one encoder pass per distinct tensor);
+2. motion codes: ``z = EMI(pyramid, latent)`` for the source and each driver (without EMI, the
+   backbone's plain motion input, i.e. the latent);
+3. skips: the source pyramid, with the identity-carrying level replaced by ``EDI(f_id^s, z_s, z_d)``
+   (training: with the driving map, giving ``L_dmem`` and ``L_align``; inference: recalled through
+   the motion-source memory, no driving map);
+4. motion through the backbone's own heads (:meth:`Adapter.motion`), then decode.
+
+Every value on the way passes through a named hook point (``source.latent``, ``source.pyramid.2``,
+``driving.motion_code``, ``skip.2``, ``latent``, ...) so the probe can read and patch it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .adapters.base import Adapter
+from .backbones.base import Encoding, check_image
+from .checkpoint import load_safetensors, save_safetensors
+from .configurable import load_state_dict_checked
+from .edi import EDI
+from .emi import EMI
+from .errors import CheckpointError, InputError
+from .hooks import TapSet
+
+__all__ = ["retrofit", "Retrofitted", "RetrofitOutput", "load_retrofitted"]
+
+
+class RetrofitOutput(NamedTuple):
+    """Training-mode result: the image and the module losses (``dis``, ``dmem``, ``align`` as present)."""
+
+    image: Tensor
+    losses: dict[str, Tensor]
+
+
+class Retrofitted(nn.Module):
+    """An animator with EMI and/or EDI plugged in (see the module docstring for the data flow).
+
+    ``forward(source, driving=None, **drivers_and_controls)``:
+
+    * ``source``: ``(B, 3, S, S)`` in [-1, 1];
+    * ``driving``: ``(B, 3, S, S)`` frames driving every driver of the adapter that is not given
+      separately (EDTalk: ``mouth=``, ``pose=``, ``expression=`` frames; LIA: ``start=`` for
+      relative motion);
+    * other keyword arguments go to the adapter (EDTalk: ``mouth_coefficients``, ``pose_coefficients``,
+      ``expression_weights``).
+
+    Returns the image ``(B, 3, S, S)`` in eval mode, and a :class:`RetrofitOutput` (image + losses)
+    in training mode.  Inference never uses the driving frame's identity-level map.
+
+    Attributes:
+        adapter, emi, edi: the parts; ``taps``: the :class:`~plugtalk.hooks.TapSet` of hook points.
+        frozen_backbone: the backbone's parameters do not require gradients and it stays in eval mode.
+    """
+
+    def __init__(self, adapter: Adapter, emi: EMI | None = None, edi: EDI | None = None,
+                 freeze_backbone: bool = True):
+        super().__init__()
+        spec = adapter.feature_spec
+        if emi is not None:
+            emi.check_spec(spec)
+        if edi is not None:
+            edi.check_spec(spec)
+        self.adapter, self.emi, self.edi = adapter, emi, edi
+        self.spec = spec
+        self.frozen_backbone = freeze_backbone
+        if freeze_backbone:
+            adapter.backbone.requires_grad_(False)
+        n = len(spec.levels)
+        names = ["source.latent", *(f"source.pyramid.{i}" for i in range(n)), "source.motion_code"]
+        for d in adapter.drivers:
+            names += [f"{d}.latent", *(f"{d}.pyramid.{i}" for i in range(n)), f"{d}.motion_code"]
+        names += [*adapter.tap_names(), *(f"skip.{i}" for i in range(n)), "latent", "image"]
+        self.taps = TapSet(names)
+
+    # -- modes ----------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Retrofitted":
+        super().train(mode)
+        if self.frozen_backbone:
+            self.adapter.backbone.eval()
+        return self
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.adapter.backbone
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # -- forward --------------------------------------------------------------------------------------
+    def _motion_code(self, prefix: str, enc: Encoding) -> Tensor:
+        z = self.emi(enc.pyramid, enc.latent) if self.emi is not None else self.adapter.motion_input(enc)
+        return self.taps(f"{prefix}.motion_code", z)
+
+    def _tapped(self, prefix: str, enc: Encoding) -> Encoding:
+        latent = self.taps(f"{prefix}.latent", enc.latent)
+        return Encoding(latent, tuple(self.taps(f"{prefix}.pyramid.{i}", f) for i, f in enumerate(enc.pyramid)))
+
+    def split_inputs(self, driving: Tensor | None, inputs: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Split keyword inputs into driver frames and adapter controls (``driving`` fills the rest)."""
+        a = self.adapter
+        frames = {d: inputs.pop(d) for d in a.drivers if inputs.get(d) is not None}
+        for d in a.drivers:
+            inputs.pop(d, None)
+        controls = {k: v for k, v in inputs.items() if v is not None}
+        replaced = {a.control_replaces.get(k) for k in controls}
+        if driving is not None:
+            for d in a.driving_fills:
+                if d not in frames and d not in replaced:
+                    frames[d] = driving
+        return frames, controls
+
+    def forward(self, source: Tensor, driving: Tensor | None = None, **inputs: Any) -> Tensor | RetrofitOutput:
+        size = self.adapter.image_size
+        check_image(source, "source", size)
+        frames, controls = self.split_inputs(driving, dict(inputs))
+        for name, f in frames.items():
+            check_image(f, name, size, batch=source.shape[0])
+        if not frames and not controls:
+            raise InputError(f"{type(self.adapter).__name__}: give a driving frame ({', '.join(self.adapter.drivers)})")
+        return self.reenact(source, frames, controls)
+
+    def reenact(self, source: Tensor, frames: dict[str, Tensor], controls: dict[str, Any]) -> Tensor | RetrofitOutput:
+        """:meth:`forward` without input validation."""
+        losses: dict[str, Tensor] = {}
+        src = self._tapped("source", self.adapter.encode(source))
+        z_s = self._motion_code("source", src)
+        encoded: dict[int, Encoding] = {id(source): src}
+        drv: dict[str, Encoding] = {}
+        codes: dict[str, Tensor] = {}
+        for name, image in frames.items():
+            if id(image) not in encoded:
+                encoded[id(image)] = self.adapter.encode(image)
+            drv[name] = self._tapped(name, encoded[id(image)])
+            codes[name] = self._motion_code(name, drv[name])
+        primary = next(iter(drv), None)
+        z_d = codes[primary] if primary is not None else z_s
+        if self.emi is not None and self.training and primary is not None:
+            losses["dis"] = self.emi.disentangle_loss(z_s, z_d)
+
+        skips = list(src.pyramid)
+        if self.edi is not None:
+            k = self.spec.identity_level
+            if self.training and primary is not None:
+                out = self.edi.forward_train(skips[k], drv[primary].pyramid[k], z_s, z_d)
+                losses.update(out.losses)
+            else:
+                out = self.edi.forward_inference(skips[k], z_s, z_d)
+            skips[k] = out.fused
+        skips = [self.taps(f"skip.{i}", f) for i, f in enumerate(skips)]
+
+        if self.adapter.wants_images:
+            controls = {**controls, "images": {"source": source, **frames}}
+        motion = self.adapter.motion(src, z_s, codes, tap=self.taps, **controls)
+        motion.latent = self.taps("latent", motion.latent)
+        image = self.taps("image", self.adapter.decode(motion, skips))
+        return RetrofitOutput(image, losses) if self.training else image
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> Path:
+        """One safetensors file: backbone, EMI and EDI weights, with all configs in its metadata."""
+        backbone = self.adapter.backbone
+        meta = {"kind": "retrofit", "backbone": backbone.name, "backbone_config": backbone.config_dict(),
+                "adapter_options": self.adapter.options(),
+                "emi_config": self.emi.config_dict() if self.emi is not None else None,
+                "edi_config": self.edi.config_dict() if self.edi is not None else None,
+                "frozen_backbone": self.frozen_backbone, **(extra_metadata or {})}
+        tensors = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+        for part in ("emi", "edi"):
+            module = getattr(self, part)
+            if module is not None:
+                tensors.update({f"{part}.{k}": v for k, v in module.state_dict().items()})
+        return save_safetensors(tensors, path, meta)
+
+
+def _build_module(cls, value, spec, passthrough: bool):
+    if value is None or value is False:
+        return None
+    if isinstance(value, cls):
+        return value
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise TypeError(f"retrofit: {cls.__name__.lower()} must be an {cls.__name__}, a dict of config overrides, "
+                        f"True or None; got {type(value).__name__}")
+    module = cls.from_spec(spec, **value)
+    return module.init_passthrough() if passthrough else module
+
+
+def retrofit(adapter: Adapter | nn.Module, emi: EMI | dict | bool | None = True, edi: EDI | dict | bool | None = True,
+             freeze_backbone: bool = True, init: str = "passthrough", **adapter_options: Any) -> Retrofitted:
+    """Plug EMI and/or EDI into an animator.
+
+    Args:
+        adapter: an :class:`~plugtalk.adapters.Adapter`, or a plugtalk backbone (its adapter is made
+            with ``adapter_options``, e.g. DPE's ``mode``).
+        emi, edi: a module, a dict of config overrides (built from the adapter's feature spec), ``True``
+            (defaults) or ``None``/``False`` (leave it out).
+        freeze_backbone: keep the (e.g. officially pretrained) backbone's weights fixed; only the
+            modules train.  The backbone's weights are never modified by retrofitting.
+        init: ``"passthrough"`` (modules built here start as the identity: ``z = latent`` and the fused
+            map equals the source map, so the retrofitted model starts out reproducing the backbone) or
+            ``"random"``.
+
+    Returns:
+        A :class:`Retrofitted` model.
+    """
+    from .adapters import adapter_for
+
+    if init not in ("passthrough", "random"):
+        raise ValueError(f"retrofit: init must be 'passthrough' or 'random', got {init!r}")
+    if not isinstance(adapter, Adapter):
+        adapter = adapter_for(adapter, **adapter_options)
+    elif adapter_options:
+        raise TypeError("retrofit: adapter options are only accepted together with a backbone")
+    spec = adapter.feature_spec
+    passthrough = init == "passthrough"
+    return Retrofitted(adapter, _build_module(EMI, emi, spec, passthrough), _build_module(EDI, edi, spec, passthrough),
+                       freeze_backbone=freeze_backbone)
+
+
+def load_retrofitted(path: str | os.PathLike, device: str | torch.device = "cpu") -> Retrofitted:
+    """Rebuild a :class:`Retrofitted` from :meth:`Retrofitted.save_pretrained`'s file (eval mode).
+
+    Raises:
+        CheckpointError: unreadable file, not a retrofit file, or weights that do not fit.
+    """
+    from . import backbones
+    from .adapters import adapter_for
+
+    tensors, meta = load_safetensors(path, device)
+    if meta.get("kind") != "retrofit":
+        raise CheckpointError(f"{str(path)!r} is not a plugtalk retrofit file (kind={meta.get('kind')!r})")
+    cls = backbones.get_backbone_class(meta["backbone"])
+    backbone = cls(cls.config_from(meta["backbone_config"]))
+    emi = EMI(EMI.config_from(meta["emi_config"])) if meta.get("emi_config") else None
+    edi = EDI(EDI.config_from(meta["edi_config"])) if meta.get("edi_config") else None
+    origin = repr(str(path))
+    for prefix, module in (("backbone.", backbone), ("emi.", emi), ("edi.", edi)):
+        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if module is None:
+            if part:
+                raise CheckpointError(f"{origin}: holds {prefix[:-1]} weights but no {prefix[:-1]} config")
+            continue
+        load_state_dict_checked(module, part, origin)
+    model = Retrofitted(adapter_for(backbone, **meta.get("adapter_options", {})), emi, edi,
+                        freeze_backbone=meta.get("frozen_backbone", True))
+    return model.to(device).eval()
