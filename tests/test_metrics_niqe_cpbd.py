@@ -22,6 +22,11 @@ def sharp():
 
 
 def test_pristine_model_ships_with_the_package():
+    from importlib import resources
+
+    assets = resources.files("plugtalk").joinpath("assets")
+    assert assets.joinpath("niqe_pris_params.npz").is_file()
+    assert "Mittal" in assets.joinpath("NIQE_PARAMS_NOTICE.md").read_text()
     m = pristine_model()
     assert m["mu"].shape == (36,) and m["cov"].shape == (36, 36) and m["window"].shape == (7, 7)
     np.testing.assert_allclose(m["cov"], m["cov"].T)

@@ -133,6 +133,8 @@ class MetricSuite:
         skipped_any = np.zeros(n, dtype=bool)
         if face_wanted:
             pbox = self._boxes(p, "pred")
+            need_rbox = r is not None and (any(m in want for m in _LANDMARK_METRICS) or source is None)
+            rbox = self._boxes(r, "ref") if need_rbox else None
             if "csim" in want:
                 enc = self.identity_encoder
                 res["csim_encoder"] = encoder_description(enc)
@@ -144,7 +146,7 @@ class MetricSuite:
                         e_ref = np.full((1, e_pred.shape[1]), np.nan)
                         res["warnings"].append(f"CSIM not computed: {err}")
                 else:
-                    e_ref = enc.embed(r, on_missing="nan", name="ref")
+                    e_ref = enc.embed(r, boxes=rbox, on_missing="nan", name="ref")
                 c = cosine_similarity(e_pred, e_ref)
                 frame_vals["csim"] = c
                 res["skipped_frames"]["csim"] = int(np.isnan(c).sum())
@@ -152,7 +154,7 @@ class MetricSuite:
             if any(m in want for m in _LANDMARK_METRICS):
                 res["landmark_detector"] = getattr(self.landmark_detector, "name", type(self.landmark_detector).__name__)
                 lp = self._landmarks(p, pbox, "pred")
-                lr = self._landmarks(r, self._boxes(r, "ref"), "ref")
+                lr = self._landmarks(r, rbox, "ref")
                 missing = np.isnan(lp).any(axis=(1, 2)) | np.isnan(lr).any(axis=(1, 2))
                 res["skipped_frames"]["landmarks"] = int(missing.sum())
                 skipped_any |= missing
