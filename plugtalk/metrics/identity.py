@@ -52,11 +52,10 @@ def csim(frames, reference, encoder: IdentityEncoder | None = None) -> np.ndarra
     """
     enc = encoder or DlibIdentityEncoder()
     e = enc.embed(frames, on_missing="nan", name="frames")
-    ref = np.asarray(reference) if isinstance(reference, np.ndarray) else reference
-    if isinstance(ref, np.ndarray) and ref.ndim == 3:
-        r = enc.embed(ref, on_missing="raise", name="reference")
+    if isinstance(reference, np.ndarray) and reference.ndim == 3:
+        r = enc.embed(reference, on_missing="raise", name="reference")
     else:
-        r = enc.embed(ref, on_missing="nan", name="reference")
+        r = enc.embed(reference, on_missing="nan", name="reference")
         if len(r) != len(e):
             raise InputError(f"csim: {len(e)} frames but {len(r)} reference frames")
     return cosine_similarity(e, r)
