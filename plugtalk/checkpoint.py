@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from .errors import CheckpointError
 from .io.atomic import atomic_path
 
-__all__ = ["FORMAT_VERSION", "save_safetensors", "load_safetensors", "read_metadata"]
+__all__ = ["FORMAT_VERSION", "save_safetensors", "load_safetensors", "read_metadata", "read_state_dict"]
 
 FORMAT_VERSION = 1
 _META_KEY = "plugtalk"
@@ -79,3 +79,20 @@ def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu"
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{str(path)!r} could not be read as safetensors: {e}") from e
     return tensors, meta
+
+
+def read_state_dict(path: str | os.PathLike, container: str | None = None) -> dict[str, torch.Tensor]:
+    """State dict of a user-supplied weights file, ``.safetensors`` or a torch ``.pt``/``.pth`` file.
+
+    Torch files are read with ``torch.load(weights_only=True)`` (no pickled code runs); a state dict
+    nested under ``container`` (or one of ``gen``/``state_dict``/``model``) is unwrapped.
+
+    Raises:
+        CheckpointError: missing, empty, truncated, unsafe, or not a state dict of tensors.
+    """
+    p = _check_file(path)
+    if p.suffix == ".safetensors":
+        return load_safetensors(p)[0]
+    from .backbones.official import read_official_checkpoint
+
+    return read_official_checkpoint(p, container=container)

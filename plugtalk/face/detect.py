@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InputError
 from . import models
 
-__all__ = ["FaceBox", "detect_faces", "as_rgb_uint8"]
+__all__ = ["FaceBox", "detect_faces", "as_rgb_uint8", "as_rgb_frames"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +56,24 @@ def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
         raise InputError(f"{name}: expected an (H, W, 3) uint8 RGB array, got {a.dtype} {a.shape} "
                          "(use plugtalk.io.images.load_image to read files of any mode)")
     return np.ascontiguousarray(a)
+
+
+def as_rgb_frames(frames, name: str = "frames") -> list[np.ndarray]:
+    """Check a batch of RGB frames: ``(N, H, W, 3)`` uint8, a list of ``(H, W, 3)`` uint8 arrays
+    (sizes may differ), or one ``(H, W, 3)`` image (a batch of one).
+
+    Raises:
+        InputError: an empty batch, or a frame that is not ``(H, W, 3)`` uint8 (named by index).
+    """
+    if isinstance(frames, np.ndarray) and frames.ndim == 3:
+        return [as_rgb_uint8(frames, name)]
+    if isinstance(frames, np.ndarray) and frames.ndim != 4:
+        raise InputError(f"{name}: expected (N, H, W, 3) uint8 RGB frames or one (H, W, 3) image, "
+                         f"got {frames.dtype} {frames.shape}")
+    out = [as_rgb_uint8(f, f"{name}[{i}]") for i, f in enumerate(frames)]
+    if not out:
+        raise InputError(f"{name}: no frames (expected (N, H, W, 3) uint8 RGB with N >= 1)")
+    return out
 
 
 def detect_faces(image: np.ndarray, upsample: int = 1, method: str = "hog") -> list[FaceBox]:

@@ -1,0 +1,187 @@
+"""One evaluator for a generated clip: loads the face models once, computes every metric in one pass."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import InputError, NoFaceError
+from ..face.identity import DlibIdentityEncoder, IdentityEncoder
+from ..face.landmarks import DlibLandmarkDetector, LandmarkDetector, find_largest_face
+from ._images import image_batch
+from .cpbd import cpbd
+from .fid import FeatureExtractor, fid
+from .fidelity import psnr, ssim
+from .identity import cosine_similarity, encoder_description
+from .landmarks import akd, landmark_distance, lmd
+from .niqe import niqe
+
+__all__ = ["MetricSuite", "ALL_METRICS", "DEFAULT_METRICS"]
+
+ALL_METRICS = ("psnr", "ssim", "csim", "f_lmd", "m_lmd", "akd", "niqe", "cpbd", "fid")
+DEFAULT_METRICS = ("psnr", "ssim", "csim", "f_lmd", "m_lmd", "akd", "niqe", "cpbd")
+_NEEDS_REF = {"psnr", "ssim", "f_lmd", "m_lmd", "akd", "fid"}
+_LANDMARK_METRICS = {"f_lmd", "m_lmd", "akd"}
+
+
+def _nanmean(v) -> float:
+    v = np.asarray(v, dtype=np.float64)
+    ok = ~np.isnan(v)
+    return float(v[ok].mean()) if ok.any() else float("nan")
+
+
+class MetricSuite:
+    """Computes talking-head metrics for predicted frames against reference frames and/or a source.
+
+    The identity encoder, landmark detector and FID feature extractor are created once, here, and
+    reused for every call.  A frame without a detectable face is skipped for the face metrics (CSIM,
+    F-LMD, M-LMD, AKD) and counted; it never aborts the evaluation.
+
+    Args:
+        metrics: names from :data:`ALL_METRICS` (default :data:`DEFAULT_METRICS`; ``"fid"`` needs
+            ``fid_extractor``).
+        identity_encoder: CSIM embeddings (default :class:`~plugtalk.face.identity.DlibIdentityEncoder`,
+            a substitute for ArcFace - the result says which was used).
+        landmark_detector: 68-point landmarks (default :class:`~plugtalk.face.landmarks.DlibLandmarkDetector`).
+        fid_extractor: features for FID (e.g. :class:`~plugtalk.metrics.fid.InceptionFeatures`).
+        upsample, method: face detection settings (see :func:`~plugtalk.face.landmarks.find_largest_face`).
+        cpbd_edges: ``"matlab"`` or ``"python-cpbd"`` (see :func:`~plugtalk.metrics.cpbd.cpbd`).
+    """
+
+    def __init__(self, metrics: Iterable[str] | None = None, *, identity_encoder: IdentityEncoder | None = None,
+                 landmark_detector: LandmarkDetector | None = None, fid_extractor: FeatureExtractor | None = None,
+                 upsample: int | None = None, method: str = "hog", cpbd_edges: str = "matlab"):
+        names = tuple(metrics) if metrics is not None else DEFAULT_METRICS + (("fid",) if fid_extractor else ())
+        unknown = [m for m in names if m not in ALL_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; expected names from {ALL_METRICS}")
+        if "fid" in names and fid_extractor is None:
+            raise ValueError("metric 'fid' needs fid_extractor (e.g. InceptionFeatures(weights_file))")
+        self.metrics = names
+        self.upsample, self.method, self.cpbd_edges = upsample, method, cpbd_edges
+        self.identity_encoder = identity_encoder or (DlibIdentityEncoder(upsample, method) if "csim" in names else None)
+        self.landmark_detector = landmark_detector or DlibLandmarkDetector(upsample, method)
+        self.fid_extractor = fid_extractor
+
+    def _boxes(self, frames: np.ndarray, name: str) -> list:
+        out = []
+        for i, f in enumerate(frames):
+            try:
+                out.append(find_largest_face(f, upsample=self.upsample, method=self.method, name=f"{name}[{i}]"))
+            except NoFaceError:
+                out.append(None)
+        return out
+
+    def _landmarks(self, frames: np.ndarray, boxes: list, name: str) -> np.ndarray:
+        lm = np.full((len(frames), 68, 2), np.nan)
+        for i, (f, b) in enumerate(zip(frames, boxes)):
+            if b is not None:
+                lm[i] = self.landmark_detector.landmarks(f, b, name=f"{name}[{i}]")
+        return lm
+
+    def evaluate(self, pred, ref=None, source=None, *, per_frame: bool = False) -> dict:
+        """Metrics of one clip.
+
+        Args:
+            pred: generated frames, ``(N, H, W, 3)`` uint8 RGB.
+            ref: ground-truth / driving frames of the same shape (needed for PSNR, SSIM, F-LMD, M-LMD,
+                AKD, FID; without it those are listed under ``"not_computed"``).
+            source: the source image ``(H', W', 3)`` uint8: CSIM compares every frame with it.  Without
+                it CSIM compares ``pred[i]`` with ``ref[i]``.
+            per_frame: also return per-frame values under ``"per_frame"``.
+
+        Returns:
+            A dict: each requested metric's mean over frames (``psnr`` dB, ``ssim`` [-1, 1], ``csim``
+            [-1, 1], ``f_lmd``/``m_lmd`` px at 256 px, ``akd`` px, ``niqe`` (lower better), ``cpbd``
+            [0, 1], ``fid``); ``frames``; ``skipped_frames`` ({"csim": k, "landmarks": k}: frames left out
+            of face metrics for want of a face); ``face_frames_skipped`` (frames left out of at least
+            one face metric); ``csim_encoder``, ``landmark_detector``, ``fid_features`` (what was
+            used; CSIM with a non-ArcFace encoder says so); ``not_computed`` ({metric: reason});
+            ``warnings`` (list of str).
+
+        Raises:
+            InputError: bad frames, or ``ref`` of another shape than ``pred``.
+        """
+        p, _ = image_batch(pred, "pred")
+        r = None
+        if ref is not None:
+            r, _ = image_batch(ref, "ref")
+            if r.shape != p.shape:
+                raise InputError(f"pred {p.shape} and ref {r.shape} must have the same shape")
+        n = len(p)
+        res: dict = {"frames": n, "skipped_frames": {}, "not_computed": {}, "warnings": []}
+        frame_vals: dict[str, np.ndarray] = {}
+        want = [m for m in self.metrics if not (m in _NEEDS_REF and r is None)]
+        for m in self.metrics:
+            if m not in want:
+                res["not_computed"][m] = "needs reference frames (ref)"
+        if "csim" in want and source is None and r is None:
+            want.remove("csim")
+            res["not_computed"]["csim"] = "needs a source image or reference frames"
+
+        if "psnr" in want:
+            frame_vals["psnr"] = np.atleast_1d(psnr(p, r))
+        if "ssim" in want:
+            frame_vals["ssim"] = np.atleast_1d(ssim(p, r))
+        if "niqe" in want:
+            frame_vals["niqe"] = np.atleast_1d(niqe(p))
+        if "cpbd" in want:
+            frame_vals["cpbd"] = np.atleast_1d(cpbd(p, edges=self.cpbd_edges))
+
+        face_wanted = "csim" in want or any(m in want for m in _LANDMARK_METRICS)
+        skipped_any = np.zeros(n, dtype=bool)
+        if face_wanted:
+            pbox = self._boxes(p, "pred")
+            need_rbox = r is not None and (any(m in want for m in _LANDMARK_METRICS) or source is None)
+            rbox = self._boxes(r, "ref") if need_rbox else None
+            if "csim" in want:
+                enc = self.identity_encoder
+                res["csim_encoder"] = encoder_description(enc)
+                e_pred = enc.embed(p, boxes=pbox, on_missing="nan", name="pred")
+                if source is not None:
+                    try:
+                        e_ref = enc.embed(np.asarray(source), on_missing="raise", name="source")
+                    except NoFaceError as err:
+                        e_ref = np.full((1, e_pred.shape[1]), np.nan)
+                        res["warnings"].append(f"CSIM not computed: {err}")
+                else:
+                    e_ref = enc.embed(r, boxes=rbox, on_missing="nan", name="ref")
+                c = cosine_similarity(e_pred, e_ref)
+                frame_vals["csim"] = c
+                res["skipped_frames"]["csim"] = int(np.isnan(c).sum())
+                skipped_any |= np.isnan(c)
+            if any(m in want for m in _LANDMARK_METRICS):
+                res["landmark_detector"] = getattr(self.landmark_detector, "name", type(self.landmark_detector).__name__)
+                lp = self._landmarks(p, pbox, "pred")
+                lr = self._landmarks(r, rbox, "ref")
+                missing = np.isnan(lp).any(axis=(1, 2)) | np.isnan(lr).any(axis=(1, 2))
+                res["skipped_frames"]["landmarks"] = int(missing.sum())
+                skipped_any |= missing
+                h, w = p.shape[1:3]
+                scale = 256.0 / np.array([w, h])
+                if "f_lmd" in want:
+                    res["f_lmd"] = lmd(lp, lr, (h, w), "face")
+                    frame_vals["f_lmd"] = landmark_distance(lp * scale, lr * scale)
+                if "m_lmd" in want:
+                    res["m_lmd"] = lmd(lp, lr, (h, w), "mouth")
+                    frame_vals["m_lmd"] = landmark_distance(lp * scale, lr * scale, points=range(48, 68))
+                if "akd" in want:
+                    res["akd"] = akd(lp, lr)
+                    frame_vals["akd"] = landmark_distance(lp, lr)
+        res["face_frames_skipped"] = int(skipped_any.sum())
+
+        if "fid" in want:
+            res["fid_features"] = self.fid_extractor.name
+            try:
+                res["fid"] = fid(p, r, self.fid_extractor)
+            except InputError as err:
+                res["not_computed"]["fid"] = str(err)
+
+        for m, v in frame_vals.items():
+            res.setdefault(m, _nanmean(v))
+        ordered = {m: res.pop(m) for m in self.metrics if m in res}
+        res = {**ordered, **res}
+        if per_frame:
+            res["per_frame"] = {m: v.tolist() for m, v in frame_vals.items()}
+        return res
