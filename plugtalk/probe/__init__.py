@@ -1,0 +1,32 @@
+"""The probe: find which intermediate value of an animator carries identity, by activation patching.
+
+For source/driving pairs, every *tap* (a named intermediate value: each feature-pyramid level, the
+latent, the motion code, or any module output of any ``nn.Module``) is swapped between the source and
+the driving branch, the output is re-rendered and scored: identity shift (CSIM to driver minus CSIM
+to source), motion fidelity (LMD to the driving frame) and quality (NIQE / CPBD deltas), over self-
+and cross-reenactment pairs.  FixTalk (ICCV 2025, main paper Sec. 3.2, suppl. Sec. 2.7) ran this by
+hand on EDTalk and found the 32x32 map ``f_4``; the probe runs it on any animator.
+
+>>> from plugtalk.probe import probe_animator
+>>> result = probe_animator(plugtalk.backbones.create("lia"), source, driving, kinds=["cross"] * len(source))
+>>> result.variants[0].variant.key          # the tap that moves identity most
+"""
+
+from .api import (ProbeWarning, as_animator, default_checkpoint, describe_taps, encoder_path, load_animator, probe_animator,
+                  probe_module, run_probe)
+from .pairs import identity_of, load_pair_frames, pairs_from_files, pairs_from_folder
+from .patching import PatchOutputs, ReplayError, count_images, record, replay, run_patching
+from .report import REPORT_FILES, ranking_table, write_chart, write_grid, write_json, write_report
+from .results import ProbeResult, Scores, VariantResult
+from .scoring import FaceScorer, References, Scorer
+from .spec import ANIMATORS, PairSpec, ProbeSpec, load_spec
+from .taps import DIRECTIONS, TapInfo, TapSpec, Variant, animator_groups, animator_taps, unpaired_taps
+
+__all__ = [
+    "probe_module", "probe_animator", "run_probe", "load_animator", "as_animator", "default_checkpoint",
+    "encoder_path", "describe_taps", "ProbeWarning", "TapSpec", "TapInfo", "Variant", "DIRECTIONS", "animator_taps", "animator_groups",
+    "unpaired_taps", "run_patching", "PatchOutputs", "record", "replay", "ReplayError", "count_images", "Scorer",
+    "FaceScorer", "References", "ProbeResult", "Scores", "VariantResult", "ProbeSpec", "PairSpec", "ANIMATORS",
+    "load_spec", "pairs_from_folder", "pairs_from_files", "load_pair_frames", "identity_of", "write_report",
+    "write_json", "write_grid", "write_chart", "ranking_table", "REPORT_FILES",
+]

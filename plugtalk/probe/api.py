@@ -1,0 +1,428 @@
+"""The probe's Python API.
+
+* :func:`probe_module`: any ``nn.Module`` animator, taps given as :class:`~plugtalk.probe.taps.TapSpec` s
+  (module path + call index + output index, read and written through forward hooks);
+* :func:`probe_animator`: a plugtalk animator (LIA / EDTalk / DPE backbone, an adapter, or a
+  :class:`~plugtalk.retrofitting.Retrofitted` model) by tap name (``latent``, ``pyramid.i``,
+  ``motion_code``) with FixTalk's groups;
+* :func:`run_probe`: a :class:`~plugtalk.probe.spec.ProbeSpec` (files, checkpoint, ...), as the CLI runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import CheckpointError, InputError, NoFaceError
+from .patching import ForwardFn, count_images, run_patching
+from .results import ProbeImages, ProbeResult, VariantResult, baseline_scores, derive_scores, rank_variants
+from .scoring import FaceScorer, Scorer
+from .spec import ANIMATORS, PairSpec, ProbeSpec
+from .taps import (DIRECTIONS, TapInfo, TapSpec, Variant, animator_groups, animator_taps, build_variants, select_taps,
+                   unpaired_taps)
+
+__all__ = ["probe_module", "probe_animator", "run_probe", "load_animator", "as_animator", "default_checkpoint",
+           "Progress", "ProbeWarning", "encoder_path", "describe_taps"]
+
+#: ``progress(phase, advance, total)``: phases ``"faces"``, ``"render"``, ``"score"``.
+Progress = Callable[[str, int, int], None]
+
+
+class ProbeWarning(UserWarning):
+    """A pair was skipped, or the probe runs on random weights."""
+
+
+def _warn(messages: list[str], text: str) -> None:
+    messages.append(text)
+    warnings.warn(text, ProbeWarning, stacklevel=3)
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` in [-1, 1] -> ``(N, H, W, 3)`` uint8 (values outside are clipped)."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8(a: np.ndarray, like: Tensor | None = None, device=None, dtype=None) -> Tensor:
+    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return t.to(device=device, dtype=dtype or torch.float32)
+
+
+def _check_images(x: Any, name: str) -> Tensor:
+    if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+        what = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise InputError(f"{name}: expected a float tensor (B, 3, H, W) in [-1, 1], got {what}")
+    if not torch.isfinite(x).all():
+        raise InputError(f"{name}: contains NaN or inf")
+    return x
+
+
+def _notify(progress: Progress | None, phase: str, advance: int, total: int) -> None:
+    if progress is not None:
+        progress(phase, advance, total)
+
+
+# -- generic -------------------------------------------------------------------------------------------------
+
+def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequence[TapSpec] | Mapping[str, TapSpec],
+                 *, forward: ForwardFn | None = None, select: Sequence[str] | None = None,
+                 groups: Mapping[str, Sequence[str]] | None = None, directions: Sequence[str] = DIRECTIONS,
+                 kinds: Sequence[str] | None = None, scorer: Scorer | None = None, reuse: Sequence[str] = (),
+                 batch_size: int = 8, progress: Progress | None = None,
+                 pairs: Sequence[Mapping[str, Any]] | None = None, keep_images: bool = True) -> ProbeResult:
+    """Activation patching between the source and driving branch of any animator, scored.
+
+    >>> taps = [TapSpec("block2", HookSite("enc.block2", call=0), HookSite("enc.block2", call=1))]
+    >>> result = probe_module(model, source, driving, taps, forward=lambda m, s, d: m(s, d), reuse=["enc"])
+
+    Args:
+        model: the animator.
+        source, driving: ``(B, 3, H, W)`` in [-1, 1]; row ``i`` of each forms pair ``i``.
+        taps: the swappable values (:class:`TapSpec`).
+        forward: ``forward(model, source, driving) -> (N, 3, H, W)`` in [-1, 1] (default ``model(s, d)``).
+        select: tap names swapped one by one (default all); groups may use any tap.
+        groups: group name -> tap names swapped together.
+        directions: subset of ``("to_source", "to_driving")``.
+        kinds: ``"self"`` / ``"cross"`` per pair (default all ``"cross"``).
+        scorer: a :class:`~plugtalk.probe.scoring.Scorer` (default :class:`FaceScorer`: CSIM, LMD, NIQE, CPBD).
+        reuse: module paths run once and replayed in the patched passes (e.g. the encoder); see
+            :func:`~plugtalk.probe.patching.run_patching`.
+        batch_size: images per forward pass.
+        progress: ``progress(phase, advance, total)`` callback.
+        pairs: per pair a JSON-ready description (paths, frames) kept in the result.
+        keep_images: keep the images in ``result.images`` (for the grid).
+
+    Returns:
+        A :class:`ProbeResult`; variants in rank order (identity transfer on cross-reenactment).
+
+    Raises:
+        InputError: bad tensors, unknown taps/groups/directions, taps that cannot be patched.
+        NoFaceError: no pair has a usable face (each skipped pair also gives a :class:`ProbeWarning`).
+    """
+    t_start = time.perf_counter()
+    source, driving = _check_images(source, "source"), _check_images(driving, "driving")
+    if source.shape != driving.shape:
+        raise InputError(f"source {tuple(source.shape)} and driving {tuple(driving.shape)} must have the same shape")
+    n = source.shape[0]
+    kinds = list(kinds) if kinds is not None else ["cross"] * n
+    if len(kinds) != n or any(k not in ("self", "cross") for k in kinds):
+        raise InputError(f"kinds: expected {n} values from ('self', 'cross'), got {kinds}")
+    tap_map = dict(taps) if isinstance(taps, Mapping) else {t.name: t for t in taps}
+    if not isinstance(taps, Mapping) and len(tap_map) != len(taps):
+        raise InputError("taps: duplicate tap names")
+    if not tap_map:
+        raise InputError("taps: none given")
+    chosen = select_taps(tap_map, select)
+    groups = {g: tuple(m) for g, m in (groups or {}).items()}
+    variants = build_variants(list(chosen), groups, directions, known_taps=tap_map)
+    used = {t for v in variants for t in v.taps}
+    engine_taps = {k: t for k, t in tap_map.items() if k in used}
+    pairs = [dict(p) for p in pairs] if pairs is not None else [{"index": i} for i in range(n)]
+    if len(pairs) != n:
+        raise InputError(f"pairs: {len(pairs)} descriptions for {n} pairs")
+    for p, k in zip(pairs, kinds):
+        p["kind"] = k
+    scorer = scorer if scorer is not None else FaceScorer()
+    messages: list[str] = []
+
+    # faces of the inputs, once
+    t0 = time.perf_counter()
+    src_u8, drv_u8 = to_uint8(source), to_uint8(driving)
+    labels = [(p.get("source_label", f"source[{i}]"), p.get("driving_label", f"driving[{i}]")) for i, p in enumerate(pairs)]
+    refs = scorer.prepare(src_u8, drv_u8, labels)
+    _notify(progress, "faces", n, n)
+    usable = [i for i, prob in enumerate(refs.problems) if prob is None]
+    skipped = []
+    for i, prob in enumerate(refs.problems):
+        if prob is not None:
+            skipped.append({**pairs[i], "reason": prob})
+            _warn(messages, f"skipped pair {i} ({labels[i][0]} driven by {labels[i][1]}): {prob}")
+    if not usable:
+        raise NoFaceError("no usable source/driving pair: " + "; ".join(f"pair {i}: {p}" for i, p in enumerate(refs.problems)))
+    faces_s = time.perf_counter() - t0
+    refs = refs.select(usable)
+    pairs = [pairs[i] for i in usable]
+    kinds = [kinds[i] for i in usable]
+    idx = torch.as_tensor(usable, device=source.device)
+    source, driving = source.index_select(0, idx), driving.index_select(0, idx)
+    src_u8, drv_u8 = src_u8[usable], drv_u8[usable]
+
+    # render
+    total_images = count_images(len(usable), variants)
+    out = run_patching(model, source, driving, engine_taps, variants, forward=forward, reuse=reuse,
+                       batch_size=batch_size,
+                       progress=(lambda k: _notify(progress, "render", k, total_images)) if progress else None)
+
+    # score each distinct output once
+    t0 = time.perf_counter()
+    distinct: dict[tuple, Variant] = {}
+    for v in variants:
+        distinct.setdefault(v.patch_key, v)
+    n_score = 1 + len(distinct)
+    base_u8 = to_uint8(out.baseline)
+    baseline = baseline_scores(scorer.score(base_u8, refs), kinds)
+    _notify(progress, "score", 1, n_score)
+    raw: dict[tuple, tuple[dict, np.ndarray, np.ndarray]] = {}
+    for key, v in distinct.items():
+        img = out.outputs[v.key]
+        u8 = to_uint8(img)
+        change = (img - out.baseline).abs().flatten(1).mean(1).numpy()
+        raw[key] = (scorer.score(u8, refs), change, u8)
+        _notify(progress, "score", 1, n_score)
+    results = [VariantResult(v, derive_scores(raw[v.patch_key][0], baseline, v, raw[v.patch_key][1], kinds))
+               for v in variants]
+    rank_by = rank_variants(results, kinds)
+    scoring_s = time.perf_counter() - t0
+
+    info = scorer.describe()
+    enc = info.get("identity_encoder", "")
+    if "substitute" in enc:
+        messages.append(f"CSIM uses {enc}; numbers are not comparable to papers' ArcFace CSIM")
+    model_s = out.timing["capture_s"] + out.timing["patched_s"]
+    timing = {"faces_s": faces_s, "model_s": model_s, **out.timing, "scoring_s": scoring_s,
+              "probe_s": time.perf_counter() - t_start, "pairs": len(usable), "variants": len(variants),
+              "distinct_variants": len(distinct), "images_rendered": out.images_rendered + len(usable),
+              "forward_passes": out.forward_passes, "batch_size": batch_size,
+              "seconds_per_image": model_s / max(1, out.images_rendered + len(usable)),
+              "device": str(source.device), "torch_threads": torch.get_num_threads()}
+    images = None
+    if keep_images:
+        images = ProbeImages(src_u8, drv_u8, base_u8, {v.key: raw[v.patch_key][2] for v in variants})
+    all_groups = {g: tuple(m) for g, m in groups.items()}
+    return ProbeResult(taps={k: out.taps[k] for k in engine_taps if k in out.taps}, groups=all_groups,
+                       unpaired_taps=[], pairs=pairs, skipped_pairs=skipped, baseline=baseline, variants=results,
+                       rank_by=rank_by, scorer=info, timing=timing, warnings=messages, images=images)
+
+
+# -- plugtalk animators --------------------------------------------------------------------------------------
+
+def as_animator(model: nn.Module, **adapter_options: Any):
+    """A :class:`~plugtalk.retrofitting.Retrofitted` view of ``model`` (a Retrofitted model as is; an
+    adapter or a plugtalk backbone wrapped without EMI/EDI, its weights and ``requires_grad`` untouched)."""
+    from ..adapters import Adapter
+    from ..backbones import Backbone
+    from ..retrofitting import Retrofitted, retrofit
+
+    if isinstance(model, Retrofitted):
+        if adapter_options:
+            raise InputError("adapter options only apply to a backbone, not to a Retrofitted model")
+        return model
+    if isinstance(model, (Adapter, Backbone)):
+        return retrofit(model, emi=None, edi=None, freeze_backbone=False, **adapter_options)
+    raise InputError(f"probe_animator needs a plugtalk backbone, adapter or Retrofitted model, got "
+                     f"{type(model).__name__}; use probe_module for other nn.Modules")
+
+
+def encoder_path(model) -> list[str]:
+    """Module path of the animator's image encoder inside a Retrofitted model (replayed, not re-run)."""
+    from ..adapters import HookAdapter
+
+    a = model.adapter
+    if isinstance(a, HookAdapter):
+        return [f"adapter.backbone.{a.encoder_path}"]
+    enc = getattr(a.backbone, "encoder", None)
+    return ["adapter.backbone.encoder"] if isinstance(enc, nn.Module) else []
+
+
+def probe_animator(animator: nn.Module, source: Tensor, driving: Tensor, *, taps: Sequence[str] | None = None,
+                   groups: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+                   directions: Sequence[str] = DIRECTIONS, kinds: Sequence[str] | None = None,
+                   scorer: Scorer | None = None, batch_size: int = 8, progress: Progress | None = None,
+                   pairs: Sequence[Mapping[str, Any]] | None = None, keep_images: bool = True,
+                   **adapter_options: Any) -> ProbeResult:
+    """Probe a plugtalk animator by tap name.
+
+    Args:
+        animator: a LIA / EDTalk / DPE backbone, an :class:`~plugtalk.adapters.Adapter`, or a
+            :class:`~plugtalk.retrofitting.Retrofitted` model (EMI/EDI included).
+        source, driving: ``(B, 3, S, S)`` in [-1, 1], ``S`` the animator's size.
+        taps: names from ``latent``, ``pyramid.0`` .. ``pyramid.{n-1}`` (coarse to fine),
+            ``motion_code`` (default all).
+        groups: names of FixTalk's groups (``pyramid``, ``identity``, ``pyramid-but-identity``;
+            default all), or a dict of custom groups.
+        adapter_options: for a bare backbone, e.g. DPE's ``mode="pose"``.
+        Other arguments: see :func:`probe_module`.
+
+    Raises:
+        InputError: unknown tap or group names (the message lists the valid ones), bad images.
+        NoFaceError: no usable pair.
+    """
+    model = as_animator(animator, **adapter_options)
+    available = animator_taps(model)
+    select_taps(available, taps)  # validate names early, listing the valid ones
+    defaults = animator_groups(model.spec)
+    if groups is None:
+        chosen_groups = defaults
+    elif isinstance(groups, Mapping):
+        chosen_groups = {g: tuple(m) for g, m in groups.items()}
+    else:
+        unknown = [g for g in groups if g not in defaults]
+        if unknown:
+            raise InputError(f"unknown group(s) {unknown}; groups: {', '.join(defaults)}")
+        chosen_groups = {g: defaults[g] for g in dict.fromkeys(groups)}
+    result = probe_module(model, source, driving, available, forward=lambda m, s, d: m(s, d), select=taps,
+                          groups=chosen_groups, directions=directions, kinds=kinds, scorer=scorer,
+                          reuse=encoder_path(model), batch_size=batch_size, progress=progress, pairs=pairs,
+                          keep_images=keep_images)
+    result.unpaired_taps = unpaired_taps(model)
+    spec = model.spec
+    result.model = {"adapter": type(model.adapter).__name__, "backbone": getattr(model.backbone, "name", None),
+                    "image_size": model.adapter.image_size, "emi": model.emi is not None, "edi": model.edi is not None,
+                    "feature_spec": spec.to_dict(), "identity_level": f"pyramid.{spec.identity_level}"}
+    return result
+
+
+# -- from files ---------------------------------------------------------------------------------------------
+
+def default_checkpoint(backbone: str) -> Path | None:
+    """The trained checkpoint the probe uses for ``backbone`` when none is given, or ``None``.
+
+    The single place to plug in shipped default models: ``plugtalk/assets/checkpoints/<backbone>.safetensors``
+    when present.  None ships yet.
+    """
+    p = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / f"{backbone}.safetensors"
+    return p if p.is_file() else None
+
+
+def load_animator(backbone: str, checkpoint: str | os.PathLike | None = None, *,
+                  options: Mapping[str, Any] | None = None, seed: int = 0,
+                  device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Build the animator a probe spec names (eval mode, on ``device``).
+
+    ``checkpoint``: an official ``.pt``/``.pth`` (converted on load), a plugtalk backbone
+    ``.safetensors``, or a retrofit ``.safetensors`` (EMI/EDI included); ``None``:
+    :func:`default_checkpoint`, else random weights drawn with ``torch.manual_seed(seed)``.
+
+    Returns:
+        ``(Retrofitted model, description)``; ``description["random_weights"]`` tells whether the
+        weights are random.
+
+    Raises:
+        InputError: unknown backbone or options.
+        CheckpointError: unreadable checkpoint, or one of another backbone.
+    """
+    from .. import backbones
+    from ..checkpoint import read_metadata
+    from ..retrofitting import load_retrofitted
+
+    if backbone not in ANIMATORS:
+        raise InputError(f"unknown backbone {backbone!r}; choose from {ANIMATORS}")
+    options = dict(options or {})
+    if options and backbone != "dpe":
+        raise InputError(f"{backbone}: takes no backbone options (got {sorted(options)})")
+    info: dict[str, Any] = {"backbone": backbone, "options": options}
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint(backbone)
+    if path is None:
+        torch.manual_seed(seed)
+        model = as_animator(backbones.create(backbone), **options)
+        info.update(checkpoint=None, weights=f"random (torch.manual_seed({seed}))", random_weights=True)
+    else:
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        info.update(checkpoint=str(path), random_weights=False)
+        if path.suffix == ".safetensors":
+            meta = read_metadata(path)
+            name = meta.get("backbone") if meta.get("kind") == "retrofit" else meta.get("name")
+            if name != backbone:
+                raise CheckpointError(f"{path.name!r} holds a {name!r} model, not {backbone!r}")
+            if meta.get("kind") == "retrofit":
+                if options:
+                    raise InputError("backbone options are stored in a retrofit file; do not pass them")
+                model = load_retrofitted(path, device)
+                info["weights"] = "plugtalk retrofit file"
+            else:
+                model = as_animator(backbones.load(path), **options)
+                info["weights"] = "plugtalk backbone file"
+        else:
+            model = as_animator(backbones.load_official(backbone, path), **options)
+            info["weights"] = "official checkpoint"
+    return model.to(device).eval(), info
+
+
+def run_probe(spec: ProbeSpec, *, scorer: Scorer | None = None, progress: Progress | None = None,
+              keep_images: bool = True) -> ProbeResult:
+    """Run a :class:`ProbeSpec`: load the animator and the pairs' frames, probe, and describe the run.
+
+    Pairs whose files cannot be read, or without a detectable face, are skipped with a
+    :class:`ProbeWarning` naming the file.
+
+    Raises:
+        InputError / CheckpointError: bad spec, checkpoint or tap/group names.
+        NoFaceError: no pair is usable.
+    """
+    from .pairs import load_pair_frames
+
+    t0 = time.perf_counter()
+    messages: list[str] = []
+    model, info = load_animator(spec.backbone, spec.checkpoint, options=spec.backbone_options, seed=spec.seed,
+                                device=spec.device)
+    if info["random_weights"]:
+        _warn(messages, f"no checkpoint given and no default {spec.backbone} checkpoint installed: the {spec.backbone} "
+                        f"backbone has RANDOM weights (seed {spec.seed}); the probe runs end to end, but its scores "
+                        "say nothing about a trained animator")
+    select_taps(animator_taps(model), spec.taps)  # fail on unknown tap names before reading any frame
+    unknown = [g for g in (spec.groups or []) if g not in animator_groups(model.spec)]
+    if unknown:
+        raise InputError(f"unknown group(s) {unknown}; groups: {', '.join(animator_groups(model.spec))}")
+    size = model.adapter.image_size
+    loaded = load_pair_frames(spec.pairs, size)
+    skipped = []
+    for k, why in loaded.problems.items():
+        skipped.append({**spec.pairs[k].to_json(), "reason": why})
+        _warn(messages, f"skipped pair {k} ({spec.pairs[k].labels[0]} driven by {spec.pairs[k].labels[1]}): {why}")
+    if not loaded.indices:
+        raise InputError("no readable source/driving pair: " + "; ".join(s["reason"] for s in skipped))
+    load_s = time.perf_counter() - t0
+    p = next(model.parameters())
+    src = from_uint8(loaded.sources, device=p.device, dtype=p.dtype)
+    drv = from_uint8(loaded.drivings, device=p.device, dtype=p.dtype)
+    pairs = []
+    for k in loaded.indices:
+        ps = spec.pairs[k]
+        pairs.append({**ps.to_json(), "index": k, "source_label": ps.labels[0], "driving_label": ps.labels[1]})
+    scorer = scorer or FaceScorer(spec.metrics, output_faces=spec.output_faces)
+    try:
+        result = probe_animator(model, src, drv, taps=spec.taps, groups=spec.groups, directions=spec.directions,
+                                kinds=[spec.pairs[k].kind for k in loaded.indices], scorer=scorer,
+                                batch_size=spec.batch_size, progress=progress, pairs=pairs, keep_images=keep_images)
+    except NoFaceError as e:
+        raise NoFaceError(f"{e}" + (f"; unreadable: {'; '.join(s['reason'] for s in skipped)}" if skipped else "")) from None
+    result.spec = spec
+    result.model = {**info, **result.model}
+    result.skipped_pairs = skipped + result.skipped_pairs
+    result.warnings = messages + result.warnings
+    result.timing = {"load_s": load_s, **result.timing, "total_s": time.perf_counter() - t0}
+    return result
+
+
+def describe_taps(animator: nn.Module, **adapter_options: Any) -> dict[str, Any]:
+    """Taps, groups and unpaired hook points of a plugtalk animator, with shapes from one forward pass
+    on a blank pair: ``{"taps": {name: TapInfo}, "groups": {...}, "unpaired": [...]}``."""
+    from ..hooks import capture
+
+    model = as_animator(animator, **adapter_options)
+    taps = animator_taps(model)
+    p = next(model.parameters())
+    size = model.adapter.image_size
+    x = torch.zeros(1, 3, size, size, device=p.device, dtype=p.dtype)
+    sites = {t.name: t.source for t in taps.values()}
+    was_training = model.training
+    try:
+        with torch.no_grad(), capture(model.eval(), sites) as cache:
+            model(x, x)
+    finally:
+        model.train(was_training)
+    infos = {}
+    for t in taps.values():
+        v = cache.one(t.name)
+        infos[t.name] = TapInfo(t.name, t.source.describe(), tuple(s.describe() for s in t.driving_sites),
+                                tuple(v.shape[1:]), str(v.dtype))
+    return {"taps": infos, "groups": animator_groups(model.spec), "unpaired": unpaired_taps(model),
+            "identity_level": f"pyramid.{model.spec.identity_level}"}

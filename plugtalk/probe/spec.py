@@ -1,0 +1,167 @@
+"""A probe run as data: :class:`ProbeSpec` (backbone, checkpoint, taps, groups, pairs, metrics, seed)
+round-trips through JSON, and ``report.json`` embeds it, so ``plugtalk probe --spec report.json``
+repeats a run exactly (random weights are drawn from ``seed``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputError
+from .scoring import DEFAULT_METRICS, OUTPUT_FACES, SCORER_METRICS
+from .taps import DIRECTIONS
+
+__all__ = ["PairSpec", "ProbeSpec", "ANIMATORS", "PAIR_KINDS", "load_spec"]
+
+#: Backbones the probe can build by name.
+ANIMATORS = ("lia", "edtalk", "dpe")
+PAIR_KINDS = ("self", "cross")
+SPEC_VERSION = 1
+
+
+def _fields(cls, d: Mapping[str, Any], what: str) -> dict[str, Any]:
+    if not isinstance(d, Mapping):
+        raise InputError(f"{what}: expected a JSON object, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise InputError(f"{what}: unknown field(s) {unknown}; fields: {sorted(names)}")
+    return dict(d)
+
+
+@dataclasses.dataclass
+class PairSpec:
+    """One source/driving pair: a frame of a video (``*_frame`` = frame index, 0-based, at the
+    file's native rate) or an image file (frame index ignored, 0); ``kind`` is ``"self"`` (same clip /
+    identity) or ``"cross"`` (different identities)."""
+
+    source: str
+    driving: str
+    source_frame: int = 0
+    driving_frame: int = 0
+    kind: str = "cross"
+
+    def __post_init__(self) -> None:
+        if self.kind not in PAIR_KINDS:
+            raise InputError(f"pair kind must be one of {PAIR_KINDS}, got {self.kind!r}")
+        for name in ("source_frame", "driving_frame"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InputError(f"pair {name} must be an integer >= 0, got {v!r}")
+        self.source, self.driving = str(self.source), str(self.driving)
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """``("clip.mp4#12", "other.mp4#80")`` for messages and the grid."""
+        return f"{Path(self.source).name}#{self.source_frame}", f"{Path(self.driving).name}#{self.driving_frame}"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "PairSpec":
+        return cls(**_fields(cls, d, "pair"))
+
+
+@dataclasses.dataclass
+class ProbeSpec:
+    """Everything that defines a probe run.
+
+    Attributes:
+        backbone: ``"lia"``, ``"edtalk"`` or ``"dpe"``.
+        pairs: the source/driving pairs.
+        checkpoint: official ``.pt``, plugtalk backbone or retrofit ``.safetensors``; ``None``: the
+            default checkpoint if one is installed, else random weights drawn from ``seed``.
+        backbone_options: adapter options (DPE: ``{"mode": "expression" | "pose"}``).
+        taps: tap names to swap one by one (``None``: every paired tap).
+        groups: names of FixTalk's groups to swap (``pyramid``, ``identity``, ``pyramid-but-identity``;
+            ``None``: all of them).
+        directions: ``"to_source"`` (driving value into the source branch) and/or ``"to_driving"``.
+        metrics: subset of ``csim``, ``lmd``, ``niqe``, ``cpbd``.
+        output_faces: ``"detect"`` or ``"driving"`` (see :class:`~plugtalk.probe.scoring.FaceScorer`).
+        seed: random weights (without checkpoint) and pair sampling.
+        batch_size: images per forward pass.
+        device: torch device, e.g. ``"cpu"``, ``"cuda"``.
+    """
+
+    backbone: str
+    pairs: list[PairSpec]
+    checkpoint: str | None = None
+    backbone_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    taps: list[str] | None = None
+    groups: list[str] | None = None
+    directions: list[str] = dataclasses.field(default_factory=lambda: list(DIRECTIONS))
+    metrics: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_METRICS))
+    output_faces: str = "detect"
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ANIMATORS:
+            raise InputError(f"probe: unknown backbone {self.backbone!r}; choose from {ANIMATORS}")
+        self.pairs = [p if isinstance(p, PairSpec) else PairSpec.from_json(p) for p in self.pairs]
+        if not self.pairs:
+            raise InputError("probe: no source/driving pairs")
+        self.directions = list(self.directions)
+        bad = [d for d in self.directions if d not in DIRECTIONS]
+        if bad or not self.directions:
+            raise InputError(f"probe: directions must be a non-empty subset of {DIRECTIONS}, got {self.directions}")
+        self.metrics = list(self.metrics)
+        bad = [m for m in self.metrics if m not in SCORER_METRICS]
+        if bad or not self.metrics:
+            raise InputError(f"probe: metrics must be a non-empty subset of {SCORER_METRICS}, got {self.metrics}")
+        if self.output_faces not in OUTPUT_FACES:
+            raise InputError(f"probe: output_faces must be one of {OUTPUT_FACES}, got {self.output_faces!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputError(f"probe: batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.checkpoint is not None:
+            self.checkpoint = str(self.checkpoint)
+        self.taps = list(self.taps) if self.taps is not None else None
+        self.groups = list(self.groups) if self.groups is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["pairs"] = [p.to_json() for p in self.pairs]
+        return {"plugtalk_probe_spec": SPEC_VERSION, **d}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "ProbeSpec":
+        """From :meth:`to_json`'s dict, or from a whole ``report.json`` (its ``spec``)."""
+        if isinstance(d, Mapping) and "plugtalk_probe_report" in d:
+            d = d.get("spec") or {}
+        d = dict(d) if isinstance(d, Mapping) else d
+        if isinstance(d, dict):
+            version = d.pop("plugtalk_probe_spec", SPEC_VERSION)
+            if version != SPEC_VERSION:
+                raise InputError(f"probe spec version {version!r} is not supported (expected {SPEC_VERSION})")
+        fields = _fields(cls, d, "probe spec")
+        missing = [f for f in ("backbone", "pairs") if f not in fields]
+        if missing:
+            raise InputError(f"probe spec: missing field(s) {missing}")
+        return cls(**fields)
+
+
+def load_spec(path: str | os.PathLike) -> ProbeSpec:
+    """Read a spec, or the spec inside a ``report.json``.
+
+    Raises:
+        InputError: missing file, not JSON, or not a probe spec/report.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"probe spec {str(p)!r} does not exist")
+    try:
+        d = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"probe spec {p.name!r} is not valid JSON ({e})") from None
+    if isinstance(d, dict) and "plugtalk_probe_report" in d and not d.get("spec"):
+        raise InputError(f"{p.name!r} is a probe report without a spec (made by the Python API on tensors); "
+                         "it cannot be re-run from the command line")
+    return ProbeSpec.from_json(d)
