@@ -135,8 +135,8 @@ class PatchOutputs:
     """Result of :func:`run_patching`.
 
     Attributes:
-        baseline: unpatched outputs ``(B, 3, H, W)`` (float32, CPU).
-        outputs: variant key -> patched outputs ``(B, 3, H, W)`` (float32, CPU).
+        baseline: unpatched outputs ``(B, 3, H, W)`` (the model's dtype, on the CPU).
+        outputs: variant key -> patched outputs ``(B, 3, H, W)`` (likewise).
         taps: tap name -> :class:`TapInfo` (shapes as captured).
         forward_passes: forward passes run (capture + patched).
         images_rendered: images rendered in the patched passes (variants x pairs).
@@ -284,7 +284,7 @@ def run_patching(model: nn.Module, source: Tensor, driving: Tensor, taps: Mappin
                     infos = {t.name: TapInfo(t.name, t.source.describe(), tuple(x.describe() for x in t.driving_sites),
                                              tuple(values[f"{t.name}@source"].shape[1:]),
                                              str(values[f"{t.name}@source"].dtype)) for t in taps.values()}
-                baseline.append(base.float().cpu())
+                baseline.append(base.detach().cpu())
                 if progress:
                     progress(n)
                 for vlo in range(0, len(todo), stack):
@@ -297,7 +297,7 @@ def run_patching(model: nn.Module, source: Tensor, driving: Tensor, taps: Mappin
                     timing["patched_s"] += time.perf_counter() - t0
                     passes += 1
                     rendered += n * k
-                    out = out.float().cpu()
+                    out = out.detach().cpu()
                     for j, v in enumerate(chunk):
                         outputs[v.patch_key].append(out[j * n:(j + 1) * n])
                     if progress:
