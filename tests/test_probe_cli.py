@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from face_data import gray_image, read_frames
 from plugtalk.cli import app
-from plugtalk.probe import FaceScorer, PairSpec, identity_of, load_pair_frames, pairs_from_files, pairs_from_folder
+from plugtalk.probe import (FaceScorer, PairSpec, identity_of, load_pair_frames, pairs_from_files, pairs_from_folder,
+                            usable_pairs_from_folder)
 
 
 def write_video(path, frames: np.ndarray, fps: int = 25):
@@ -68,6 +69,20 @@ def test_pairs_with_one_identity_and_unreadable_files(tmp_path):
                                PairSpec(str(tmp_path / "gone.png"), str(still))], size=32)
     assert loaded.indices == [0, 1, 2] and loaded.sources.shape == (3, 32, 32, 3)
     assert "past the end" in loaded.problems[3] and "gone.png" in loaded.problems[4]
+
+
+def test_usable_pairs_pass_over_frames_without_faces(tmp_path):
+    write_video(tmp_path / "anna__a.mp4", np.full((8, 32, 32, 3), 200, np.uint8))
+    write_video(tmp_path / "bob__b.mp4", np.full((8, 32, 32, 3), 200, np.uint8))
+    write_video(tmp_path / "dark__d.mp4", np.full((8, 32, 32, 3), 20, np.uint8))
+    bright = lambda image, name: image.mean() > 100  # noqa: E731  (face detector double)
+    pairs, notes = usable_pairs_from_folder(tmp_path, 4, seed=0, has_face=bright, size=32)
+    assert [p.kind for p in pairs] == ["self", "self", "cross", "cross"]
+    assert all("dark" not in p.source + p.driving for p in pairs)
+    assert any("passed over" in n and "dark__d.mp4" in n for n in notes)
+    (tmp_path / "bob__b.mp4").unlink()  # left: anna and a faceless identity, so no usable cross pair
+    pairs, notes = usable_pairs_from_folder(tmp_path, 4, seed=0, has_face=bright, size=32)
+    assert [p.kind for p in pairs] == ["self", "self"] and notes[-1] == "only 2 usable pairs found (asked for 4)"
 
 
 # -- scoring on real faces -----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def _split(values: Optional[List[str]]) -> Optional[list[str]]:
 def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, taps, groups, directions,
                        num_pairs, metrics, output_faces, seed, batch_size, device):
     from ..errors import InputError
-    from ..probe import ProbeSpec, pairs_from_files, pairs_from_folder
+    from ..probe import ProbeSpec, pairs_from_files, pairs_from_folder, usable_pairs_from_folder
     from ..shared_data import find_shared
 
     if backbone is None:
@@ -46,7 +46,11 @@ def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, 
                                  "--source IMG --driving VIDEO")
             pairs_dirs = [faces]
             console.print(f"pairs from the shared data: {faces}")
-        pairs, notes = pairs_from_folder(pairs_dirs, num_pairs, seed)
+        metric_names = _split([metrics]) or []
+        if "csim" in metric_names or "lmd" in metric_names:
+            pairs, notes = usable_pairs_from_folder(pairs_dirs, num_pairs, seed)
+        else:
+            pairs, notes = pairs_from_folder(pairs_dirs, num_pairs, seed)
     if directions not in _DIRECTIONS:
         raise InputError(f"--directions must be one of {list(_DIRECTIONS)}, got {directions!r}")
     groups = _split(groups)

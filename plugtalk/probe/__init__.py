@@ -14,7 +14,7 @@ hand on EDTalk and found the 32x32 map ``f_4``; the probe runs it on any animato
 
 from .api import (ProbeWarning, as_animator, default_checkpoint, describe_taps, encoder_path, load_animator, probe_animator,
                   probe_module, run_probe)
-from .pairs import identity_of, load_pair_frames, pairs_from_files, pairs_from_folder
+from .pairs import identity_of, load_pair_frames, pairs_from_files, pairs_from_folder, usable_pairs_from_folder
 from .patching import PatchOutputs, ReplayError, count_images, record, replay, run_patching
 from .report import REPORT_FILES, ranking_table, write_chart, write_grid, write_json, write_report
 from .results import ProbeResult, Scores, VariantResult
@@ -27,6 +27,7 @@ __all__ = [
     "encoder_path", "describe_taps", "ProbeWarning", "TapSpec", "TapInfo", "Variant", "DIRECTIONS", "animator_taps", "animator_groups",
     "unpaired_taps", "run_patching", "PatchOutputs", "record", "replay", "ReplayError", "count_images", "Scorer",
     "FaceScorer", "References", "ProbeResult", "Scores", "VariantResult", "ProbeSpec", "PairSpec", "ANIMATORS",
-    "load_spec", "pairs_from_folder", "pairs_from_files", "load_pair_frames", "identity_of", "write_report",
+    "load_spec", "pairs_from_folder", "usable_pairs_from_folder", "pairs_from_files", "load_pair_frames",
+    "identity_of", "write_report",
     "write_json", "write_grid", "write_chart", "ranking_table", "REPORT_FILES",
 ]

@@ -13,7 +13,7 @@ import itertools
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from ..errors import InputError
 from .spec import PairSpec
 
 __all__ = ["VIDEO_SUFFIXES", "IMAGE_SUFFIXES", "identity_of", "find_videos", "frame_count", "pairs_from_folder",
-           "pairs_from_files", "load_pair_frames", "LoadedPairs"]
+           "pairs_from_files", "load_pair_frames", "LoadedPairs",
+           "usable_pairs_from_folder"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -129,6 +130,53 @@ def pairs_from_folder(root: str | os.PathLike | Sequence[str | os.PathLike], num
         (sp, sn), (dp, dn) = (clips[a][int(rng.integers(len(clips[a])))], clips[b][int(rng.integers(len(clips[b])))])
         pairs.append(PairSpec(str(sp), str(dp), int(rng.integers(sn)), int(rng.integers(dn)), "cross"))
     return pairs, notes
+
+
+def detect_face(image: np.ndarray, name: str) -> bool:
+    """Whether dlib's detector finds a face (:func:`plugtalk.face.find_largest_face`)."""
+    from ..errors import NoFaceError
+    from ..face import find_largest_face
+
+    try:
+        find_largest_face(image, name=name)
+        return True
+    except NoFaceError:
+        return False
+
+
+def usable_pairs_from_folder(root: str | os.PathLike | Sequence[str | os.PathLike], num_pairs: int, seed: int = 0,
+                             has_face: Callable[[np.ndarray, str], bool] = detect_face, size: int = 256,
+                             ) -> tuple[list[PairSpec], list[str]]:
+    """Like :func:`pairs_from_folder`, but only pairs whose two frames pass ``has_face`` (default: dlib
+    finds a face): candidates are drawn (four times as many as needed, in the same seeded order) and the
+    first usable ``ceil(n / 2)`` self and ``floor(n / 2)`` cross pairs are kept, so a run gets
+    ``num_pairs`` pairs it can score.  Frames are checked at ``size`` px (the animator's).
+
+    Returns:
+        The pairs (fewer when the folder has too few usable frames) and notes naming what was passed over.
+    """
+    candidates, notes = pairs_from_folder(root, 4 * num_pairs + 4, seed)
+    want = {"self": math.ceil(num_pairs / 2), "cross": num_pairs // 2}
+    if not any(p.kind == "cross" for p in candidates):
+        want = {"self": num_pairs, "cross": 0}
+    loaded = load_pair_frames(candidates, size)
+    ok = dict(zip(loaded.indices, zip(loaded.sources, loaded.drivings)))
+    kept: list[PairSpec] = []
+    for k, p in enumerate(candidates):
+        if sum(q.kind == p.kind for q in kept) >= want[p.kind]:
+            continue
+        if k not in ok:
+            notes.append(f"passed over {p.labels[0]} / {p.labels[1]}: {loaded.problems[k]}")
+            continue
+        faceless = [label for img, label in zip(ok[k], p.labels) if not has_face(img, label)]
+        if faceless:
+            notes.append(f"passed over {p.labels[0]} / {p.labels[1]}: no face found in {', '.join(faceless)}")
+            continue
+        kept.append(p)
+    kept.sort(key=lambda p: p.kind != "self")
+    if len(kept) < num_pairs:
+        notes.append(f"only {len(kept)} usable pairs found (asked for {num_pairs})")
+    return kept, notes
 
 
 def pairs_from_files(source: str | os.PathLike, driving: str | os.PathLike, num_pairs: int = 1) -> list[PairSpec]:
