@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="lia")
     ap.add_argument("--checkpoint")
     ap.add_argument("--num-pairs", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: 1 on the CPU, 8 on GPUs")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="/tmp/plugtalk-probe-bench")
     args = ap.parse_args()
@@ -42,7 +42,7 @@ def main() -> None:
                "wall_s": round(wall, 1), "load_s": round(tm["load_s"], 1), "faces_s": round(tm["faces_s"], 1),
                "render_s": round(tm["model_s"], 1), "capture_s": round(tm["capture_s"], 1),
                "patched_s": round(tm["patched_s"], 1), "scoring_s": round(tm["scoring_s"], 1),
-               "s_per_image": round(tm["seconds_per_image"], 3), "batch_size": args.batch_size,
+               "s_per_image": round(tm["seconds_per_image"], 3), "batch_size": tm["batch_size"],
                "torch_threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
                "cpus": os.cpu_count(), "loadavg_1min_at_end": round(os.getloadavg()[0], 2)}
     print(json.dumps(summary, indent=1))

@@ -9,15 +9,29 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_backbone
 from torch import nn
 
-from conftest import tiny_backbone
 from plugtalk.errors import InputError, NoFaceError
 from plugtalk.face.detect import FaceBox
 from plugtalk.hooks import HookSite
-from plugtalk.probe import (FaceScorer, PairSpec, ProbeSpec, ProbeWarning, ReplayError, TapSpec, Variant,
-                            animator_groups, animator_taps, as_animator, load_spec, probe_animator, probe_module,
-                            run_patching, write_report)
+from plugtalk.probe import (
+    FaceScorer,
+    PairSpec,
+    ProbeSpec,
+    ProbeWarning,
+    ReplayError,
+    TapSpec,
+    Variant,
+    animator_groups,
+    animator_taps,
+    as_animator,
+    load_spec,
+    probe_animator,
+    probe_module,
+    run_patching,
+    write_report,
+)
 from plugtalk.probe.results import ProbeResult
 
 # -- test doubles -------------------------------------------------------------------------------------------
@@ -86,7 +100,7 @@ class ToyAnimator(nn.Module):
 def toy_pairs(size=32):
     """Pairs: 0 self (same tint), 1-2 cross (red source, blue driver)."""
     g = torch.Generator().manual_seed(3)
-    pattern = lambda: torch.rand(3, 1, size, size, generator=g, dtype=torch.float64) * 0.6 - 0.3  # noqa: E731
+    pattern = lambda: torch.rand(3, 1, size, size, generator=g, dtype=torch.float64) * 0.6 - 0.3
     red = torch.tensor([0.6, -0.3, -0.3], dtype=torch.float64).view(1, 3, 1, 1)
     blue = torch.tensor([-0.3, -0.3, 0.6], dtype=torch.float64).view(1, 3, 1, 1)
     tint_d = torch.cat([red, blue, blue])
@@ -265,7 +279,7 @@ def test_animator_taps_groups_and_unknown_names():
 
 
 def test_bad_inputs_raise_clear_errors():
-    s, d, kinds = toy_pairs()
+    s, d, _kinds = toy_pairs()
     taps = toy_taps(False)
     with pytest.raises(InputError, match="same shape"):
         probe_module(ToyAnimator(), s, d[:2], taps, scorer=colour_scorer())
@@ -344,7 +358,7 @@ def test_report_files_are_written(tmp_path):
     files = write_report(res, tmp_path / "out")
     data = json.loads(files["report.json"].read_text())  # strict JSON (NaN -> null)
     assert data["rank_by"].startswith("identity_transfer (cross")
-    assert [v["key"] for v in data["variants"]][0] == "colour:d->s"
+    assert next(v["key"] for v in data["variants"]) == "colour:d->s"
     assert data["baseline"]["summary"]["cross"]["csim_source"]["n"] == 2
     assert {v["key"] for v in data["variants"]} >= {"both:d->s", "both:s->d"}
     from PIL import Image

@@ -8,13 +8,20 @@ import json
 import av
 import numpy as np
 import pytest
+from face_data import gray_image, read_frames
 from PIL import Image
 from typer.testing import CliRunner
 
-from face_data import gray_image, read_frames
 from plugtalk.cli import app
-from plugtalk.probe import (FaceScorer, PairSpec, identity_of, load_pair_frames, pairs_from_files, pairs_from_folder,
-                            usable_pairs_from_folder)
+from plugtalk.probe import (
+    FaceScorer,
+    PairSpec,
+    identity_of,
+    load_pair_frames,
+    pairs_from_files,
+    pairs_from_folder,
+    usable_pairs_from_folder,
+)
 
 
 def write_video(path, frames: np.ndarray, fps: int = 25):
@@ -75,7 +82,7 @@ def test_usable_pairs_pass_over_frames_without_faces(tmp_path):
     write_video(tmp_path / "anna__a.mp4", np.full((8, 32, 32, 3), 200, np.uint8))
     write_video(tmp_path / "bob__b.mp4", np.full((8, 32, 32, 3), 200, np.uint8))
     write_video(tmp_path / "dark__d.mp4", np.full((8, 32, 32, 3), 20, np.uint8))
-    bright = lambda image, name: image.mean() > 100  # noqa: E731  (face detector double)
+    bright = lambda image, name: image.mean() > 100
     pairs, notes = usable_pairs_from_folder(tmp_path, 4, seed=0, has_face=bright, size=32)
     assert [p.kind for p in pairs] == ["self", "self", "cross", "cross"]
     assert all("dark" not in p.source + p.driving for p in pairs)

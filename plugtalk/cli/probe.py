@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -14,7 +13,7 @@ from ._common import console, err_console, user_errors
 _DIRECTIONS = {"both": ["to_source", "to_driving"], "to-source": ["to_source"], "to-driving": ["to_driving"]}
 
 
-def _split(values: Optional[List[str]]) -> Optional[list[str]]:
+def _split(values: list[str] | None) -> list[str] | None:
     if values is None:
         return None
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
@@ -68,7 +67,7 @@ def _print_taps(backbone: str, checkpoint, mode, seed: int, device: str) -> None
 
     from ..probe import describe_taps, load_animator
 
-    model, info = load_animator(backbone, checkpoint, options={"mode": mode} if mode else {}, seed=seed,
+    model, _info = load_animator(backbone, checkpoint, options={"mode": mode} if mode else {}, seed=seed,
                                 device=device)
     d = describe_taps(model)
     t = Table(title=f"{backbone} taps (identity level: {d['identity_level']})", title_justify="left")
@@ -83,33 +82,34 @@ def _print_taps(backbone: str, checkpoint, mode, seed: int, device: str) -> None
 
 @app.command()
 def probe(
-    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="lia | edtalk | dpe"),
-    checkpoint: Optional[Path] = typer.Option(
+    backbone: str | None = typer.Option(None, "--backbone", "-b", help="lia | edtalk | dpe"),
+    checkpoint: Path | None = typer.Option(
         None, "--checkpoint", "-c",
         help="official .pt, plugtalk backbone or retrofit .safetensors (default: the installed default model, "
              "else RANDOM weights with a warning)"),
-    mode: Optional[str] = typer.Option(None, "--mode", help="DPE only: expression | pose"),
-    pairs: Optional[List[Path]] = typer.Option(
+    mode: str | None = typer.Option(None, "--mode", help="DPE only: expression | pose"),
+    pairs: list[Path] | None = typer.Option(
         None, "--pairs", help="folder of <identity>__<clip> videos (repeatable; default: the shared data's faces/)"),
-    source: Optional[Path] = typer.Option(None, "--source", help="source image (or video: frame 0)"),
-    driving: Optional[Path] = typer.Option(None, "--driving", help="driving video (or image)"),
-    taps: Optional[List[str]] = typer.Option(
+    source: Path | None = typer.Option(None, "--source", help="source image (or video: frame 0)"),
+    driving: Path | None = typer.Option(None, "--driving", help="driving video (or image)"),
+    taps: list[str] | None = typer.Option(
         None, "--taps", "-t", help="taps to swap, comma-separated or repeated (default all; --list-taps shows them)"),
-    groups: Optional[List[str]] = typer.Option(
+    groups: list[str] | None = typer.Option(
         None, "--groups", "-g", help="pyramid, identity, pyramid-but-identity (default all; 'none' for none)"),
     directions: str = typer.Option("both", "--directions", help="both | to-source | to-driving"),
-    num_pairs: Optional[int] = typer.Option(
+    num_pairs: int | None = typer.Option(
         None, "--num-pairs", "-n", help="pairs to probe (default 4: half self-, half cross-reenactment; "
                                         "with --driving: driving frames)"),
     metrics: str = typer.Option("csim,lmd,niqe,cpbd", "--metrics", help="subset of csim,lmd,niqe,cpbd"),
     output_faces: str = typer.Option(
         "detect", "--output-faces", help="detect: find the face in each output; driving: use the driving frame's box"),
     seed: int = typer.Option(0, "--seed", help="pair sampling and random weights"),
-    batch_size: int = typer.Option(8, "--batch-size", help="images per forward pass"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="images per forward pass (default: 1 on the CPU, 8 on GPUs)"),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)"),
-    spec: Optional[Path] = typer.Option(None, "--spec", help="repeat a run from its report.json (or a spec JSON)"),
+    spec: Path | None = typer.Option(None, "--spec", help="repeat a run from its report.json (or a spec JSON)"),
     list_taps: bool = typer.Option(False, "--list-taps", help="list the backbone's taps and groups, then exit"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder: report.json, grid.png, "
+    out: Path | None = typer.Option(None, "--out", "-o", help="output folder: report.json, grid.png, "
                                                                  "identity_shift.png"),
 ) -> None:
     """Swap each tap (feature-pyramid level, latent, motion code) between the source and the driving branch,

@@ -12,10 +12,19 @@ hand on EDTalk and found the 32x32 map ``f_4``; the probe runs it on any animato
 >>> result.variants[0].variant.key          # the tap that moves identity most
 """
 
-from .api import (ProbeWarning, as_animator, default_checkpoint, describe_taps, encoder_path, load_animator, probe_animator,
-                  probe_module, run_probe)
+from .api import (
+                  ProbeWarning,
+                  as_animator,
+                  default_checkpoint,
+                  describe_taps,
+                  encoder_path,
+                  load_animator,
+                  probe_animator,
+                  probe_module,
+                  run_probe,
+)
 from .pairs import identity_of, load_pair_frames, pairs_from_files, pairs_from_folder, usable_pairs_from_folder
-from .patching import PatchOutputs, ReplayError, count_images, record, replay, run_patching
+from .patching import PatchOutputs, ReplayError, auto_batch_size, count_images, record, replay, run_patching
 from .report import REPORT_FILES, ranking_table, write_chart, write_grid, write_json, write_report
 from .results import ProbeResult, Scores, VariantResult
 from .scoring import FaceScorer, References, Scorer
@@ -23,11 +32,48 @@ from .spec import ANIMATORS, PairSpec, ProbeSpec, load_spec
 from .taps import DIRECTIONS, TapInfo, TapSpec, Variant, animator_groups, animator_taps, unpaired_taps
 
 __all__ = [
-    "probe_module", "probe_animator", "run_probe", "load_animator", "as_animator", "default_checkpoint",
-    "encoder_path", "describe_taps", "ProbeWarning", "TapSpec", "TapInfo", "Variant", "DIRECTIONS", "animator_taps", "animator_groups",
-    "unpaired_taps", "run_patching", "PatchOutputs", "record", "replay", "ReplayError", "count_images", "Scorer",
-    "FaceScorer", "References", "ProbeResult", "Scores", "VariantResult", "ProbeSpec", "PairSpec", "ANIMATORS",
-    "load_spec", "pairs_from_folder", "usable_pairs_from_folder", "pairs_from_files", "load_pair_frames",
-    "identity_of", "write_report",
-    "write_json", "write_grid", "write_chart", "ranking_table", "REPORT_FILES",
+                  "ANIMATORS",
+                  "DIRECTIONS",
+                  "REPORT_FILES",
+                  "FaceScorer",
+                  "PairSpec",
+                  "PatchOutputs",
+                  "ProbeResult",
+                  "ProbeSpec",
+                  "ProbeWarning",
+                  "References",
+                  "ReplayError",
+                  "Scorer",
+                  "Scores",
+                  "TapInfo",
+                  "TapSpec",
+                  "Variant",
+                  "VariantResult",
+                  "animator_groups",
+                  "animator_taps",
+                  "as_animator",
+                  "auto_batch_size",
+                  "count_images",
+                  "default_checkpoint",
+                  "describe_taps",
+                  "encoder_path",
+                  "identity_of",
+                  "load_animator",
+                  "load_pair_frames",
+                  "load_spec",
+                  "pairs_from_files",
+                  "pairs_from_folder",
+                  "probe_animator",
+                  "probe_module",
+                  "ranking_table",
+                  "record",
+                  "replay",
+                  "run_patching",
+                  "run_probe",
+                  "unpaired_taps",
+                  "usable_pairs_from_folder",
+                  "write_chart",
+                  "write_grid",
+                  "write_json",
+                  "write_report",
 ]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,12 +25,31 @@ from ..errors import CheckpointError, InputError, NoFaceError
 from .patching import ForwardFn, count_images, run_patching
 from .results import ProbeImages, ProbeResult, VariantResult, baseline_scores, derive_scores, rank_variants
 from .scoring import FaceScorer, Scorer
-from .spec import ANIMATORS, PairSpec, ProbeSpec
-from .taps import (DIRECTIONS, TapInfo, TapSpec, Variant, animator_groups, animator_taps, build_variants, select_taps,
-                   unpaired_taps)
+from .spec import ANIMATORS, ProbeSpec
+from .taps import (
+    DIRECTIONS,
+    TapInfo,
+    TapSpec,
+    Variant,
+    animator_groups,
+    animator_taps,
+    build_variants,
+    select_taps,
+    unpaired_taps,
+)
 
-__all__ = ["probe_module", "probe_animator", "run_probe", "load_animator", "as_animator", "default_checkpoint",
-           "Progress", "ProbeWarning", "encoder_path", "describe_taps"]
+__all__ = [
+    "ProbeWarning",
+    "Progress",
+    "as_animator",
+    "default_checkpoint",
+    "describe_taps",
+    "encoder_path",
+    "load_animator",
+    "probe_animator",
+    "probe_module",
+    "run_probe",
+]
 
 #: ``progress(phase, advance, total)``: phases ``"faces"``, ``"render"``, ``"score"``.
 Progress = Callable[[str, int, int], None]
@@ -75,7 +95,7 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
                  *, forward: ForwardFn | None = None, select: Sequence[str] | None = None,
                  groups: Mapping[str, Sequence[str]] | None = None, directions: Sequence[str] = DIRECTIONS,
                  kinds: Sequence[str] | None = None, scorer: Scorer | None = None, reuse: Sequence[str] = (),
-                 batch_size: int = 8, progress: Progress | None = None,
+                 batch_size: int | None = None, progress: Progress | None = None,
                  pairs: Sequence[Mapping[str, Any]] | None = None, keep_images: bool = True) -> ProbeResult:
     """Activation patching between the source and driving branch of any animator, scored.
 
@@ -94,7 +114,7 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
         scorer: a :class:`~plugtalk.probe.scoring.Scorer` (default :class:`FaceScorer`: CSIM, LMD, NIQE, CPBD).
         reuse: module paths run once and replayed in the patched passes (e.g. the encoder); see
             :func:`~plugtalk.probe.patching.run_patching`.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default: 1 on the CPU, 8 on accelerators).
         progress: ``progress(phase, advance, total)`` callback.
         pairs: per pair a JSON-ready description (paths, frames) kept in the result.
         keep_images: keep the images in ``result.images`` (for the grid).
@@ -189,7 +209,7 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
     timing = {"faces_s": faces_s, "model_s": model_s, **out.timing, "scoring_s": scoring_s,
               "probe_s": time.perf_counter() - t_start, "pairs": len(usable), "variants": len(variants),
               "distinct_variants": len(distinct), "images_rendered": out.images_rendered + len(usable),
-              "forward_passes": out.forward_passes, "batch_size": batch_size,
+              "forward_passes": out.forward_passes, "batch_size": out.batch_size,
               "seconds_per_image": model_s / max(1, out.images_rendered + len(usable)),
               "device": str(source.device), "torch_threads": torch.get_num_threads()}
     images = None
@@ -234,7 +254,7 @@ def encoder_path(model) -> list[str]:
 def probe_animator(animator: nn.Module, source: Tensor, driving: Tensor, *, taps: Sequence[str] | None = None,
                    groups: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                    directions: Sequence[str] = DIRECTIONS, kinds: Sequence[str] | None = None,
-                   scorer: Scorer | None = None, batch_size: int = 8, progress: Progress | None = None,
+                   scorer: Scorer | None = None, batch_size: int | None = None, progress: Progress | None = None,
                    pairs: Sequence[Mapping[str, Any]] | None = None, keep_images: bool = True,
                    **adapter_options: Any) -> ProbeResult:
     """Probe a plugtalk animator by tap name.

@@ -12,17 +12,26 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 from .spec import PairSpec
 
-__all__ = ["VIDEO_SUFFIXES", "IMAGE_SUFFIXES", "identity_of", "find_videos", "frame_count", "pairs_from_folder",
-           "pairs_from_files", "load_pair_frames", "LoadedPairs",
-           "usable_pairs_from_folder"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "LoadedPairs",
+    "find_videos",
+    "frame_count",
+    "identity_of",
+    "load_pair_frames",
+    "pairs_from_files",
+    "pairs_from_folder",
+    "usable_pairs_from_folder",
+]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -202,7 +211,7 @@ def pairs_from_files(source: str | os.PathLike, driving: str | os.PathLike, num_
     n = frame_count(d)
     if n < 1:
         raise InputError(f"driving video {d.name!r} has no frames")
-    frames = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(num_pairs, n))})
+    frames = sorted({round(x) for x in np.linspace(0, n - 1, min(num_pairs, n))})
     return [PairSpec(str(s), str(d), 0, f, kind) for f in frames]
 
 

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_path
 from .results import ProbeResult
 
-__all__ = ["write_report", "write_json", "write_grid", "write_chart", "ranking_table", "REPORT_FILES"]
+__all__ = ["REPORT_FILES", "ranking_table", "write_chart", "write_grid", "write_json", "write_report"]
 
 REPORT_FILES = ("report.json", "grid.png", "identity_shift.png")
 
@@ -54,7 +54,7 @@ def ranking_table(result: ProbeResult, limit: int | None = None):
     if other:
         t.add_column(f"ID tr. {other}", justify="right")
     b = result.baseline.summary.get(main, {})
-    m = lambda st, signed=False, digits=3: _fmt(st and {**st, "n": 1}, signed, digits)  # noqa: E731  (mean only)
+    m = lambda st, signed=False, digits=3: _fmt(st and {**st, "n": 1}, signed, digits)
     t.add_row("", "unpatched", "", "", m(b.get("identity_shift"), True), m(b.get("csim_source")),
               m(b.get("lmd"), digits=2), m(b.get("niqe"), digits=2), m(b.get("cpbd")), "",
               *([""] if other else []), style="bold")

@@ -22,14 +22,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .taps import TapInfo, Variant
 
-__all__ = ["KINDS", "Scores", "VariantResult", "ProbeImages", "ProbeResult", "summarize", "derive_scores",
-           "baseline_scores", "rank_variants", "json_safe"]
+__all__ = [
+    "KINDS",
+    "ProbeImages",
+    "ProbeResult",
+    "Scores",
+    "VariantResult",
+    "baseline_scores",
+    "derive_scores",
+    "json_safe",
+    "rank_variants",
+    "summarize",
+]
 
 KINDS = ("self", "cross")
 SIGN = {"to_source": 1.0, "to_driving": -1.0}
@@ -199,8 +210,9 @@ class ProbeResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> null); contains the spec, so the run can be reproduced from it."""
-        from .. import __version__
         import torch
+
+        from .. import __version__
 
         return json_safe({
             "plugtalk_probe_report": 1,

@@ -10,7 +10,8 @@ encoder, landmark detector, face detector) is pluggable, e.g. ArcFace for paper-
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,8 +22,15 @@ from ..face.landmarks import DlibLandmarkDetector, LandmarkDetector, find_larges
 from ..metrics import cosine_similarity, cpbd, encoder_description, landmark_distance, niqe
 from ..metrics.landmarks import LMD_SIZE
 
-__all__ = ["Scorer", "References", "FaceScorer", "FaceDetector", "SCORER_METRICS", "DEFAULT_METRICS",
-           "OUTPUT_FACES"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "OUTPUT_FACES",
+    "SCORER_METRICS",
+    "FaceDetector",
+    "FaceScorer",
+    "References",
+    "Scorer",
+]
 
 #: Metrics a :class:`FaceScorer` computes.
 SCORER_METRICS = ("csim", "lmd", "niqe", "cpbd")
@@ -42,7 +50,7 @@ class References:
     problems: list[str | None]
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def select(self, indices: Sequence[int]) -> "References":
+    def select(self, indices: Sequence[int]) -> References:
         """The references of the pairs at ``indices``."""
         idx = list(indices)
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import InputError
 from .scoring import DEFAULT_METRICS, OUTPUT_FACES, SCORER_METRICS
 from .taps import DIRECTIONS
 
-__all__ = ["PairSpec", "ProbeSpec", "ANIMATORS", "PAIR_KINDS", "load_spec"]
+__all__ = ["ANIMATORS", "PAIR_KINDS", "PairSpec", "ProbeSpec", "load_spec"]
 
 #: Backbones the probe can build by name.
 ANIMATORS = ("lia", "edtalk", "dpe")
@@ -62,7 +63,7 @@ class PairSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "PairSpec":
+    def from_json(cls, d: Mapping[str, Any]) -> PairSpec:
         return cls(**_fields(cls, d, "pair"))
 
 
@@ -83,7 +84,7 @@ class ProbeSpec:
         metrics: subset of ``csim``, ``lmd``, ``niqe``, ``cpbd``.
         output_faces: ``"detect"`` or ``"driving"`` (see :class:`~plugtalk.probe.scoring.FaceScorer`).
         seed: random weights (without checkpoint) and pair sampling.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (``None``: 1 on the CPU, 8 on accelerators).
         device: torch device, e.g. ``"cpu"``, ``"cuda"``.
     """
 
@@ -97,7 +98,7 @@ class ProbeSpec:
     metrics: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_METRICS))
     output_faces: str = "detect"
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -116,7 +117,7 @@ class ProbeSpec:
             raise InputError(f"probe: metrics must be a non-empty subset of {SCORER_METRICS}, got {self.metrics}")
         if self.output_faces not in OUTPUT_FACES:
             raise InputError(f"probe: output_faces must be one of {OUTPUT_FACES}, got {self.output_faces!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise InputError(f"probe: batch_size must be an integer >= 1, got {self.batch_size!r}")
         if self.checkpoint is not None:
             self.checkpoint = str(self.checkpoint)
@@ -132,7 +133,7 @@ class ProbeSpec:
         return json.dumps(self.to_json(), indent=2)
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "ProbeSpec":
+    def from_json(cls, d: Mapping[str, Any]) -> ProbeSpec:
         """From :meth:`to_json`'s dict, or from a whole ``report.json`` (its ``spec``)."""
         if isinstance(d, Mapping) and "plugtalk_probe_report" in d:
             d = d.get("spec") or {}

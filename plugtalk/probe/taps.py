@@ -18,14 +18,27 @@ A :class:`Variant` is one patched forward pass: a set of taps and a direction,
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from ..errors import InputError
 from ..features import FeatureSpec
 from ..hooks import HookSite
 
-__all__ = ["TapSpec", "TapInfo", "Variant", "DIRECTIONS", "DIRECTION_ARROWS", "animator_taps", "unpaired_taps",
-           "animator_groups", "build_variants", "select_taps", "site_to_json", "site_from_json"]
+__all__ = [
+    "DIRECTIONS",
+    "DIRECTION_ARROWS",
+    "TapInfo",
+    "TapSpec",
+    "Variant",
+    "animator_groups",
+    "animator_taps",
+    "build_variants",
+    "select_taps",
+    "site_from_json",
+    "site_to_json",
+    "unpaired_taps",
+]
 
 #: Patch directions: the driving value into the source branch, and the reverse.
 DIRECTIONS = ("to_source", "to_driving")
@@ -82,7 +95,7 @@ class TapSpec:
                 "driving": [site_to_json(s) for s in self.driving_sites]}
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "TapSpec":
+    def from_json(cls, d: Mapping[str, Any]) -> TapSpec:
         return cls(d["name"], site_from_json(d["source"]), tuple(site_from_json(s) for s in d["driving"]))
 
 
