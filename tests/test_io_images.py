@@ -147,3 +147,16 @@ def test_to_tensor_shapes_and_errors():
     with pytest.raises(InputError, match=r"\(3, H, W\)"):
         to_uint8(torch.zeros(4, 2, 2))
     np.testing.assert_array_equal(to_uint8(torch.full((3, 1, 1), 5.0)), [[[255, 255, 255]]])  # clipped
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    """Files written through atomic_path are readable like any new file (mkstemp alone gives 0o600)."""
+    import os
+
+    save_image(tmp_path / "p.png", np.zeros((40, 40, 3), np.uint8))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~mask
+    os.chmod(tmp_path / "p.png", 0o640)
+    save_image(tmp_path / "p.png", np.ones((40, 40, 3), np.uint8))  # overwrite keeps the mode
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o640
