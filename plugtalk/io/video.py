@@ -39,6 +39,9 @@ class VideoInfo:
         height, width: frame size in pixels after applying the display rotation.
         has_audio: whether the file has an audio stream.
         rotation: display rotation applied to every frame, degrees counter-clockwise (0, 90, 180, 270).
+        start_time: presentation time of the first frame, seconds (frames are timed from it).
+        audio_start: start of the first audio stream in seconds on the same clock, or ``None``;
+            ``audio_start - start_time`` is where the sound starts relative to the first frame.
     """
 
     path: Path
@@ -49,6 +52,8 @@ class VideoInfo:
     width: int
     has_audio: bool
     rotation: int = 0
+    start_time: float = 0.0
+    audio_start: float | None = None
 
 
 def _open_error(path: Path, e: Exception) -> InputError:
@@ -124,10 +129,14 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             if first is None:
                 raise InputError(f"video {p.name!r} has no frames")
             turns = _rotation_steps(first)
+            audio_start = None
+            if c.streams.audio:
+                a = c.streams.audio[0]
+                audio_start = float(a.start_time * a.time_base) if a.start_time is not None else 0.0
             h, w = (first.height, first.width) if turns % 2 == 0 else (first.width, first.height)
             return VideoInfo(path=p, fps=float(rate), frame_count=int(s.frames) if s.frames else None,
                              duration=duration, height=h, width=w, has_audio=bool(c.streams.audio),
-                             rotation=90 * turns)
+                             rotation=90 * turns, start_time=float(first.time or 0.0), audio_start=audio_start)
     except InputError:
         raise
     except (av.FFmpegError, OSError, ValueError, StopIteration) as e:
