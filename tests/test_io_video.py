@@ -10,7 +10,7 @@ import torch
 from data_support import shared_file, train_clip
 from plugtalk.errors import InputError
 from plugtalk.io.audio import load_audio, read_audio
-from plugtalk.io.video import VideoReader, VideoWriter, probe_video, read_frames
+from plugtalk.io.video import VideoReader, VideoWriter, probe_video, read_frames, read_frames_at
 
 
 def _moving_square(n: int, h: int = 64, w: int = 80) -> np.ndarray:
@@ -212,3 +212,16 @@ def test_writer_rejects_bad_frames(tmp_path):
     with pytest.raises(InputError, match="fps"):
         VideoWriter(tmp_path / "x.mp4", fps=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_random_access_matches_sequential_decoding():
+    clip = train_clip("dpe_d__d_00")  # keyframes every 50 frames
+    frames = read_frames(clip)
+    idx = [0, 49, 50, 51, 166, 7, 120, 50, 1]
+    got = read_frames_at(clip, idx)
+    assert got.shape == (len(idx), 256, 256, 3)
+    for g, i in zip(got, idx):
+        np.testing.assert_array_equal(g, frames[i])
+    with pytest.raises(InputError, match="past the end"):
+        read_frames_at(clip, [len(frames)])
+    assert read_frames_at(clip, []).shape == (0, 256, 256, 3)

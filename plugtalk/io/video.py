@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import InputError
 from .atomic import atomic_path
 
-__all__ = ["VideoInfo", "VideoReader", "VideoWriter", "read_frames", "probe_video", "VIDEO_SUFFIXES"]
+__all__ = ["VideoInfo", "VideoReader", "VideoWriter", "read_frames", "read_frames_at", "probe_video",
+           "VIDEO_SUFFIXES"]
 
 #: File suffixes treated as videos when a folder is scanned.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv")
@@ -314,6 +315,61 @@ def read_frames(path: str | os.PathLike, max_frames: int | None = None, fps: flo
     if not frames:
         return np.zeros((0, r.height, r.width, 3), np.uint8)
     return np.stack(frames)
+
+
+def read_frames_at(path: str | os.PathLike, indices, *, info: VideoInfo | None = None) -> np.ndarray:
+    """Random access: decode only the frames at ``indices`` (native-rate frame numbers, any order,
+    repeats allowed) by seeking to the keyframe before each and decoding forward.
+
+    Frame ``i`` is the one whose timestamp is ``i / fps`` after the first frame's (constant-frame-rate
+    videos; for variable rates use :class:`VideoReader`).  Targets close after the current position
+    are reached by decoding forward without a new seek.
+
+    Args:
+        indices: frame numbers ``0 <= i < frame_count``.
+        info: the video's :func:`probe_video` result, to skip probing again.
+
+    Returns:
+        ``(len(indices), H, W, 3)`` uint8 RGB.
+
+    Raises:
+        InputError: unreadable video, or an index past the last frame.
+    """
+    info = info or probe_video(path)
+    p = info.path
+    idx = [int(i) for i in np.asarray(indices).reshape(-1)]
+    if not idx:
+        return np.zeros((0, info.height, info.width, 3), np.uint8)
+    if min(idx) < 0:
+        raise InputError(f"read_frames_at: negative frame index {min(idx)} for {p.name!r}")
+    turns = info.rotation // 90
+    found: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(p)) as c:
+            s = c.streams.video[0]
+            tb = float(s.time_base)
+            start_pts = int(round(info.start_time / tb))
+            pos = None  # index of the next frame the decoder will return, when known
+            gen = None
+            for target in sorted(set(idx)):
+                if pos is None or target < pos or target - pos > 48:
+                    c.seek(start_pts + int(round(target / info.fps / tb)), stream=s, backward=True, any_frame=False)
+                    gen = c.decode(s)
+                for frame in gen:
+                    t = frame.time if frame.time is not None else 0.0
+                    k = int(round((t - info.start_time) * info.fps))
+                    pos = k + 1
+                    if k >= target:
+                        found[target] = _rgb(frame, turns)
+                        break
+                if target not in found:
+                    raise InputError(f"frame {target} is past the end of {p.name!r} "
+                                     f"({info.frame_count} frames declared)")
+    except InputError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise InputError(f"video {p.name!r}: seeking/decoding failed ({e})") from None
+    return np.stack([found[i] for i in idx])
 
 
 def _as_fraction(fps: float | Fraction) -> Fraction:
