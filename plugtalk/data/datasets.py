@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..io.images import load_image, to_tensor
-from ..io.video import VIDEO_SUFFIXES, probe_video, read_frames, read_frames_at
+from ..io.video import VIDEO_SUFFIXES, VideoInfo, probe_video, read_frames, read_frames_at
 
 __all__ = ["Clip", "list_clips", "identity_of", "ClipStore", "SelfReenactmentDataset", "CrossPair",
            "CrossReenactmentDataset", "IMAGE_SUFFIXES"]
@@ -149,6 +149,7 @@ class ClipStore:
         self.frame_access = frame_access if frame_access != "auto" else ("cache" if total <= cache_bytes else "seek")
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cached_bytes = 0
+        self._infos: dict[int, VideoInfo] = {}  # probe results, so seeking does not re-probe
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -199,7 +200,9 @@ class ClipStore:
                 raise InputError(f"clip {c.name!r} decodes to {len(all_frames)} frames, not {c.num_frames}")
             out = all_frames[idx]
         elif c.kind == "video":
-            out = read_frames_at(c.path, idx)
+            if clip not in self._infos:
+                self._infos[clip] = probe_video(c.path)
+            out = read_frames_at(c.path, idx, info=self._infos[clip])
         else:
             out = np.stack([load_image(c.frame_files[i], min_side=1) for i in idx])
         return self._resize(out)
