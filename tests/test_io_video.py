@@ -99,6 +99,31 @@ def test_streaming_reader_yields_batches(tmp_path):
     assert len(first) == 3
 
 
+def test_streaming_reader_does_not_keep_frames():
+    """Frames already yielded are freed once the caller drops them (the reader keeps no reference),
+    and batching allocates one batch at a time."""
+    import gc
+    import tracemalloc
+    import weakref
+
+    for reader in (VideoReader(train_clip()), VideoReader(train_clip(), fps=30)):
+        it = iter(reader)
+        refs = [weakref.ref(next(it)) for _ in range(3)]
+        for _ in range(5):
+            next(it)
+        gc.collect()
+        assert all(r() is None for r in refs)
+        it.close()
+    frame_bytes = 256 * 256 * 3
+    tracemalloc.start()  # tracks the numpy batches (PyAV's own frame buffers are not traced)
+    try:
+        n = sum(len(b) for b in VideoReader(train_clip()).batches(8))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == 223 and peak < 24 * frame_bytes, f"peak {peak / 2**20:.1f} MiB"  # the clip is 42 MiB
+
+
 def test_resampling_picks_the_nearest_frame(tmp_path):
     frames = _moving_square(25)
     out = tmp_path / "sq.mp4"
