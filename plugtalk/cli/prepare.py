@@ -27,9 +27,9 @@ def prepare(
 ) -> None:
     """Crop faces out of raw videos the FOMM/LIA way: one fixed square box per clip.
 
-    Writes <identity>__<clip>.mp4 (H.264, SIZE px, FPS) and, when the source has sound, a 16 kHz
-    wav beside it; prepared.json records the sources and crop boxes. Videos without a detectable
-    face are skipped with a warning; if none is usable the command fails.
+    Writes <identity>__<clip>.mp4 (H.264, SIZE px, FPS) and, when the source has sound, a 16 kHz wav beside it; prepared.json records the sources and crop boxes.
+
+    Videos without a detectable face are skipped with a warning; if none is usable the command fails (exit 2).
     """
     from ..data.prepare import PrepareSettings, SkippedVideoWarning, prepare_videos
 
