@@ -231,6 +231,8 @@ def paste_back(original: np.ndarray, crop, box: CropBox, *, feather: float = 0.1
     if not isinstance(crop, np.ndarray):
         from ..io.images import to_uint8
 
+        if crop.dim() == 4 and crop.shape[0] != 1:
+            raise InputError(f"paste_back: expected one animated crop, got a batch of {crop.shape[0]}")
         crop = to_uint8(crop.reshape(crop.shape[-3:]))
     crop = as_rgb_uint8(crop, "animated crop")
     if crop.shape[0] != crop.shape[1]:

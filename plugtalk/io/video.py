@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -373,10 +374,8 @@ def read_frames_at(path: str | os.PathLike, indices, *, info: VideoInfo | None =
 
 
 def _as_fraction(fps: float | Fraction) -> Fraction:
-    if isinstance(fps, Fraction):
-        return fps
-    f = Fraction(fps).limit_denominator(1001)
-    return f
+    """Frame rate as a rational time base (29.97 -> 2997/100; NTSC 30000/1001 stays exact as a Fraction)."""
+    return fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1001)
 
 
 class VideoWriter:
@@ -407,7 +406,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float = 25.0, *, codec: str = "libx264",
                  pix_fmt: str = "yuv420p", crf: int | None = 18, preset: str | None = "medium",
                  audio: str | os.PathLike | np.ndarray | None = None, sample_rate: int | None = None):
-        if not (isinstance(fps, (int, float, Fraction)) and fps > 0 and math.isfinite(float(fps))):
+        if not (isinstance(fps, numbers.Real) and fps > 0 and math.isfinite(float(fps))):
             raise InputError(f"VideoWriter: fps must be a positive number, got {fps!r}")
         self.path = Path(path)
         self.fps = _as_fraction(fps)
@@ -551,15 +550,10 @@ class VideoWriter:
         """
         if not self._is_open:
             raise RuntimeError("VideoWriter is not open (use it as a context manager)")
-        try:
-            import torch
+        if not isinstance(frames, np.ndarray) and hasattr(frames, "detach"):  # a torch tensor in [-1, 1]
+            from .images import to_uint8
 
-            if isinstance(frames, torch.Tensor):
-                from .images import to_uint8
-
-                frames = to_uint8(frames)
-        except ImportError:  # pragma: no cover
-            pass
+            frames = to_uint8(frames)
         a = np.asarray(frames)
         if a.ndim == 3:
             a = a[None]
