@@ -7,9 +7,10 @@ Its *identity* is the file/folder name's prefix before ``"__"``, else the name o
 in.
 
 Frame access (measured on the shared 256 px, <= 10 s H.264 clips with a keyframe every 50 frames, one
-CPU core): decoding a whole clip takes ~0.4 s (~1.4 ms/frame); a random frame pair by seeking to the
-previous keyframe ~40 ms; a pair from clips decoded into memory ~0.1 ms, at 196 KB per 256 px frame
-(~0.9 GB for the 192 s shared train split).  So :class:`ClipStore` keeps whole clips in memory as
+CPU core, ``benchmarks/bench_data_io.py``): decoding a whole clip takes ~0.2-0.4 s (~1 ms/frame); a
+random frame pair by seeking to the previous keyframe 16-40 ms (~50 training pairs/s); a pair from
+clips decoded into memory ~1 ms including the tensor conversion (~850 pairs/s), at 196 KB per 256 px
+frame (~0.9 GB for the 192 s shared train split).  So :class:`ClipStore` keeps whole clips in memory as
 uint8 when the folder fits in ``cache_bytes`` (``frame_access="auto"``), and otherwise seeks
 (:func:`plugtalk.io.video.read_frames_at`).  Call :meth:`ClipStore.preload` in the main process
 before creating a DataLoader: forked workers then share the decoded frames instead of decoding
