@@ -17,6 +17,7 @@ def _root() -> None:
 
 from . import bench as _bench  # noqa: E402,F401  (each import registers its command)
 from . import convert as _convert  # noqa: E402,F401
+from . import prepare as _prepare  # noqa: E402,F401
 
 
 def main() -> None:
