@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from plugtalk.cli import app
+from plugtalk.errors import InputError
 from plugtalk.probe import (
     FaceScorer,
     PairSpec,
@@ -60,22 +61,28 @@ def test_pairs_from_the_shared_clips(shared_data):
     assert again == pairs and other != pairs
 
 
-def test_pairs_with_one_identity_and_unreadable_files(tmp_path):
+def test_pairs_with_one_identity_files_and_unreadable_ones(tmp_path):
     gray_video(tmp_path / "anna__a.mp4", n=8)
     gray_video(tmp_path / "anna__b.mp4", n=8)
-    (tmp_path / "bob__broken.mp4").write_bytes(b"not a video")
     pairs, notes = pairs_from_folder(tmp_path, 3)
-    assert [p.kind for p in pairs] == ["self"] * 3
-    assert any("bob__broken.mp4" in n for n in notes) and any("only one identity" in n for n in notes)
+    assert [p.kind for p in pairs] == ["self"] * 3 and any("only one identity" in n for n in notes)
     assert pairs_from_files(tmp_path / "anna__a.mp4", tmp_path / "anna__b.mp4", 3)[0].kind == "self"
     still = tmp_path / "carl.png"
     Image.fromarray(gray_image(64)).save(still)
     ps = pairs_from_files(still, tmp_path / "anna__a.mp4", 3)
     assert [(p.kind, p.driving_frame) for p in ps] == [("cross", 0), ("cross", 4), ("cross", 7)]
+    Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(tmp_path / "wide.png")
     loaded = load_pair_frames([*ps, PairSpec(str(still), str(tmp_path / "anna__a.mp4"), 0, 99),
-                               PairSpec(str(tmp_path / "gone.png"), str(still))], size=32)
+                               PairSpec(str(tmp_path / "gone.png"), str(still)),
+                               PairSpec(str(tmp_path / "wide.png"), str(still))], size=32)
     assert loaded.indices == [0, 1, 2] and loaded.sources.shape == (3, 32, 32, 3)
     assert "past the end" in loaded.problems[3] and "gone.png" in loaded.problems[4]
+    assert "expected square face crops" in loaded.problems[5]
+    (tmp_path / "bob__broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(InputError, match="bob__broken.mp4"):
+        pairs_from_folder(tmp_path, 3)
+    with pytest.raises(InputError, match="driving"):
+        pairs_from_files(still, tmp_path / "bob__broken.mp4")
 
 
 def test_usable_pairs_pass_over_frames_without_faces(tmp_path):

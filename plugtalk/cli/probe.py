@@ -20,6 +20,18 @@ def _split(values: list[str] | None) -> list[str] | None:
     return out
 
 
+def _default_backbone() -> str | None:
+    """The backbone of the embedded default model, if one is installed."""
+    from ..checkpoint import read_metadata
+    from ..pretrained import default_model_path
+
+    path = default_model_path()
+    if path is None:
+        return None
+    meta = read_metadata(path)
+    return meta.get("backbone") or meta.get("name")
+
+
 def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, taps, groups, directions,
                        num_pairs, metrics, output_faces, seed, batch_size, device):
     from ..errors import InputError
@@ -27,7 +39,10 @@ def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, 
     from ..shared_data import find_shared
 
     if backbone is None:
-        raise InputError("give --backbone (lia, edtalk or dpe), or --spec report.json to repeat a run")
+        backbone = _default_backbone()
+        if backbone is None:
+            raise InputError("give --backbone (lia, edtalk or dpe), or --spec report.json to repeat a run")
+        console.print(f"backbone: {backbone} (the embedded default model)")
     if (source is None) != (driving is None):
         raise InputError("--source and --driving go together")
     if source is not None and pairs_dirs:
@@ -82,7 +97,8 @@ def _print_taps(backbone: str, checkpoint, mode, seed: int, device: str) -> None
 
 @app.command()
 def probe(
-    backbone: str | None = typer.Option(None, "--backbone", "-b", help="lia | edtalk | dpe"),
+    backbone: str | None = typer.Option(
+        None, "--backbone", "-b", help="lia | edtalk | dpe (default: the embedded default model's)"),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", "-c",
         help="official .pt, plugtalk backbone or retrofit .safetensors (default: the installed default model, "

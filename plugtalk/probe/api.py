@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError, NoFaceError
+from ..io.images import to_tensor, to_uint8
 from .patching import ForwardFn, count_images, run_patching
 from .results import ProbeImages, ProbeResult, VariantResult, baseline_scores, derive_scores, rank_variants
 from .scoring import FaceScorer, Scorer
@@ -64,15 +65,13 @@ def _warn(messages: list[str], text: str) -> None:
     warnings.warn(text, ProbeWarning, stacklevel=3)
 
 
-def to_uint8(x: Tensor) -> np.ndarray:
-    """``(N, 3, H, W)`` in [-1, 1] -> ``(N, H, W, 3)`` uint8 (values outside are clipped)."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def from_uint8(a: np.ndarray, like: Tensor | None = None, device=None, dtype=None) -> Tensor:
-    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    return t.to(device=device, dtype=dtype or torch.float32)
+def _pixels(x: Tensor, what: str, messages: list[str]) -> np.ndarray:
+    """Rendered ``(N, 3, H, W)`` -> uint8 for the scorer; non-finite pixels (a patch the model cannot
+    digest) become 0 with a warning instead of stopping the probe."""
+    if not torch.isfinite(x).all():
+        _warn(messages, f"{what}: the animator produced NaN/inf pixels; they are scored as 0")
+        x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    return to_uint8(x)
 
 
 def _check_images(x: Any, name: str) -> Tensor:
@@ -186,13 +185,13 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
     for v in variants:
         distinct.setdefault(v.patch_key, v)
     n_score = 1 + len(distinct)
-    base_u8 = to_uint8(out.baseline)
+    base_u8 = _pixels(out.baseline, "unpatched output", messages)
     baseline = baseline_scores(scorer.score(base_u8, refs), kinds)
     _notify(progress, "score", 1, n_score)
     raw: dict[tuple, tuple[dict, np.ndarray, np.ndarray]] = {}
     for key, v in distinct.items():
         img = out.outputs[v.key]
-        u8 = to_uint8(img)
+        u8 = _pixels(img, f"variant {v.key}", messages)
         change = (img - out.baseline).abs().flatten(1).mean(1).numpy()
         raw[key] = (scorer.score(u8, refs), change, u8)
         _notify(progress, "score", 1, n_score)
@@ -302,13 +301,16 @@ def probe_animator(animator: nn.Module, source: Tensor, driving: Tensor, *, taps
 # -- from files ---------------------------------------------------------------------------------------------
 
 def default_checkpoint(backbone: str) -> Path | None:
-    """The trained checkpoint the probe uses for ``backbone`` when none is given, or ``None``.
+    """The trained checkpoint the probe uses for ``backbone`` when none is given, or ``None``: the
+    embedded default model (:func:`plugtalk.pretrained.default_model_path`) when it is a ``backbone`` model."""
+    from ..checkpoint import read_metadata
+    from ..pretrained import default_model_path
 
-    The single place to plug in shipped default models: ``plugtalk/assets/checkpoints/<backbone>.safetensors``
-    when present.  None ships yet.
-    """
-    p = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / f"{backbone}.safetensors"
-    return p if p.is_file() else None
+    path = default_model_path()
+    if path is None:
+        return None
+    meta = read_metadata(path)
+    return path if (meta.get("backbone") or meta.get("name")) == backbone else None
 
 
 def load_animator(backbone: str, checkpoint: str | os.PathLike | None = None, *,
@@ -384,7 +386,7 @@ def run_probe(spec: ProbeSpec, *, scorer: Scorer | None = None, progress: Progre
     model, info = load_animator(spec.backbone, spec.checkpoint, options=spec.backbone_options, seed=spec.seed,
                                 device=spec.device)
     if info["random_weights"]:
-        _warn(messages, f"no checkpoint given and no default {spec.backbone} checkpoint installed: the {spec.backbone} "
+        _warn(messages, f"no checkpoint given and no default {spec.backbone} model installed: the {spec.backbone} "
                         f"backbone has RANDOM weights (seed {spec.seed}); the probe runs end to end, but its scores "
                         "say nothing about a trained animator")
     select_taps(animator_taps(model), spec.taps)  # fail on unknown tap names before reading any frame
@@ -401,8 +403,8 @@ def run_probe(spec: ProbeSpec, *, scorer: Scorer | None = None, progress: Progre
         raise InputError("no readable source/driving pair: " + "; ".join(s["reason"] for s in skipped))
     load_s = time.perf_counter() - t0
     p = next(model.parameters())
-    src = from_uint8(loaded.sources, device=p.device, dtype=p.dtype)
-    drv = from_uint8(loaded.drivings, device=p.device, dtype=p.dtype)
+    src = to_tensor(loaded.sources, device=p.device, dtype=p.dtype)
+    drv = to_tensor(loaded.drivings, device=p.device, dtype=p.dtype)
     pairs = []
     for k in loaded.indices:
         ps = spec.pairs[k]

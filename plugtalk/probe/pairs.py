@@ -3,8 +3,9 @@
 * Self-reenactment pairs: two frames far apart in one clip (the first and the last quarter).
 * Cross-reenactment pairs: a frame of one identity drives a frame of another.
 
-Clips are named ``<identity>__<clip>.<ext>`` (the shared data's convention, see its MANIFEST); a file
-without ``__`` is its own identity.
+Clips are found and read by :mod:`plugtalk.data.datasets` (videos, or folders of frames; identity = the
+name's prefix before ``__``, see the shared data's MANIFEST); a single image file is a one-frame clip
+whose identity is its file name's prefix before ``__``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.datasets import IMAGE_SUFFIXES, Clip, ClipStore, list_clips
+from ..data.datasets import identity_of as clip_identity
 from ..errors import InputError
+from ..io.video import VIDEO_SUFFIXES
 from .spec import PairSpec
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "LoadedPairs",
-    "find_videos",
-    "frame_count",
+    "detect_face",
     "identity_of",
     "load_pair_frames",
     "pairs_from_files",
@@ -33,48 +36,39 @@ __all__ = [
     "usable_pairs_from_folder",
 ]
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+def _is_image(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
 
 
 def identity_of(path: str | os.PathLike) -> str:
-    """``"obama__obama_00.mp4"`` -> ``"obama"``; a name without ``__`` is its own identity."""
-    return Path(path).stem.split("__")[0]
+    """Identity of a clip (:func:`plugtalk.data.datasets.identity_of`) or of a single image (its name's
+    prefix before ``__``, else the whole name): ``"obama__obama_00.mp4"`` -> ``"obama"``."""
+    return Path(path).stem.split("__", 1)[0] if _is_image(path) else clip_identity(path)
 
 
-def find_videos(root: str | os.PathLike) -> list[Path]:
-    """Video files under ``root`` (recursively), sorted.
+def _clip(path: str | os.PathLike) -> Clip:
+    """The clip at ``path``: a video, a folder of frames, or one image (a one-frame clip)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{str(p)!r} does not exist")
+    if _is_image(p):
+        from PIL import Image, UnidentifiedImageError
 
-    Raises:
-        InputError: ``root`` is not a folder or holds no video.
-    """
-    r = Path(root)
-    if not r.is_dir():
-        raise InputError(f"pairs folder {str(r)!r} does not exist or is not a folder")
-    out = sorted(p for p in r.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-    if not out:
-        raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {str(r)!r}")
-    return out
-
-
-def frame_count(path: str | os.PathLike) -> int:
-    """Number of frames of a video (container header, else by decoding).
-
-    Raises:
-        InputError: the file cannot be read as a video.
-    """
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise InputError(f"{Path(path).name!r} has no video stream")
-            s = c.streams.video[0]
-            return int(s.frames) if s.frames else sum(1 for _ in c.decode(s))
-    except InputError:
-        raise
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise InputError(f"video {Path(path).name!r} cannot be read ({e})") from None
+        try:
+            with Image.open(p) as im:
+                w, h = im.size
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"image {p.name!r} cannot be read ({e})") from None
+        return Clip(p, identity_of(p), p.stem, "frames", 1, h, w, (p,))
+    if p.is_file() and p.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"{p.name!r}: expected an image ({', '.join(IMAGE_SUFFIXES)}) or a video "
+                         f"({', '.join(VIDEO_SUFFIXES)})")
+    found = [c for c in list_clips([p], min_frames=1) if c.path == p]
+    if not found:
+        raise InputError(f"{str(p)!r} is neither a video nor a folder of frames")
+    return found[0]
 
 
 def _far_apart(rng: np.random.Generator, n: int) -> tuple[int, int]:
@@ -94,30 +88,22 @@ def pairs_from_folder(root: str | os.PathLike | Sequence[str | os.PathLike], num
     given ``seed`` and folder content.
 
     Args:
-        root: a folder (or several) of ``<identity>__<clip>`` videos, searched recursively.
+        root: a folder (or several) of ``<identity>__<clip>`` videos or frame folders, searched
+            recursively (:func:`plugtalk.data.datasets.list_clips`).
 
     Returns:
-        The pairs, and notes for the user (unreadable clips left out, no cross pairs possible).
+        The pairs, and notes for the user (e.g. no cross pairs possible).
 
     Raises:
-        InputError: ``num_pairs < 1``, no folder/videos, or no readable clip.
+        InputError: ``num_pairs < 1``, a missing folder, an unreadable video (named), or no clip.
     """
     if num_pairs < 1:
         raise InputError(f"num_pairs must be >= 1, got {num_pairs}")
     roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
-    videos = sorted({v for r in roots for v in find_videos(r)})
     notes: list[str] = []
     clips: dict[str, list[tuple[Path, int]]] = {}
-    for v in videos:
-        try:
-            n = frame_count(v)
-        except InputError as e:
-            notes.append(f"left out {v}: {e}")
-            continue
-        if n >= 1:
-            clips.setdefault(identity_of(v), []).append((v, n))
-    if not clips:
-        raise InputError(f"no readable video in {', '.join(str(r) for r in roots)}")
+    for c in list_clips(roots, min_frames=2):
+        clips.setdefault(c.identity, []).append((c.path, c.num_frames))
     rng = np.random.default_rng(seed)
     ids = sorted(clips)
     order = [ids[i] for i in rng.permutation(len(ids))]
@@ -189,72 +175,28 @@ def usable_pairs_from_folder(root: str | os.PathLike | Sequence[str | os.PathLik
 
 
 def pairs_from_files(source: str | os.PathLike, driving: str | os.PathLike, num_pairs: int = 1) -> list[PairSpec]:
-    """Pairs of one source (an image, or frame 0 of a video) with ``num_pairs`` frames spread evenly
-    over the driving video (or the driving image).  ``kind`` is ``"self"`` when the two files share an
-    identity (``<identity>__...`` names), else ``"cross"``.
+    """Pairs of one source (an image, or frame 0 of a video / frame folder) with ``num_pairs`` frames
+    spread evenly over the driving clip (or the driving image).  ``kind`` is ``"self"`` when the two
+    share an identity (``<identity>__...`` names, see :func:`identity_of`), else ``"cross"``.
 
     Raises:
-        InputError: a missing file, a file that is neither image nor video, or ``num_pairs < 1``.
+        InputError: a missing or unreadable file, a file that is neither image nor video, or ``num_pairs < 1``.
     """
     if num_pairs < 1:
         raise InputError(f"num_pairs must be >= 1, got {num_pairs}")
-    s, d = Path(source), Path(driving)
-    for p, what in ((s, "source"), (d, "driving")):
-        if not p.is_file():
-            raise InputError(f"{what} {str(p)!r} does not exist")
-        if p.suffix.lower() not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
-            raise InputError(f"{what} {p.name!r}: expected an image ({', '.join(IMAGE_SUFFIXES)}) or a video "
-                             f"({', '.join(VIDEO_SUFFIXES)})")
-    kind = "self" if identity_of(s) == identity_of(d) else "cross"
-    if d.suffix.lower() in IMAGE_SUFFIXES:
-        return [PairSpec(str(s), str(d), 0, 0, kind)]
-    n = frame_count(d)
-    if n < 1:
-        raise InputError(f"driving video {d.name!r} has no frames")
-    frames = sorted({round(x) for x in np.linspace(0, n - 1, min(num_pairs, n))})
-    return [PairSpec(str(s), str(d), 0, f, kind) for f in frames]
+    clips = {}
+    for p, what in ((source, "source"), (driving, "driving")):
+        try:
+            clips[what] = _clip(p)
+        except InputError as e:
+            raise InputError(f"{what}: {e}") from None
+    s, d = clips["source"], clips["driving"]
+    kind = "self" if s.identity == d.identity else "cross"
+    frames = sorted({round(x) for x in np.linspace(0, d.num_frames - 1, min(num_pairs, d.num_frames))})
+    return [PairSpec(str(s.path), str(d.path), 0, f, kind) for f in frames]
 
 
 # -- frames ------------------------------------------------------------------------------------------------
-# Minimal readers: to be replaced by plugtalk.io.video / plugtalk.io.images once those are on main.
-
-def _read_video_frames(path: Path, indices: set[int]) -> dict[int, np.ndarray]:
-    import av
-
-    want = sorted(indices)
-    found: dict[int, np.ndarray] = {}
-    try:
-        with av.open(str(path)) as c:
-            for i, frame in enumerate(c.decode(video=0)):
-                if i in indices:
-                    found[i] = frame.to_ndarray(format="rgb24")
-                if i >= want[-1]:
-                    break
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise InputError(f"video {path.name!r} cannot be read ({e})") from None
-    return found
-
-
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"image {path.name!r} cannot be read ({e})") from None
-
-
-def _fit(frame: np.ndarray, size: int, label: str) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if (h, w) == (size, size):
-        return frame
-    if h != w:
-        raise InputError(f"{label} is {w}x{h}: expected a square face crop (make one with plugtalk.face)")
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.LANCZOS))
-
 
 class LoadedPairs:
     """Frames of the readable pairs: ``sources``, ``drivings`` ``(M, S, S, 3)`` uint8, ``indices`` (into the
@@ -265,40 +207,40 @@ class LoadedPairs:
 
 
 def load_pair_frames(pairs: Sequence[PairSpec], size: int) -> LoadedPairs:
-    """Read every pair's frames (each file decoded once), resized to ``size`` if square and of another size.
+    """Read every pair's two frames (:class:`plugtalk.data.datasets.ClipStore`: videos seek to the frame),
+    resized to ``size`` x ``size`` when square and of another size.
 
-    A pair whose file is missing or unreadable, whose frame is past the end or whose frame is not
-    square is reported in ``problems`` instead of raising.
+    A pair whose file is missing or unreadable, whose frame is past the end, or whose frame is not a
+    square crop is reported in ``problems`` instead of raising.
     """
-    wanted: dict[Path, set[int]] = {}
-    for p in pairs:
-        for f, i in ((p.source, p.source_frame), (p.driving, p.driving_frame)):
-            path = Path(f)
-            wanted.setdefault(path, set()).add(0 if path.suffix.lower() in IMAGE_SUFFIXES else i)
-    frames: dict[tuple[Path, int], np.ndarray] = {}
+    paths = list(dict.fromkeys(Path(f) for p in pairs for f in (p.source, p.driving)))
+    clips: dict[Path, int] = {}
+    found: list[Clip] = []
     errors: dict[Path, str] = {}
-    for path, idx in wanted.items():
+    for path in paths:
         try:
-            if not path.is_file():
-                raise InputError(f"{str(path)!r} does not exist")
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                frames[(path, 0)] = _read_image(path)
-            else:
-                frames.update({(path, i): f for i, f in _read_video_frames(path, idx).items()})
+            c = _clip(path)
+            if c.height != c.width:
+                raise InputError(f"{path.name!r} is {c.width}x{c.height}: expected square face crops "
+                                 "(make them with plugtalk prepare)")
+            clips[path] = len(found)
+            found.append(c)
         except InputError as e:
             errors[path] = str(e)
+    store = ClipStore(found, size=size, frame_access="seek")
     srcs, drvs, ok, problems = [], [], [], {}
     for k, p in enumerate(pairs):
         try:
             pair = []
-            for f, i, label in ((p.source, p.source_frame, p.labels[0]), (p.driving, p.driving_frame, p.labels[1])):
+            for f, i in ((p.source, p.source_frame), (p.driving, p.driving_frame)):
                 path = Path(f)
                 if path in errors:
                     raise InputError(errors[path])
-                key = (path, 0 if path.suffix.lower() in IMAGE_SUFFIXES else i)
-                if key not in frames:
-                    raise InputError(f"frame {i} is past the end of {path.name!r}")
-                pair.append(_fit(frames[key], size, label))
+                c = found[clips[path]]
+                i = 0 if _is_image(path) else i
+                if i >= c.num_frames:
+                    raise InputError(f"frame {i} is past the end of {path.name!r} ({c.num_frames} frames)")
+                pair.append(store.frames(clips[path], [i])[0])
         except InputError as e:
             problems[k] = str(e)
             continue
