@@ -368,3 +368,31 @@ def test_report_files_are_written(tmp_path):
         assert g.size == (230 + 3 * 128, 22 + rows * 128)
     with Image.open(files["identity_shift.png"]) as c:
         assert c.size[0] > 300
+
+
+def test_retrofitted_models_are_probed_and_loaded_from_files(tmp_path):
+    """With EMI the driver's pyramid feeds the motion code, so swapping it matters; load_animator reads
+    retrofit and backbone files and refuses another backbone's file."""
+    from plugtalk import retrofit
+    from plugtalk.errors import CheckpointError
+    from plugtalk.probe import load_animator
+
+    m = tiny_backbone("lia")
+    r = retrofit(m, emi=dict(width=16, num_heads=2, num_queries=4), edi=dict(num_slots=8, decoder_channels=16,
+                                                                              fusion_heads=2), init="random").eval()
+    s, d = images(n=2, dtype=torch.float32)
+    res = probe_animator(r, s, d, taps=["pyramid.0", "pyramid.2"], groups=[], directions=["to_driving"],
+                         scorer=colour_scorer())
+    assert all(v.scores.summary["all"]["pixel_change"]["mean"] > 1e-4 for v in res.variants)
+    assert res.model["emi"] and res.model["edi"]
+    path = r.save_pretrained(tmp_path / "r.safetensors")
+    loaded, info = load_animator("lia", path)
+    assert info["weights"] == "plugtalk retrofit file" and not info["random_weights"]
+    with torch.no_grad():
+        assert torch.equal(loaded(s, d), r(s, d))
+    back, info = load_animator("lia", m.save_pretrained(tmp_path / "b.safetensors"))
+    assert info["weights"] == "plugtalk backbone file" and back.emi is None
+    with pytest.raises(CheckpointError, match="not 'dpe'"):
+        load_animator("dpe", path)
+    with pytest.raises(InputError, match="no backbone options"):
+        load_animator("lia", None, options={"mode": "pose"})
