@@ -1,5 +1,5 @@
 """Writing a probe result: ``report.json``, ``grid.png`` (rows = variants, columns = pairs) and
-``identity_shift.png`` (identity transfer per tap), every file written atomically; and the ranked
+``identity_shift.png`` (identity shift per tap), every file written atomically; and the ranked
 table for the terminal (rich)."""
 
 from __future__ import annotations
@@ -125,8 +125,10 @@ def write_grid(result: ProbeResult, path: str | os.PathLike, thumb: int = 128) -
 
 
 def write_chart(result: ProbeResult, path: str | os.PathLike) -> Path:
-    """``identity_shift.png``: identity transfer per variant (mean ± sample std over pairs; cross and
-    self reenactment), and the pixel change against the unpatched output."""
+    """``identity_shift.png``: per variant (in rank order) the identity shift
+    ``CSIM(out, driving) - CSIM(out, source)`` of the patched outputs (mean ± sample std over pairs, cross-
+    and self-reenactment), with the unpatched outputs' identity shift as dashed lines; and the pixel
+    change against the unpatched output."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -135,8 +137,8 @@ def write_chart(result: ProbeResult, path: str | os.PathLike) -> Path:
     vs = result.variants
     labels = [r.variant.key for r in vs]
     y = np.arange(len(vs))
-    has_id = any("identity_transfer" in r.scores.per_pair for r in vs)
-    fig, axes = plt.subplots(1, 2 if has_id else 1, figsize=(11 if has_id else 6, 1.2 + 0.32 * len(vs)),
+    has_id = any("identity_shift" in r.scores.per_pair for r in vs)
+    fig, axes = plt.subplots(1, 2 if has_id else 1, figsize=(11 if has_id else 6, 1.4 + 0.32 * len(vs)),
                              squeeze=False, sharey=True)
     title = f"probe: {result.model.get('backbone') or result.model.get('adapter', 'animator')}"
     if result.model.get("random_weights"):
@@ -145,18 +147,22 @@ def write_chart(result: ProbeResult, path: str | os.PathLike) -> Path:
         ax = axes[0, 0]
         kinds = [k for k in ("cross", "self") if k in result.kinds]
         h = 0.8 / max(1, len(kinds))
+        colours = {"cross": "tab:blue", "self": "tab:orange"}
         for j, kind in enumerate(kinds):
-            stats = [r.scores.summary.get(kind, {}).get("identity_transfer", {}) for r in vs]
+            stats = [r.scores.summary.get(kind, {}).get("identity_shift", {}) for r in vs]
             m = np.array([s.get("mean", np.nan) for s in stats], float)
             e = np.array([s.get("std", np.nan) if s.get("n", 0) > 1 else 0.0 for s in stats], float)
             ax.barh(y + (j - (len(kinds) - 1) / 2) * h, np.nan_to_num(m), h, xerr=np.nan_to_num(e),
-                    label=f"{kind}-reenactment", capsize=2)
+                    label=f"{kind}-reenactment", capsize=2, color=colours[kind])
+            base = result.baseline.summary.get(kind, {}).get("identity_shift", {}).get("mean", np.nan)
+            if np.isfinite(base):
+                ax.axvline(base, color=colours[kind], ls="--", lw=1, label=f"unpatched ({kind})")
         ax.axvline(0, color="black", lw=0.8)
-        if not any(r.scores.summary.get(k, {}).get("identity_transfer", {}).get("n", 0) for r in vs for k in kinds):
+        if not any(r.scores.summary.get(k, {}).get("identity_shift", {}).get("n", 0) for r in vs for k in kinds):
             ax.text(0.5, 0.5, "no identity scores:\nno face found in the outputs", transform=ax.transAxes,
                     ha="center", va="center", color="gray")
-        ax.set_xlabel("identity transfer (Δ identity shift toward the donor branch)")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.set_xlabel("identity shift = CSIM(out, driving) - CSIM(out, source)")
+        ax.legend(loc="lower right", fontsize=7)
         ax.set_title(title, fontsize=10, loc="left")
     ax = axes[0, -1]
     px = [r.scores.summary.get("all", {}).get("pixel_change", {}) for r in vs]
