@@ -162,7 +162,8 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
     for i, prob in enumerate(refs.problems):
         if prob is not None:
             skipped.append({**pairs[i], "reason": prob})
-            _warn(messages, f"skipped pair {i} ({labels[i][0]} driven by {labels[i][1]}): {prob}")
+            _warn(messages, f"skipped pair {pairs[i].get('index', i)} ({labels[i][0]} driven by {labels[i][1]}): "
+                            f"{prob}")
     if not usable:
         raise NoFaceError("no usable source/driving pair: " + "; ".join(f"pair {i}: {p}" for i, p in enumerate(refs.problems)))
     faces_s = time.perf_counter() - t0
