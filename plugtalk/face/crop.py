@@ -32,7 +32,8 @@ from PIL import Image
 from ..errors import InputError, NoFaceError
 from .detect import FaceBox, as_rgb_uint8, detect_faces, follow_face
 
-__all__ = ["CropBox", "clip_crop_box", "video_crop_box", "portrait_box", "crop_and_resize", "crop_portrait", "paste_back",
+__all__ = ["CropBox", "clip_crop_box", "video_crop_box", "portrait_box", "crop_and_resize", "crop_portrait",
+           "paste_back",
            "FaceTrack", "split_face_track", "face_size"]
 
 

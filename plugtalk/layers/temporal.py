@@ -87,7 +87,8 @@ class StreamingSmoother:
         flat = buf.reshape(buf.shape[0], -1)
         w = self.taps.to(device=buf.device, dtype=buf.dtype if buf.is_floating_point() else torch.float32)
         x = F.pad(flat.T.to(w.dtype), (r, r)).unfold(1, self.kernel_size, 1)            # (D, N, k)
-        ones = F.pad(torch.ones(1, flat.shape[0], dtype=w.dtype, device=buf.device), (r, r)).unfold(1, self.kernel_size, 1)
+        ones = torch.ones(1, flat.shape[0], dtype=w.dtype, device=buf.device)
+        ones = F.pad(ones, (r, r)).unfold(1, self.kernel_size, 1)
         y = (x[:, start:end] * w).sum(-1) / (ones[:, start:end] * w).sum(-1)              # (D, end - start)
         return y.T.to(buf.dtype).reshape(end - start, *buf.shape[1:])
 
