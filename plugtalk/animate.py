@@ -48,7 +48,7 @@ from .io.video import VideoInfo, VideoReader, VideoWriter, probe_video
 from .retrofitting import DriverState, Retrofitted
 
 __all__ = ["SourceImage", "DrivingClip", "AnimateResult", "Runtime", "prepare_source", "center_box",
-           "parse_expression_weights", "audio_mouth_coefficients", "relative_codes", "animate",
+           "parse_expression_weights", "audio_mouth_coefficients", "relative_codes", "assign_drivers", "animate",
            "optimize_for_inference", "VIDEO_OUTPUT_SUFFIXES", "AUDIO_FPS"]
 
 #: Output containers the writer produces.
@@ -240,13 +240,67 @@ def audio_mouth_coefficients(audio: str | os.PathLike, audio_model: torch.nn.Mod
     return gaussian_smooth(torch.cat(out), 3, 1.0)
 
 
-def relative_codes(source_code: Tensor, codes: Mapping[str, Tensor], starts: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def relative_codes(source_code: Tensor, codes: Mapping[str, Tensor], starts: Mapping[str, Tensor]
+                   ) -> dict[str, Tensor]:
     """Relative motion (LIA's demo): ``z = z_s + z_d - z_start`` per driver with a start code.
 
     The LIA family's motion heads are affine and its dictionaries linear, so shifting the codes is
     exactly LIA's relative mode (``D(z_d) - D(z_start) + D(z_s)``); see :meth:`Retrofitted.forward`.
     """
     return {d: (source_code + z - starts[d]) if d in starts else z for d, z in codes.items()}
+
+
+def assign_drivers(adapter, driving, named: Mapping[str, Any], replaced: set[str], notes: list[str]
+                   ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Which video drives which of the adapter's drivers.
+
+    ``named`` videos drive their own bank; ``driving`` fills every other driver the adapter lets a single
+    driving video fill (``Adapter.driving_fills``) unless ``replaced`` (by audio or weights).  The
+    ``driving`` video comes first: it sets the output's frame rate and sound.
+
+    Returns:
+        ``(videos: key -> path, assignment: driver -> video key)``.
+    """
+    videos: dict[str, Any] = {}
+    assignment: dict[str, str] = {}
+    if driving is not None:
+        fills = [d for d in adapter.driving_fills if d not in replaced]
+        if fills:
+            videos["driving"] = driving
+            assignment.update({d: "driving" for d in fills})
+        else:
+            notes.append("--driving was not used: every driver has its own input")
+    for d, v in named.items():
+        videos[d] = v
+        assignment[d] = d
+    return videos, assignment
+
+
+def _lockstep(clips: Mapping[str, "DrivingClip"], batch_size: int, total: int | None, timer) -> Iterator[dict]:
+    """Batches ``{video key: (n, S, S, 3) crops}`` of every driving video in step, stopping at the
+    shortest (or ``total``); with no video, ``{"__n__": n}`` counts for audio-only runs."""
+    if not clips:
+        n_all = total or 0
+        for s in range(0, n_all, batch_size):
+            yield {"__n__": min(batch_size, n_all - s)}
+        return
+    gens = {k: c.batches(batch_size) for k, c in clips.items()}
+    produced = 0
+    while True:
+        batch = {}
+        with timer("decode"):
+            for k, g in gens.items():
+                nxt = next(g, None)
+                if nxt is None:
+                    return
+                batch[k] = nxt[0]
+        n = min(len(v) for v in batch.values())
+        if total is not None:
+            n = min(n, total - produced)
+        if n <= 0:
+            return
+        yield {k: v[:n] for k, v in batch.items()}
+        produced += n
 
 
 # -- runtime ------------------------------------------------------------------------------------------------
@@ -345,7 +399,7 @@ def _check_video_out(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
-def _video_soundtrack(info: VideoInfo, max_seconds: float | None = None) -> tuple[np.ndarray, int] | None:
+def _video_soundtrack(info: VideoInfo) -> tuple[np.ndarray, int] | None:
     """The first audio stream of a video at its own rate, with sample 0 at the first frame's time."""
     from .io.audio import read_audio
 
@@ -357,8 +411,6 @@ def _video_soundtrack(info: VideoInfo, max_seconds: float | None = None) -> tupl
         return None
     shift = int(round(((info.audio_start or 0.0) - info.start_time) * sr))
     samples = np.pad(samples, (shift, 0)) if shift > 0 else samples[-shift:]
-    if max_seconds is not None:
-        samples = samples[: int(math.ceil(max_seconds * sr)) + 1]
     return (samples, sr) if samples.size else None
 
 
@@ -416,6 +468,8 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
             the source or a driving video.  No output file is left behind on any error.
     """
     t_start = time.perf_counter()
+    if model.training:
+        raise InputError("animate needs the model in eval mode (call model.eval())")
     adapter = model.adapter
     if runtime is None:
         runtime = Runtime.of(model)
@@ -455,24 +509,13 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         if "expression" in named:
             raise InputError("the expression is driven by --expression-weights or by --expression, not both")
         exp_dim = getattr(adapter.backbone.config, "expression_dim", None)
-        weights = torch.from_numpy(parse_expression_weights(expression_weights, exp_dim)).to(runtime.device)
+        weights = torch.from_numpy(parse_expression_weights(expression_weights, exp_dim))
+        weights = weights.to(device=runtime.device, dtype=runtime.dtype)
     else:
         weights = None
 
-    # which video drives which driver; --driving (else the first bank video) sets the frame rate and sound
-    videos: dict[str, str | os.PathLike] = {}  # video key -> path
-    assignment: dict[str, str] = {}            # driver -> video key
     replaced = set(named) | ({"mouth"} if audio_drives else set()) | ({"expression"} if weights is not None else set())
-    if driving is not None:
-        fills = [d for d in adapter.driving_fills if d not in replaced]
-        if fills:
-            videos["driving"] = driving
-            assignment.update({d: "driving" for d in fills})
-        else:
-            notes.append("--driving was not used: every driver has its own input")
-    for d, v in named.items():
-        videos[d] = v
-        assignment[d] = d
+    videos, assignment = assign_drivers(adapter, driving, named, replaced, notes)
     if not assignment and not audio_drives and weights is None:
         need = "--driving" + (" (or --mouth / --pose / --expression / --audio)" if len(adapter.drivers) > 1 else "")
         raise InputError(f"nothing drives the animation: give {need}")
@@ -494,7 +537,7 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         out_fps = out_fps or AUDIO_FPS
         with timer("audio"):
             mouth_coeffs = audio_mouth_coefficients(audio, audio_model, fps=out_fps, max_frames=max_frames)
-            mouth_coeffs = mouth_coeffs.to(runtime.device)
+            mouth_coeffs = mouth_coeffs.to(device=runtime.device, dtype=runtime.dtype)
 
     # ---- driving videos: probe + crop boxes (first pass) ----
     clips: dict[str, DrivingClip] = {}
@@ -572,31 +615,6 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
                 writers[1].write(_side_by_side(parts))
         return n
 
-    def stream() -> Iterator[dict[str, np.ndarray]]:
-        """Lockstep batches of cropped frames of every driving video (stops at the shortest)."""
-        if not clips:  # audio (and/or expression weights) only
-            n_all = total if total is not None else 0
-            for s in range(0, n_all, batch_size):
-                yield {"__n__": min(batch_size, n_all - s)}
-            return
-        gens = {k: c.batches(batch_size) for k, c in clips.items()}
-        produced = 0
-        while True:
-            batch = {}
-            with timer("decode"):
-                for k, g in gens.items():
-                    nxt = next(g, None)
-                    if nxt is None:
-                        return
-                    batch[k] = nxt[0]
-            n = min(len(v) for v in batch.values())
-            if total is not None:
-                n = min(n, total - produced)
-            if n <= 0:
-                return
-            yield {k: v[:n] for k, v in batch.items()}
-            produced += n
-
     with contextlib.ExitStack() as stack:
         audio_kw = {}
         if sound is not None:
@@ -605,7 +623,7 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         sbs_writer = stack.enter_context(VideoWriter(sbs_path, fps=out_fps, lossless=lossless, **audio_kw)) \
             if sbs_path else None
         writers = (writer, sbs_writer)
-        for batch in stream():
+        for batch in _lockstep(clips, batch_size, total, timer):
             n = batch.pop("__n__", None) or len(next(iter(batch.values())))
             payload: dict[str, Any] = {"n": n, "sbs": batch.get(sbs_key) if sbs_key else None}
             if mouth_coeffs is not None:

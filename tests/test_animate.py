@@ -480,3 +480,10 @@ def test_real_clips_every_backbone_then_eval(models, tmp_path):
         skipped = result["skipped_frames"]["csim"]
         assert 0 <= skipped <= 5 and np.isnan(m["csim"]) == (skipped == 5)
     assert read_frames(tmp_path / "lia_sbs.mp4").shape == (5, SIZE, 3 * SIZE, 3)
+
+
+def test_a_model_in_training_mode_is_refused(models, astronaut, carphone, tmp_path):
+    model = load_animator(models["lia_bb"]).model.train()
+    with pytest.raises(InputError, match="eval mode"):
+        animate(model, astronaut, tmp_path / "o.mp4", driving=carphone, max_frames=1)
+    assert not list(tmp_path.iterdir())
