@@ -194,7 +194,7 @@ class EndToEndResult:
     ms_spread: float           #: (max - min) / 2 over runs
     fps: float                 #: end-to-end frames per second = frames / median seconds
     model_fps: float           #: frames per second of the model stages alone (encode + render), same runs
-    stages: dict               #: seconds per stage of the median run (source, detect, decode, model, write, total)
+    stages: dict               #: median seconds per stage over the timed runs (see STAGES, plus "total")
     peak_memory_mb: float
 
     def row(self) -> list[str]:
@@ -242,14 +242,14 @@ def bench_end_to_end(name: str, variant: str = "base", batch: int = 1, device: s
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         ms, spread = time_callable(step, dev, warmup, iters)
-    timed = sorted(runs[warmup:], key=lambda r: r.timings["total"])
-    median = timed[len(timed) // 2]
-    n = median.frames
+    timed = runs[warmup:]
+    stages = {k: round(statistics.median(r.timings.get(k, 0.0) for r in timed), 4)
+              for k in {k for r in timed for k in r.timings}}
+    n = timed[0].frames
     result = EndToEndResult(name, variant, batch, str(dev), str(dtype).replace("torch.", ""),
                             ",".join(o for o, on in (("channels_last", channels_last), ("compile", compile)) if on),
                             n, ms, spread, n / (ms / 1000),
-                            n / max(statistics.median(r.timings.get("model", 0) for r in runs[warmup:]), 1e-9),
-                            {k: round(v, 4) for k, v in median.timings.items()}, _peak_memory_mb(dev))
+                            n / max(stages.get("model", 0.0), 1e-9), stages, _peak_memory_mb(dev))
     gc.collect()
     return result
 
