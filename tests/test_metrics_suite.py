@@ -80,3 +80,11 @@ def test_bad_arguments(suite, frames):
     with pytest.raises(InputError, match="same shape"):
         suite.evaluate(frames, frames[:2])
     assert "fid" in ALL_METRICS
+
+
+def test_frames_below_niqe_patch_size_skip_niqe_with_a_reason(suite):
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    r = suite.evaluate(small, small)
+    assert "niqe" not in r and "96x96" in r["not_computed"]["niqe"]
+    assert r["psnr"] == float("inf") and 0.0 <= r["cpbd"] <= 1.0

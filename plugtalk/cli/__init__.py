@@ -15,8 +15,11 @@ def _root() -> None:
     """Retrofit GAN talking-head animators with FixTalk's EMI and EDI."""
 
 
-from . import bench as _bench  # noqa: E402,F401  (each import registers its command)
+from . import animate as _animate  # noqa: E402,F401  (each import registers its command)
+from . import bench as _bench  # noqa: E402,F401
 from . import convert as _convert  # noqa: E402,F401
+from . import demo as _demo  # noqa: E402,F401
+from . import evaluate as _evaluate  # noqa: E402,F401
 from . import prepare as _prepare  # noqa: E402,F401
 from . import probe as _probe  # noqa: E402,F401
 

@@ -22,3 +22,9 @@ def user_errors() -> Iterator[None]:
     except (PlugtalkError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
+
+
+def print_table(table) -> None:
+    """Print a rich table; off a terminal (logs, pipes, CI) on a wide page so columns are not squeezed."""
+    target = console if console.is_terminal else Console(width=max(console.width, 160))
+    target.print(table)

@@ -1,65 +1,106 @@
-"""``plugtalk bench``: forward-pass speed and memory per backbone and retrofit variant."""
+"""``plugtalk bench``: model-only and end-to-end speed and memory per backbone and retrofit variant."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 from rich.table import Table
 
 from . import app
-from ._common import console, user_errors
+from ._common import console, print_table, user_errors
 
 _DTYPES = {"float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
 
 
 @app.command()
 def bench(
-    backbone: list[str] = typer.Option(["lia", "edtalk", "dpe"], "--backbone", "-b", help="backbones to time"),
-    variant: list[str] = typer.Option(["base", "emi", "edi", "both"], "--variant", "-v",
+    backbone: List[str] = typer.Option(["lia", "edtalk", "dpe"], "--backbone", "-b", help="backbones to time"),
+    variant: List[str] = typer.Option(["base", "emi", "edi", "both"], "--variant", "-v",
                                       help="base | emi | edi | both (retrofitted with FixTalk's modules)"),
-    batch: list[int] = typer.Option([1], "--batch", help="batch sizes"),
+    batch: Optional[List[int]] = typer.Option(None, "--batch", help="batch sizes (default: 1 and 4 on CPU, 1 and 8 "
+                                                                    "on CUDA)"),
     device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu", help="cpu | cuda"),
-    dtype: list[str] = typer.Option(["float32"], "--dtype", help="float32 | bf16 (autocast)"),
-    channels_last: bool = typer.Option(False, help="channels-last memory format"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model"),
-    warmup: int = typer.Option(2, min=0), iters: int = typer.Option(5, min=1),
+    dtype: Optional[List[str]] = typer.Option(None, "--dtype", help="float32 | bf16 (autocast); default float32, "
+                                                                    "and bf16 too on CUDA"),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="channels-last memory format (default: CUDA times both)"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile",
+                                           help="torch.compile the model (default: CUDA times both)"),
+    model_only: bool = typer.Option(True, "--model/--no-model", help="time model forward passes"),
+    end_to_end: bool = typer.Option(True, "--e2e/--no-e2e", help="time whole animate runs (decode, crop, encode, "
+                                                                 "render, write)"),
+    frames: int = typer.Option(16, "--frames", min=1, help="end to end: driving frames per run"),
+    source: Optional[Path] = typer.Option(None, "--source", help="end to end: source image (default: the demo's)"),
+    video: Optional[Path] = typer.Option(None, "--video", help="end to end: driving video (default: the demo's)"),
+    warmup: int = typer.Option(2, min=0, help="model-only warm-up passes"),
+    iters: int = typer.Option(5, min=1, help="model-only timed passes"),
+    e2e_warmup: int = typer.Option(1, "--e2e-warmup", min=0, help="end-to-end warm-up runs"),
+    e2e_iters: int = typer.Option(3, "--e2e-iters", min=1, help="end-to-end timed runs"),
+    size: int = typer.Option(256, "--size", help="image size in px (256: the official models)"),
     threads: int = typer.Option(0, help="torch CPU threads (0: leave torch's default)"),
-    json_out: Path = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
 ) -> None:
-    """Time model forward passes at 256 px (after warm-up; synchronised on CUDA)."""
+    """Time LIA / EDTalk / DPE at 256 px, plain and with EMI / EDI: model-only forward passes and whole animate runs.
+
+    Timings are taken after warm-up (synchronised on CUDA); end-to-end runs also report seconds per stage. Weights are random (speed does not depend on them).
+    """
     import dataclasses
 
     import torch
 
     from .. import bench as B
-    from ..io.atomic import atomic_path
+    from ..io.atomic import atomic_path, check_output_path
 
     with user_errors():
+        if json_out is not None:
+            check_output_path(json_out)
         if threads:
             torch.set_num_threads(threads)
         unknown = [v for v in variant if v not in B.VARIANTS]
         if unknown:
             raise typer.BadParameter(f"unknown variant(s) {unknown}; choose from {B.VARIANTS}")
+        cuda = torch.device(device).type == "cuda"
         dtypes = []
-        for d in dtype:
+        for d in dtype or (["float32", "bf16"] if cuda else ["float32"]):
             if d not in _DTYPES:
                 raise typer.BadParameter(f"unknown dtype {d!r}; choose from {sorted(_DTYPES)}")
             dtypes.append(getattr(torch, _DTYPES[d]))
+        batches = batch or ([1, 8] if cuda else [1, 4])
+        layouts = B.layouts_for(device, channels_last, compile)
         env = B.environment(torch.device(device))
-        console.print("  ".join(f"{k}={v}" for k, v in env.items()))
-        table = Table("backbone", "variant", "batch", "dtype", "options", "ms/batch", "fps", "peak MB",
-                      "params M", "added M", title="model-only forward (source + driving -> image)")
-        results = []
-        with console.status("timing...") as status:
-            def show(r):
-                results.append(r)
-                table.add_row(*r.row())
-                status.update(f"timed {r.backbone}/{r.variant}/b{r.batch}")
-            B.run(backbone, variant, batch, device, dtypes, channels_last, compile, warmup, iters, on_result=show)
-        console.print(table)
+        console.print("  ".join(f"{k}={v}" for k, v in env.items()), highlight=False, soft_wrap=True)
+        out: dict = {"environment": env}
+        if model_only:
+            table = Table("backbone", "variant", "batch", "dtype", "options", "ms/batch", "fps", "peak MB",
+                          "params M", "added M", title=f"model only: source + driving -> image ({size} px)")
+            results = []
+            with console.status("timing the models...") as status:
+                def show(r):
+                    results.append(r)
+                    table.add_row(*r.row())
+                    status.update(f"timed {r.backbone}/{r.variant}/b{r.batch}")
+                B.run(backbone, variant, batches, device, dtypes, warmup=warmup, iters=iters, size=size,
+                      on_result=show, layouts=layouts)
+            print_table(table)
+            out["model_only"] = [dataclasses.asdict(r) for r in results]
+        if end_to_end:
+            table = Table("backbone", "variant", "batch", "dtype", "options", "frames", "s/run", "fps", "model fps",
+                          "/".join(B.STAGES) + " s", "non-model s", "peak MB",
+                          title="end to end: decode + detect/crop + encode + render + write (plugtalk animate)")
+            e2e = []
+            with console.status("timing end to end...") as status:
+                def show_e2e(r):
+                    e2e.append(r)
+                    table.add_row(*r.row())
+                    status.update(f"timed {r.backbone}/{r.variant}/b{r.batch} end to end")
+                B.run_end_to_end(backbone, variant, batches, device, dtypes, layouts, e2e_warmup, e2e_iters,
+                                 size=size, frames=frames, source=source, video=video, on_result=show_e2e)
+            print_table(table)
+            out["end_to_end"] = [dataclasses.asdict(r) for r in e2e]
         if json_out:
             with atomic_path(json_out) as tmp:
-                tmp.write_text(json.dumps({"environment": env, "results": [dataclasses.asdict(r) for r in results]},
-                                          indent=2))
+                tmp.write_text(json.dumps(out, indent=2))
+            console.print(f"wrote {json_out}", highlight=False)

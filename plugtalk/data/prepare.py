@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..errors import InputError, NoFaceError
 from ..face.crop import CropBox, FaceTrack, clip_crop_box, crop_and_resize, split_face_track
-from ..face.detect import FaceBox, detect_faces
+from ..face.detect import FaceBox, follow_face
 from ..io.atomic import atomic_path
 from ..io.audio import load_audio, save_wav
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter
@@ -138,24 +137,6 @@ def _names(source: Path, identity: str | None) -> tuple[str, str]:
     return (identity or ident), clip
 
 
-def _pick(faces: list[FaceBox], prev: FaceBox | None) -> FaceBox | None:
-    if not faces:
-        return None
-    if prev is None:
-        return faces[0]  # largest
-    px, py = prev.center
-    return min(faces, key=lambda b: math.hypot(b.center[0] - px, b.center[1] - py))
-
-
-def _detect(frame: np.ndarray, side: int, prev: FaceBox | None) -> FaceBox | None:
-    h, w = frame.shape[:2]
-    f = min(1.0, side / min(h, w))
-    small = frame if f == 1.0 else np.asarray(
-        Image.fromarray(frame).resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR))
-    faces = [FaceBox(b.left / f, b.top / f, b.right / f, b.bottom / f, b.score) for b in detect_faces(small)]
-    return _pick(faces, prev)
-
-
 def _parts(tracks: Sequence[FaceTrack], min_frames: int, max_frames: int) -> list[FaceTrack]:
     parts = []
     for t in tracks:
@@ -221,7 +202,7 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
     last_frame = None
     for i, frame in enumerate(reader):
         if i % settings.detect_every == 0:
-            b = _detect(frame, settings.detect_side, prev)
+            b = follow_face(frame, detect_side=settings.detect_side, near=prev)
             prev = b or prev
             boxes.append(b)
         else:
@@ -230,7 +211,7 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
         tick("detect", i + 1, total)
     n = len(boxes)
     if n and (n - 1) % settings.detect_every != 0:
-        boxes[-1] = _detect(last_frame, settings.detect_side, prev)
+        boxes[-1] = follow_face(last_frame, detect_side=settings.detect_side, near=prev)
     del last_frame
     detected = sum(b is not None for b in boxes)
     if detected == 0:

@@ -24,15 +24,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..errors import InputError, NoFaceError
-from .detect import FaceBox, as_rgb_uint8, detect_faces
+from .detect import FaceBox, as_rgb_uint8, detect_faces, follow_face
 
-__all__ = ["CropBox", "clip_crop_box", "portrait_box", "crop_and_resize", "crop_portrait", "paste_back",
+__all__ = ["CropBox", "clip_crop_box", "video_crop_box", "portrait_box", "crop_and_resize", "crop_portrait",
+           "paste_back",
            "FaceTrack", "split_face_track", "face_size"]
 
 
@@ -121,6 +122,47 @@ def clip_crop_box(boxes: Sequence[FaceBox | None], frame_size: tuple[int, int], 
     top = _fit(center_y, side, h)
     size = int(round(side))
     return CropBox(int(round(left)), int(round(top)), max(size, 1))
+
+
+def video_crop_box(frames: Iterable[np.ndarray], *, detect_every: int = 5, detect_side: int | None = 360,
+                   name: str = "video", **box_kwargs) -> CropBox:
+    """One crop box for a driving clip: follow the face on every ``detect_every``-th frame (and the
+    last) and give the boxes to :func:`clip_crop_box`.
+
+    Frames are consumed one at a time (a streaming video reader keeps memory constant).
+
+    Args:
+        frames: ``(H, W, 3)`` uint8 RGB frames of one clip, all of one size.
+        detect_every: run the detector on every N-th frame.
+        detect_side: detection copy's shorter side in px (see :func:`~plugtalk.face.detect.follow_face`).
+        name: the clip's name for errors.
+        **box_kwargs: ``scale``, ``shift_up``, ``min_scale``, ``max_scale`` of :func:`clip_crop_box`.
+
+    Raises:
+        NoFaceError: no face on any checked frame.
+        InputError: no frames, or ``detect_every < 1``.
+    """
+    if detect_every < 1:
+        raise InputError(f"detect_every must be >= 1, got {detect_every}")
+    boxes: list[FaceBox | None] = []
+    prev = last = None
+    size = None
+    for i, frame in enumerate(frames):
+        size = frame.shape[:2]
+        if i % detect_every == 0:
+            b = follow_face(frame, detect_side=detect_side, near=prev)
+            prev = b or prev
+            boxes.append(b)
+            last = None
+        else:
+            last = frame
+    if size is None:
+        raise InputError(f"{name} has no frames")
+    if last is not None:
+        boxes.append(follow_face(last, detect_side=detect_side, near=prev))
+    if not any(b is not None for b in boxes):
+        raise NoFaceError(f"no face detected in {name} ({len(boxes)} frames checked, every {detect_every}th)")
+    return clip_crop_box(boxes, size, name=name, **box_kwargs)
 
 
 def portrait_box(image: np.ndarray, *, name: str = "source image", scale: float = 2.0, shift_up: float = 0.18,

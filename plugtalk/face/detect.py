@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import math
+
 import numpy as np
 
 from ..errors import InputError
 from . import models
 
-__all__ = ["FaceBox", "detect_faces", "as_rgb_uint8", "as_rgb_frames"]
+__all__ = ["FaceBox", "detect_faces", "follow_face", "as_rgb_uint8", "as_rgb_frames"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,3 +102,35 @@ def detect_faces(image: np.ndarray, upsample: int = 1, method: str = "hog") -> l
     h, w = img.shape[:2]
     boxes = [FaceBox(max(b.left, 0), max(b.top, 0), min(b.right, w), min(b.bottom, h), b.score) for b in boxes]
     return sorted((b for b in boxes if b.area > 0), key=lambda b: b.area, reverse=True)
+
+
+def follow_face(frame: np.ndarray, *, detect_side: int | None = 360, near: FaceBox | None = None,
+                upsample: int = 1) -> FaceBox | None:
+    """The face to follow in one video frame: detect on a copy scaled down (never up) to ``detect_side``
+    px on its shorter side, and pick the largest face, or the one nearest ``near`` (the previous
+    frame's box) when several are found.
+
+    Args:
+        frame: ``(H, W, 3)`` uint8 RGB.
+        detect_side: shorter side of the detection copy in px (``None``: full size).
+        near: box to stay close to (face tracking over a clip).
+        upsample: detector up-sampling (see :func:`detect_faces`).
+
+    Returns:
+        The box in ``frame``'s pixels, or ``None`` when no face is found.
+    """
+    from PIL import Image
+
+    img = as_rgb_uint8(frame, "frame")
+    h, w = img.shape[:2]
+    f = 1.0 if detect_side is None else min(1.0, detect_side / min(h, w))
+    small = img if f == 1.0 else np.asarray(
+        Image.fromarray(img).resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR))
+    faces = [FaceBox(b.left / f, b.top / f, b.right / f, b.bottom / f, b.score)
+             for b in detect_faces(small, upsample=upsample)]
+    if not faces:
+        return None
+    if near is None:
+        return faces[0]  # largest
+    px, py = near.center
+    return min(faces, key=lambda b: math.hypot(b.center[0] - px, b.center[1] - py))

@@ -150,7 +150,10 @@ def to_tensor(images: np.ndarray | Sequence[np.ndarray], *, device: torch.device
         a = a[None]
     if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3:
         raise InputError(f"to_tensor: expected (H, W, 3) or (N, H, W, 3) uint8 RGB, got {a.dtype} {a.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(a)).to(device=device).permute(0, 3, 1, 2)
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:  # e.g. np.asarray of a PIL image; torch warns about read-only memory
+        a = a.copy()
+    t = torch.from_numpy(a).to(device=device).permute(0, 3, 1, 2)
     return t.to(dtype).div_(127.5).sub_(1.0)
 
 

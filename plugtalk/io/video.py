@@ -393,6 +393,9 @@ class VideoWriter:
         path: output file (``.mp4``, ``.mov``, ``.mkv``); its folder must exist.
         fps: frame rate (frames/s).
         codec, pix_fmt, crf, preset: encoder settings (``crf``/``preset`` apply to libx264/libx265).
+        lossless: store the RGB frames exactly (H.264 in RGB, ``libx264rgb`` at QP 0; overrides
+            ``codec``/``pix_fmt``/``crf``): for outputs that are evaluated with metrics.  Files are
+            several times larger and some players cannot show them.
         audio: a sound file (anything :func:`plugtalk.io.audio.load_audio` reads) or a float array
             ``(N,)`` in [-1, 1] (or int16) of mono samples.
         sample_rate: the rate of ``audio`` in Hz; required for an array, optional for a file (the
@@ -404,13 +407,16 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 25.0, *, codec: str = "libx264",
-                 pix_fmt: str = "yuv420p", crf: int | None = 18, preset: str | None = "medium",
+                 pix_fmt: str = "yuv420p", crf: int | None = 18, preset: str | None = "medium", lossless: bool = False,
                  audio: str | os.PathLike | np.ndarray | None = None, sample_rate: int | None = None):
         if not (isinstance(fps, numbers.Real) and fps > 0 and math.isfinite(float(fps))):
             raise InputError(f"VideoWriter: fps must be a positive number, got {fps!r}")
         self.path = Path(path)
         self.fps = _as_fraction(fps)
+        if lossless:
+            codec, pix_fmt, crf = "libx264rgb", "rgb24", None
         self.codec, self.pix_fmt, self.crf, self.preset = codec, pix_fmt, crf, preset
+        self.lossless = lossless
         self._audio, self._sr = self._prepare_audio(audio, sample_rate)
         self._is_open = False
         self._atomic = None
@@ -468,11 +474,13 @@ class VideoWriter:
             vs = self._container.add_stream(self.codec, rate=self.fps)
             vs.pix_fmt = self.pix_fmt
             opts = {}
-            if self.codec in ("libx264", "libx265"):
+            if self.codec in ("libx264", "libx265", "libx264rgb"):
                 if self.crf is not None:
                     opts["crf"] = str(self.crf)
                 if self.preset is not None:
                     opts["preset"] = self.preset
+            if self.lossless:
+                opts["qp"] = "0"
             vs.options = opts
             self._vstream = vs
             if self._audio is not None:

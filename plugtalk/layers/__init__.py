@@ -14,12 +14,13 @@ from .fir import Blur, Upsample2x, fir_kernel, upfirdn2d
 from .flow import FlowHead, FlowStep, base_grid, warp
 from .modulated import ModulatedConv2d, StyledConv
 from .rgb import RGBHead
-from .temporal import gaussian_smooth, gaussian_taps
+from .temporal import StreamingSmoother, gaussian_smooth, gaussian_taps
 from .weighted_sum import SoftmaxWeightedSum
 
 __all__ = [
     "BiasedLeakyReLU", "biased_leaky_relu", "ConvLayer", "ResBlock", "MotionDictionary", "orthonormal_basis",
     "EqualConv2d", "EqualLinear", "linear_stack", "Blur", "Upsample2x", "fir_kernel", "upfirdn2d", "FlowHead", "FlowStep",
     "base_grid", "warp", "ModulatedConv2d", "StyledConv", "RGBHead", "gaussian_smooth", "gaussian_taps",
+    "StreamingSmoother",
     "CrossAttentionBlock", "SoftmaxWeightedSum",
 ]

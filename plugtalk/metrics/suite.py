@@ -15,6 +15,7 @@ from .fid import FeatureExtractor, fid
 from .fidelity import psnr, ssim
 from .identity import cosine_similarity, encoder_description
 from .landmarks import akd, landmark_distance, lmd
+from .niqe import PATCH as NIQE_PATCH
 from .niqe import niqe
 
 __all__ = ["MetricSuite", "ALL_METRICS", "DEFAULT_METRICS"]
@@ -116,6 +117,9 @@ class MetricSuite:
         for m in self.metrics:
             if m not in want:
                 res["not_computed"][m] = "needs reference frames (ref)"
+        if "niqe" in want and min(p.shape[1:3]) < NIQE_PATCH:
+            want.remove("niqe")
+            res["not_computed"]["niqe"] = f"needs frames of at least {NIQE_PATCH}x{NIQE_PATCH} px (NIQE's patch)"
         if "csim" in want and source is None and r is None:
             want.remove("csim")
             res["not_computed"]["csim"] = "needs a source image or reference frames"

@@ -1,0 +1,699 @@
+"""Animate a source portrait with driving videos and/or audio, streaming, in constant memory.
+
+The pipeline (``plugtalk animate``; one code path for every backbone, retrofitted or not):
+
+1. **source**: read any image mode (:func:`~plugtalk.io.images.load_image`), detect the face and crop it
+   FOMM-style at the model's size (:func:`~plugtalk.face.crop.crop_portrait`), encode it ONCE
+   (:meth:`Retrofitted.encode_source`: latent, feature pyramid, motion code ``z_s``);
+2. **drivers**: each driving video gets one crop box for the whole clip from face detections on
+   every ``detect_every``-th frame (:func:`~plugtalk.face.crop.video_crop_box`; a first decoding
+   pass), then its frames stream through in batches of ``batch_size``, cropped and resized to the
+   model's size; EDTalk's mouth / pose / expression banks can each have their own video, or the
+   mouth can come from **audio** (EDTalk's 16 kHz, 80-mel, hop 200, window 800 features through the
+   audio-to-mouth model, smoothed with EDTalk's 3-tap Gaussian);
+3. **motion**: per batch, encode the drivers (:meth:`Retrofitted.encode_drivers`); optionally
+   smooth their motion codes over time (:class:`~plugtalk.layers.temporal.StreamingSmoother`, a
+   lookahead of ``smooth // 2`` frames); *relative* motion (LIA's demo) uses
+   ``z = z_s + z_d - z_start`` with ``z_start`` the code of each driving video's first frame;
+4. **render** (:meth:`Retrofitted.render`), optionally paste the animated crop back into the full
+   source image, and write H.264 atomically (:class:`~plugtalk.io.video.VideoWriter`) with the
+   driving video's sound or the given audio.
+
+Only one batch of frames (plus the smoothing lookahead) is held at any time: the source is encoded
+once, driving frames are pulled from the readers batch by batch, and outputs are written as they
+are rendered.  The output lasts as long as the shortest driver (video or audio), capped by
+``max_frames``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import InputError
+from .face.crop import CropBox, crop_and_resize, crop_portrait, paste_back, video_crop_box
+from .io.atomic import check_output_path
+from .io.images import load_image, to_tensor, to_uint8
+from .io.video import VideoInfo, VideoReader, VideoWriter, probe_video
+from .retrofitting import DriverState, Retrofitted
+
+__all__ = ["SourceImage", "DrivingClip", "AnimateResult", "Runtime", "prepare_source", "center_box",
+           "parse_expression_weights", "audio_mouth_coefficients", "relative_codes", "assign_drivers", "animate",
+           "optimize_for_inference", "VIDEO_OUTPUT_SUFFIXES", "AUDIO_FPS"]
+
+#: Output containers the writer produces.
+VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
+#: Video frame rate of EDTalk's audio-driven mode (its mel windows are cut per 25 fps frame).
+AUDIO_FPS = 25.0
+
+
+# -- inputs -----------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class SourceImage:
+    """A source portrait ready for the model.
+
+    Attributes:
+        original: ``(H, W, 3)`` uint8 RGB as read (any file mode converted to 8-bit RGB).
+        crop: ``(S, S, 3)`` uint8 RGB at the model's size.
+        box: the crop box in ``original``'s pixels (for paste-back).
+    """
+
+    original: np.ndarray
+    crop: np.ndarray
+    box: CropBox
+
+
+def center_box(height: int, width: int) -> CropBox:
+    """The largest centred square of a ``height x width`` frame (for frames that are already face crops)."""
+    side = min(height, width)
+    return CropBox((width - side) // 2, (height - side) // 2, side)
+
+
+def prepare_source(image: np.ndarray | str | os.PathLike, size: int, *, crop: bool = True,
+                   name: str | None = None) -> SourceImage:
+    """Read and crop a source portrait at the model's ``size``.
+
+    Args:
+        image: an image file (PNG, JPEG, ...: 8/16-bit, grayscale, RGBA, palette all work) or an
+            ``(H, W, 3)`` uint8 RGB array.
+        size: the model's image size in px.
+        crop: detect the face and crop FOMM-style (:func:`~plugtalk.face.crop.crop_portrait`);
+            ``False``: the image already is a face crop, its centred square is resized.
+        name: used in error messages (default: the file name).
+
+    Raises:
+        InputError: unreadable or too small image.  NoFaceError: no face found (with ``crop``).
+    """
+    if isinstance(image, (str, os.PathLike)):
+        name = name or Path(image).name
+        image = load_image(image)
+    name = name or "source image"
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise InputError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {img.dtype} {img.shape}")
+    if crop:
+        cropped, box = crop_portrait(img, size, name=name)
+    else:
+        box = center_box(*img.shape[:2])
+        cropped = crop_and_resize(img, box, size)
+    return SourceImage(img, cropped, box)
+
+
+class DrivingClip:
+    """A driving video as the model sees it: frames streamed in batches, all cut with ONE crop box
+    and resized to the model's size.
+
+    Creating it probes the file (corrupt / empty / zero-frame videos fail here) and, with
+    ``crop=True``, decodes it once to find the crop box (:func:`~plugtalk.face.crop.video_crop_box`);
+    :meth:`batches` decodes it again, batch by batch.
+
+    Args:
+        path: the video file.
+        size: the model's image size in px.
+        crop: find the face box; ``False``: the frames already are face crops (centred square).
+        fps: read at this frame rate (nearest-frame resampling); ``None``: native rate.
+        max_frames: read at most this many frames.
+        detect_every: run the face detector on every N-th frame for the crop box.
+        name: used in messages (default: the file name).
+
+    Raises:
+        InputError: missing, empty, corrupt or truncated video.  NoFaceError: no face (with ``crop``).
+    """
+
+    def __init__(self, path: str | os.PathLike, size: int, *, crop: bool = True, fps: float | None = None,
+                 max_frames: int | None = None, detect_every: int = 5, name: str | None = None):
+        self.path = Path(path)
+        self.name = name or self.path.name
+        self.size = size
+        if fps is not None and abs(fps - probe_video(path).fps) < 1e-6:
+            fps = None  # already at that rate: no resampling
+        self.reader = VideoReader(path, fps=fps, max_frames=max_frames)
+        if crop:
+            try:
+                self.box = video_crop_box(iter(self.reader), detect_every=detect_every, name=repr(self.name))
+            except InputError as e:
+                if "no face" in str(e):
+                    raise type(e)(f"{e}; if the video already shows a cropped face, pass --driving-cropped") from None
+                raise
+        else:
+            self.box = center_box(*self.reader.size)
+
+    @property
+    def info(self) -> VideoInfo:
+        return self.reader.info
+
+    @property
+    def fps(self) -> float:
+        return self.reader.fps
+
+    @property
+    def frame_count(self) -> int | None:
+        return self.reader.frame_count
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(crops (n, S, S, 3), originals (n, H, W, 3))`` uint8 batches in order."""
+        for frames in self.reader.batches(batch_size):
+            yield np.stack([crop_and_resize(f, self.box, self.size) for f in frames]), frames
+
+
+def parse_expression_weights(value: str | os.PathLike | Sequence[float] | np.ndarray, dim: int | None = None
+                             ) -> np.ndarray:
+    """EDTalk expression-bank weights from a ``.npy`` file (shape ``(D,)`` or ``(1, D)``), a
+    comma-separated string or a sequence of numbers.
+
+    Returns:
+        ``(1, D)`` float32.
+
+    Raises:
+        InputError: unreadable file, wrong shape (``D != dim``), or NaN / inf.
+    """
+    if isinstance(value, (str, os.PathLike)) and str(value).endswith(".npy"):
+        p = Path(value)
+        if not p.is_file():
+            raise InputError(f"expression weights file {str(p)!r} does not exist")
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise InputError(f"expression weights {p.name!r} is not a readable .npy array ({e})") from None
+    elif isinstance(value, str):
+        try:
+            arr = np.array([float(v) for v in value.replace(" ", "").split(",") if v != ""])
+        except ValueError:
+            raise InputError("expression weights: expected a .npy file or comma-separated numbers, "
+                             f"got {value!r}") from None
+    else:
+        arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"expression weights must be numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1 or arr.size == 0 or (dim is not None and arr.size != dim):
+        want = f"({dim},) or (1, {dim})" if dim is not None else "(D,) or (1, D)"
+        raise InputError(f"expression weights: expected shape {want}, got {tuple(np.shape(arr))}")
+    if not np.isfinite(arr).all():
+        raise InputError("expression weights contain NaN or inf")
+    return arr[None]
+
+
+def audio_mouth_coefficients(audio: str | os.PathLike, audio_model: torch.nn.Module, *, fps: float = AUDIO_FPS,
+                             max_frames: int | None = None, chunk: int = 256) -> Tensor:
+    """EDTalk's audio-driven mouth: speech -> per-frame mouth-bank coefficients.
+
+    Audio is read at any rate and resampled to 16 kHz; each video frame gets an 80 x 16 log-mel window
+    (:func:`~plugtalk.io.audio.audio_mel_windows`: FFT window 800, hop 200; EDTalk suppl. 1.2); the
+    audio model maps windows to coefficients (in chunks of ``chunk`` frames), and they are smoothed
+    over time with EDTalk's normalised 3-tap Gaussian, sigma 1, zero padded
+    (:func:`~plugtalk.layers.temporal.gaussian_smooth`).
+
+    Returns:
+        ``(T, mouth_dim)`` float32 on the audio model's device, ``T = floor(duration * fps)`` (at most
+        ``max_frames``).
+
+    Raises:
+        InputError: missing, empty or unreadable audio, or audio shorter than one frame.
+    """
+    from .io.audio import EDTALK_MEL, audio_mel_windows, load_audio
+    from .layers.temporal import gaussian_smooth
+
+    samples = load_audio(audio, sample_rate=EDTALK_MEL.sample_rate)
+    n = int(len(samples) * fps / EDTALK_MEL.sample_rate)
+    if max_frames is not None:
+        n = min(n, max_frames)
+    windows = audio_mel_windows(samples, EDTALK_MEL.sample_rate, fps, num_frames=n if n >= 1 else None)
+    p = next(audio_model.parameters())
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(windows), chunk):
+            w = torch.from_numpy(windows[s:s + chunk]).to(device=p.device, dtype=p.dtype)
+            out.append(audio_model(w[None])[0].float())
+    return gaussian_smooth(torch.cat(out), 3, 1.0)
+
+
+def relative_codes(source_code: Tensor, codes: Mapping[str, Tensor], starts: Mapping[str, Tensor]
+                   ) -> dict[str, Tensor]:
+    """Relative motion (LIA's demo): ``z = z_s + z_d - z_start`` per driver with a start code.
+
+    The LIA family's motion heads are affine and its dictionaries linear, so shifting the codes is
+    exactly LIA's relative mode (``D(z_d) - D(z_start) + D(z_s)``); see :meth:`Retrofitted.forward`.
+    """
+    return {d: (source_code + z - starts[d]) if d in starts else z for d, z in codes.items()}
+
+
+def assign_drivers(adapter, driving, named: Mapping[str, Any], replaced: set[str], notes: list[str]
+                   ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Which video drives which of the adapter's drivers.
+
+    ``named`` videos drive their own bank; ``driving`` fills every other driver the adapter lets a single
+    driving video fill (``Adapter.driving_fills``) unless ``replaced`` (by audio or weights).  The
+    ``driving`` video comes first: it sets the output's frame rate and sound.
+
+    Returns:
+        ``(videos: key -> path, assignment: driver -> video key)``.
+    """
+    videos: dict[str, Any] = {}
+    assignment: dict[str, str] = {}
+    if driving is not None:
+        fills = [d for d in adapter.driving_fills if d not in replaced]
+        if fills:
+            videos["driving"] = driving
+            assignment.update({d: "driving" for d in fills})
+        else:
+            notes.append("--driving was not used: every driver has its own input")
+    for d, v in named.items():
+        videos[d] = v
+        assignment[d] = d
+    return videos, assignment
+
+
+def _lockstep(clips: Mapping[str, "DrivingClip"], batch_size: int, total: int | None, timer) -> Iterator[dict]:
+    """Batches ``{video key: (n, S, S, 3) crops}`` of every driving video in step, stopping at the
+    shortest (or ``total``); with no video, ``{"__n__": n}`` counts for audio-only runs."""
+    if not clips:
+        n_all = total or 0
+        for s in range(0, n_all, batch_size):
+            yield {"__n__": min(batch_size, n_all - s)}
+        return
+    gens = {k: c.batches(batch_size) for k, c in clips.items()}
+    produced = 0
+    while True:
+        batch = {}
+        with timer("decode"):
+            for k, g in gens.items():
+                nxt = next(g, None)
+                if nxt is None:
+                    return
+                batch[k] = nxt[0]
+        n = min(len(v) for v in batch.values())
+        if total is not None:
+            n = min(n, total - produced)
+        if n <= 0:
+            return
+        yield {k: v[:n] for k, v in batch.items()}
+        produced += n
+
+
+# -- runtime ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Runtime:
+    """How the model runs: ``device``, input ``dtype``, ``autocast`` dtype (e.g. ``torch.bfloat16``;
+    ``None``: no autocast) and channels-last inputs."""
+
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    autocast: torch.dtype | None = None
+    channels_last: bool = False
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, **kwargs) -> "Runtime":
+        """The model's own device and dtype."""
+        p = next(model.parameters())
+        return cls(device=p.device, dtype=p.dtype, **kwargs)
+
+    def context(self):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
+    def tensor(self, images: np.ndarray) -> Tensor:
+        """uint8 ``(n, H, W, 3)`` -> ``(n, 3, H, W)`` in [-1, 1] on the device."""
+        x = to_tensor(images, device=self.device, dtype=self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def optimize_for_inference(model: Retrofitted, *, channels_last: bool = False, compile: bool = False) -> Retrofitted:
+    """Channels-last weights and/or ``torch.compile`` of the parts the staged API calls (the backbone's
+    sub-networks and EMI/EDI; ``Retrofitted.forward`` itself is not used by :func:`animate`)."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        for part in [*model.backbone.children(), model.emi, model.edi]:
+            if part is not None:
+                part.compile()
+    return model
+
+
+# -- the pipeline -------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class AnimateResult:
+    """What :func:`animate` did.
+
+    Attributes:
+        path: the written video; ``side_by_side``: the source | driving | output video, if asked for.
+        frames, fps, size: frames written, frame rate, ``(height, width)`` of the output.
+        drivers: which input drove which part of the model, e.g. ``{"driving": "clip.mp4"}`` or
+            ``{"mouth": "audio speech.wav", "pose": "head.mp4"}``.
+        relative: whether relative motion was used; ``smooth``: the motion-code smoothing taps (0: none).
+        audio: where the output's sound came from (``None``: silent).
+        source_box, driving_boxes: crop boxes (source pixels) of the source and each driving video.
+        timings: seconds spent per stage (``source``, ``detect``, ``audio``, ``decode``, ``crop``,
+            ``model``, ``write``) and ``total``.
+        warnings: notes for the user (e.g. inputs of different lengths).
+    """
+
+    path: Path
+    frames: int
+    fps: float
+    size: tuple[int, int]
+    drivers: dict[str, str]
+    relative: bool
+    smooth: int
+    audio: str | None
+    source_box: CropBox
+    driving_boxes: dict[str, CropBox]
+    timings: dict[str, float]
+    side_by_side: Path | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+class _Timer:
+    def __init__(self, device: torch.device):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.device = device
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if stage == "model" and self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[stage] += time.perf_counter() - t0
+
+
+def _check_video_out(path: str | os.PathLike, what: str) -> Path:
+    p = check_output_path(path)
+    if p.suffix.lower() not in VIDEO_OUTPUT_SUFFIXES:
+        raise InputError(f"{what} {p.name!r}: use a video file name ending in {', '.join(VIDEO_OUTPUT_SUFFIXES)}")
+    return p
+
+
+def _video_soundtrack(info: VideoInfo) -> tuple[np.ndarray, int] | None:
+    """The first audio stream of a video at its own rate, with sample 0 at the first frame's time."""
+    from .io.audio import read_audio
+
+    if not info.has_audio:
+        return None
+    try:
+        samples, sr = read_audio(info.path)
+    except InputError:
+        return None
+    shift = int(round(((info.audio_start or 0.0) - info.start_time) * sr))
+    samples = np.pad(samples, (shift, 0)) if shift > 0 else samples[-shift:]
+    return (samples, sr) if samples.size else None
+
+
+def _side_by_side(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Frames ``(n, S, S, 3)`` placed left to right."""
+    return np.concatenate(parts, axis=2)
+
+
+def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.PathLike, out: str | os.PathLike, *,
+            driving: str | os.PathLike | None = None, mouth: str | os.PathLike | None = None,
+            pose: str | os.PathLike | None = None, expression: str | os.PathLike | None = None,
+            audio: str | os.PathLike | None = None, audio_model: torch.nn.Module | None = None,
+            expression_weights: np.ndarray | Sequence[float] | str | None = None,
+            crop_source: bool = True, crop_driving: bool = True, relative: bool | None = None,
+            paste: bool = False, smooth: int = 0, batch_size: int = 8, max_frames: int | None = None,
+            fps: float | None = None, side_by_side: str | os.PathLike | None = None, mux_audio: bool = True,
+            detect_every: int = 5, lossless: bool = False, runtime: Runtime | None = None,
+            on_progress: Callable[[int, int | None], None] | None = None) -> AnimateResult:
+    """Animate ``source`` and write the video to ``out`` (see the module docstring for the stages).
+
+    Args:
+        model: a :class:`~plugtalk.retrofitting.Retrofitted` (any backbone, retrofitted or not: a plain
+            backbone is ``retrofit(b, emi=None, edi=None)``), in eval mode.
+        source: image file, ``(H, W, 3)`` uint8 RGB array, or a prepared :class:`SourceImage`.
+        out: output video (``.mp4``/``.mov``/``.mkv``) in an existing folder; written atomically.
+        driving: video driving every driver of the model not given separately.
+        mouth, pose, expression: EDTalk: a video per motion bank (decoupled control).
+        audio: a sound file or a media file with sound.  For a model with a mouth bank (EDTalk) it
+            drives the mouth through ``audio_model``; it is always the output's sound.
+        audio_model: EDTalk's audio-to-mouth model (:class:`~plugtalk.backbones.EDTalkAudio`).
+        expression_weights: EDTalk expression-bank weights ``(D,)`` (see :func:`parse_expression_weights`).
+        crop_source, crop_driving: detect and crop faces (``False``: inputs already are face crops).
+        relative: relative motion from each driving video's first frame (LIA's demo) or absolute;
+            ``None``: relative for LIA, absolute otherwise (EDTalk's and DPE's demos).
+        paste: paste the animated crop back into the full source image (output at the source's size).
+        smooth: odd number of taps of a temporal Gaussian on the motion codes (0: off).
+        batch_size: driving frames per model call (memory grows with it, not with the video length).
+        max_frames: stop after this many output frames.
+        fps: output frame rate (videos are resampled by nearest frame); default: the first driving
+            video's rate, or 25 fps when the audio drives the mouth.
+        side_by_side: also write ``source | driving | output`` here (audio only: ``source | output``).
+        mux_audio: put sound in the output (``audio``, else the first driving video's own track).
+        detect_every: face-detection stride for the driving crop boxes.
+        lossless: write exact RGB frames (:class:`~plugtalk.io.video.VideoWriter`'s ``lossless``), e.g.
+            for evaluation.
+        runtime: device / autocast / channels-last (default: the model's device, its own dtype).
+        on_progress: ``callback(frames_done, frames_total_or_None)``.
+
+    Returns:
+        :class:`AnimateResult`.
+
+    Raises:
+        InputError: bad or missing inputs (corrupt/empty video, unreadable image or audio, a driver the
+            model does not have, an output folder that does not exist, ...); NoFaceError: no face in
+            the source or a driving video.  No output file is left behind on any error.
+    """
+    t_start = time.perf_counter()
+    if model.training:
+        raise InputError("animate needs the model in eval mode (call model.eval())")
+    adapter = model.adapter
+    if runtime is None:
+        runtime = Runtime.of(model)
+    timer = _Timer(runtime.device)
+    size = adapter.image_size
+    notes: list[str] = []
+
+    # ---- check the request before any heavy work ----
+    out_path = _check_video_out(out, "output")
+    sbs_path = _check_video_out(side_by_side, "side-by-side output") if side_by_side is not None else None
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"the number of frames must be >= 1, got {max_frames}")
+    if smooth < 0 or (smooth and smooth % 2 == 0):
+        raise InputError(f"--smooth must be an odd number of frames (3, 5, ...) or 0, got {smooth}")
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise InputError(f"fps must be a positive number, got {fps}")
+    named = {d: v for d, v in (("mouth", mouth), ("pose", pose), ("expression", expression)) if v is not None}
+    model_name = type(adapter.backbone).__name__
+    for d in named:
+        if d not in adapter.drivers:
+            raise InputError(f"--{d} needs a model with a {d} driver (EDTalk); {model_name} has "
+                             f"{', '.join(adapter.drivers)}")
+    audio_drives = audio is not None and "mouth_coefficients" in adapter.control_replaces
+    if audio is not None and not Path(audio).exists():
+        raise InputError(f"audio file {str(audio)!r} does not exist")
+    if audio_drives and "mouth" in named:
+        raise InputError("the mouth is driven by --audio or by --mouth, not both")
+    if audio_model is not None and not audio_drives:
+        raise InputError(f"an audio model needs --audio and a model with a mouth bank (EDTalk), not {model_name}")
+    if audio_drives and audio_model is None:
+        raise InputError("audio-driven mouth needs EDTalk's audio-to-mouth model (audio_model)")
+    if expression_weights is not None:
+        if "expression_weights" not in adapter.control_replaces:
+            raise InputError(f"expression weights need a model with an expression bank (EDTalk), not {model_name}")
+        if "expression" in named:
+            raise InputError("the expression is driven by --expression-weights or by --expression, not both")
+        exp_dim = getattr(adapter.backbone.config, "expression_dim", None)
+        weights = torch.from_numpy(parse_expression_weights(expression_weights, exp_dim))
+        weights = weights.to(device=runtime.device, dtype=runtime.dtype)
+    else:
+        weights = None
+
+    replaced = set(named) | ({"mouth"} if audio_drives else set()) | ({"expression"} if weights is not None else set())
+    videos, assignment = assign_drivers(adapter, driving, named, replaced, notes)
+    if not assignment and not audio_drives and weights is None:
+        need = "--driving" + (" (or --mouth / --pose / --expression / --audio)" if len(adapter.drivers) > 1 else "")
+        raise InputError(f"nothing drives the animation: give {need}")
+    if relative is None:
+        relative = adapter.backbone.name == "lia"
+
+    # ---- source ----
+    with timer("source"):
+        src = source if isinstance(source, SourceImage) else prepare_source(source, size, crop=crop_source)
+        if src.crop.shape[:2] != (size, size):
+            raise InputError(f"source crop is {src.crop.shape[1]}x{src.crop.shape[0]}, the model needs {size}x{size}")
+    if paste and not crop_source and not isinstance(source, SourceImage):
+        notes.append("paste-back without a source crop replaces the centred square of the source")
+
+    # ---- audio-driven mouth ----
+    mouth_coeffs = None
+    out_fps = fps
+    if audio_drives:
+        out_fps = out_fps or AUDIO_FPS
+        with timer("audio"):
+            mouth_coeffs = audio_mouth_coefficients(audio, audio_model, fps=out_fps, max_frames=max_frames)
+            mouth_coeffs = mouth_coeffs.to(device=runtime.device, dtype=runtime.dtype)
+
+    # ---- driving videos: probe + crop boxes (first pass) ----
+    clips: dict[str, DrivingClip] = {}
+    with timer("detect"):
+        for key, path in videos.items():
+            clips[key] = DrivingClip(path, size, crop=crop_driving, fps=out_fps, max_frames=max_frames,
+                                     detect_every=detect_every, name=f"{key} video {Path(path).name!r}")
+            out_fps = out_fps or clips[key].fps
+    out_fps = out_fps or AUDIO_FPS
+
+    counts = {k: c.frame_count for k, c in clips.items()}
+    if mouth_coeffs is not None:
+        counts["audio"] = int(mouth_coeffs.shape[0])
+    known = [n for n in counts.values() if n is not None]
+    total = min(known) if known else None
+    if max_frames is not None:
+        total = max_frames if total is None else min(total, max_frames)
+    if len(set(n for n in counts.values() if n is not None)) > 1:
+        notes.append("inputs differ in length (" + ", ".join(f"{k}: {n} frames" for k, n in counts.items())
+                     + f"); the output stops at the shortest ({total} frames)")
+
+    # ---- sound ----
+    sound, sound_desc = None, None
+    if mux_audio:
+        if audio is not None:
+            sound, sound_desc = str(audio), f"audio {Path(audio).name}"
+        else:
+            first = next(iter(clips.values()), None)
+            if first is not None:
+                track = _video_soundtrack(first.info)
+                if track is not None:
+                    sound, sound_desc = track, f"sound of {first.path.name}"
+
+    # ---- stream ----
+    driver_names = list(assignment)
+    sbs_key = "driving" if "driving" in clips else next(iter(clips), None)
+    smoother = None
+    if smooth > 1 and driver_names:
+        from .layers.temporal import StreamingSmoother
+
+        smoother = StreamingSmoother(smooth)
+    pending: list[dict[str, Any]] = []   # payload of frames waiting for the smoothing lookahead
+    done = 0
+    starts: dict[str, Tensor] = {}
+
+    with torch.inference_mode(), runtime.context():
+        with timer("model"):
+            src_state = model.encode_source(runtime.tensor(src.crop))
+
+    def render(codes: dict[str, Tensor], payload: dict[str, Any], writers) -> int:
+        n = payload["n"]
+        with torch.inference_mode(), runtime.context(), timer("model"):
+            if relative and codes:
+                if not starts:  # the first frame of each driving video
+                    starts.update({d: z[:1] for d, z in codes.items()})
+                codes = relative_codes(src_state.code, codes, starts)
+            controls: dict[str, Tensor] = {}
+            if mouth_coeffs is not None:
+                controls["mouth_coefficients"] = payload["mouth"]
+            if weights is not None:
+                controls["expression_weights"] = weights.expand(n, -1)
+            state = src_state if codes else src_state.expand(n)
+            images = model.render(state, DriverState({}, codes, payload.get("images", {})), controls)
+            frames = to_uint8(images)
+        with timer("write"):
+            main = frames
+            if paste:
+                main = np.stack([paste_back(src.original, f, src.box) for f in frames])
+            writers[0].write(main)
+            if writers[1] is not None:
+                parts = [np.broadcast_to(src.crop, frames.shape)]
+                if payload.get("sbs") is not None:
+                    parts.append(payload["sbs"])
+                parts.append(frames)
+                writers[1].write(_side_by_side(parts))
+        return n
+
+    with contextlib.ExitStack() as stack:
+        audio_kw = {}
+        if sound is not None:
+            audio_kw = {"audio": sound[0], "sample_rate": sound[1]} if isinstance(sound, tuple) else {"audio": sound}
+        writer = stack.enter_context(VideoWriter(out_path, fps=out_fps, lossless=lossless, **audio_kw))
+        sbs_writer = stack.enter_context(VideoWriter(sbs_path, fps=out_fps, lossless=lossless, **audio_kw)) \
+            if sbs_path else None
+        writers = (writer, sbs_writer)
+        for batch in _lockstep(clips, batch_size, total, timer):
+            n = batch.pop("__n__", None) or len(next(iter(batch.values())))
+            payload: dict[str, Any] = {"n": n, "sbs": batch.get(sbs_key) if sbs_key else None}
+            if mouth_coeffs is not None:
+                payload["mouth"] = mouth_coeffs[done + sum(p["n"] for p in pending):][:n]
+                if payload["mouth"].shape[0] < n:  # audio shorter than the declared video length
+                    n = payload["n"] = payload["mouth"].shape[0]
+                    if n == 0:
+                        break
+                    batch = {k: v[:n] for k, v in batch.items()}
+                    payload["sbs"] = batch.get(sbs_key) if sbs_key else None
+            codes: dict[str, Tensor] = {}
+            if batch:
+                with torch.inference_mode(), runtime.context(), timer("model"):
+                    tensors = {k: runtime.tensor(v) for k, v in batch.items()}
+                    ds = model.encode_drivers({d: tensors[assignment[d]] for d in driver_names})
+                    codes = ds.codes
+                    if adapter.wants_images:
+                        payload["images"] = ds.images
+                    del ds, tensors
+            if smoother is None:
+                done += render(codes, payload, writers)
+            else:
+                pending.append(payload)
+                names = list(codes)
+                ready = smoother.push(torch.stack([codes[d] for d in names], 1))
+                done += _emit(ready, names, pending, render, writers)
+            if on_progress:
+                on_progress(done, total)
+        if smoother is not None:
+            rest = smoother.flush()
+            if rest is not None:
+                done += _emit(rest, driver_names, pending, render, writers)
+                if on_progress:
+                    on_progress(done, total)
+    timer.seconds["total"] = time.perf_counter() - t_start
+    h, w = src.original.shape[:2] if paste else (size, size)
+    drivers_desc = {d: f"{Path(videos[k]).name}" for d, k in assignment.items()}
+    if audio_drives:
+        drivers_desc["mouth"] = f"audio {Path(audio).name}"
+    if weights is not None:
+        drivers_desc["expression"] = "expression weights"
+    return AnimateResult(out_path, done, float(out_fps), (h, w), drivers_desc, bool(relative and clips),
+                         smooth if smoother else 0, sound_desc, src.box,
+                         {k: c.box for k, c in clips.items()}, dict(timer.seconds), sbs_path, notes)
+
+
+def _emit(ready: Tensor, names: list[str], pending: list[dict[str, Any]], render, writers) -> int:
+    """Render the smoothed frames ``ready (m, drivers, D)`` with the payloads waiting for them."""
+    done, offset = 0, 0
+    m = ready.shape[0]
+    while offset < m:
+        head = pending[0]
+        take = min(head["n"], m - offset)
+        part = {"n": take}
+        rest = {"n": head["n"] - take}
+        for k, v in head.items():
+            if k == "n":
+                continue
+            if isinstance(v, dict):
+                part[k] = {a: b[:take] for a, b in v.items()}
+                rest[k] = {a: b[take:] for a, b in v.items()}
+            elif v is None:
+                part[k] = rest[k] = None
+            else:
+                part[k], rest[k] = v[:take], v[take:]
+        codes = {d: ready[offset:offset + take, i] for i, d in enumerate(names)}
+        done += render(codes, part, writers)
+        offset += take
+        if rest["n"]:
+            pending[0] = rest
+        else:
+            pending.pop(0)
+    return done

@@ -1,0 +1,142 @@
+"""``plugtalk animate``: a source portrait + driving video(s) and/or audio -> talking-head video."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+
+from . import app
+from ._common import console, err_console, user_errors
+
+
+@contextlib.contextmanager
+def warnings_to_console() -> Iterator[None]:
+    """Show Python warnings raised inside the block as yellow ``warning:`` lines on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = set()
+            for w in caught:
+                if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):
+                    continue
+                text = str(w.message)
+                if text not in seen:
+                    seen.add(text)
+                    err_console.print(f"[bold yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
+
+
+def progress_bar(description: str):
+    """A rich progress bar and its ``(done, total)`` callback."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=err_console, transient=False)
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@app.command()
+def animate(
+    source: Path = typer.Option(..., "--source", "-s", help="source portrait (any image: 8/16-bit, gray, RGBA)"),
+    out: Path = typer.Option(..., "--out", "-o", help="output video (.mp4, .mov, .mkv); its folder must exist"),
+    driving: Optional[Path] = typer.Option(None, "--driving", "-d", help="driving video"),
+    backbone: Optional[str] = typer.Option(None, "--backbone", "-b",
+                                           help="lia | edtalk | dpe (required for official .pt checkpoints)"),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", "-c",
+        help="weights: a plugtalk retrofit file (EMI/EDI), a plugtalk backbone file (plugtalk convert), or an "
+             "official LIA/EDTalk/DPE .pt with --backbone; default: the embedded model"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="DPE: expression (default) | pose"),
+    mouth: Optional[Path] = typer.Option(None, "--mouth", help="EDTalk: video driving the mouth"),
+    pose: Optional[Path] = typer.Option(None, "--pose", help="EDTalk: video driving the head pose"),
+    expression: Optional[Path] = typer.Option(None, "--expression", help="EDTalk: video driving the expression"),
+    audio: Optional[Path] = typer.Option(
+        None, "--audio", "-a", help="sound for the output; with EDTalk it drives the mouth (any rate, resampled "
+                                    "to 16 kHz)"),
+    audio_checkpoint: Optional[Path] = typer.Option(
+        None, "--audio-checkpoint", help="EDTalk audio-to-mouth weights: official Audio2Lip.pt or a plugtalk file"),
+    expression_weights: Optional[str] = typer.Option(
+        None, "--expression-weights", help="EDTalk: expression weights, a .npy of shape (10,) or (1, 10), or "
+                                           "comma-separated numbers"),
+    no_crop: bool = typer.Option(False, "--no-crop", help="the source already is a face crop: do not detect"),
+    driving_cropped: bool = typer.Option(False, "--driving-cropped",
+                                         help="driving videos already are face crops: do not detect"),
+    relative: Optional[bool] = typer.Option(
+        None, "--relative/--absolute", help="relative motion from the first driving frame (default for LIA, as "
+                                            "its demo) or absolute (default for EDTalk and DPE)"),
+    paste: bool = typer.Option(False, "--paste-back", help="paste the animated face back into the full source image"),
+    smooth: int = typer.Option(0, "--smooth", min=0, help="temporal Gaussian on the motion codes: odd number of "
+                                                          "frames (0: off)"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="driving frames per model call"),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="stop after this many frames"),
+    fps: Optional[float] = typer.Option(None, "--fps", help="output frame rate (default: the driving video's; 25 "
+                                                            "when audio drives the mouth)"),
+    side_by_side: Optional[Path] = typer.Option(None, "--side-by-side",
+                                                help="also write source | driving | output to this video"),
+    no_audio: bool = typer.Option(False, "--no-audio", help="write a silent video"),
+    lossless: bool = typer.Option(False, "--lossless", help="exact RGB frames (larger files), e.g. for plugtalk eval"),
+    detect_every: int = typer.Option(5, "--detect-every", min=1, help="face-detection stride for the driving crop"),
+    device: str = typer.Option(default_device(), "--device", help="cpu | cuda | cuda:N"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Animate a source portrait with a driving video (LIA, EDTalk, DPE; plain or retrofitted with EMI/EDI).
+
+    EDTalk: --mouth / --pose / --expression videos drive its banks separately (--driving fills the rest); --audio drives the mouth through EDTalk's audio model, optionally with a --pose video and --expression-weights.
+
+    Long videos stream through in constant memory (--batch-size frames at a time); the output is written atomically, with the driving video's sound or --audio.
+    """
+    import torch
+
+    from ..animate import animate as run_animate
+    from ..loading import load_animator, load_audio_model
+
+    with user_errors(), warnings_to_console():
+        dev = torch.device(device)
+        loaded = load_animator(checkpoint, backbone, mode=mode, device=dev)
+        audio_model = audio_desc = None
+        if audio is not None and "mouth_coefficients" in loaded.model.adapter.control_replaces:
+            audio_model, audio_desc = load_audio_model(audio_checkpoint, dev)
+        elif audio_checkpoint is not None:
+            raise typer.BadParameter("--audio-checkpoint needs --audio and an EDTalk model")
+        bar, update = progress_bar(f"animating ({loaded.backbone}{'' if loaded.variant == 'base' else loaded.variant})")
+        with bar if progress else contextlib.nullcontext():
+            result = run_animate(
+                loaded.model, source, out, driving=driving, mouth=mouth, pose=pose, expression=expression,
+                audio=audio, audio_model=audio_model, expression_weights=expression_weights,
+                crop_source=not no_crop, crop_driving=not driving_cropped, relative=relative, paste=paste,
+                smooth=smooth, batch_size=batch_size, max_frames=frames, fps=fps, side_by_side=side_by_side,
+                mux_audio=not no_audio, detect_every=detect_every, lossless=lossless,
+                on_progress=update if progress else None)
+    for note in result.warnings:
+        err_console.print(f"[bold yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    h, w = result.size
+    t = result.timings
+    console.print(f"wrote {result.path} ({result.frames} frames, {w}x{h}, {result.fps:g} fps, "
+                  f"{'sound: ' + result.audio if result.audio else 'silent'})", highlight=False, soft_wrap=True)
+    console.print(f"model: {loaded.backbone} {loaded.variant} from {loaded.source}"
+                  + (f"; audio model from {audio_desc}" if audio_desc else ""), highlight=False, soft_wrap=True)
+    console.print("drivers: " + ", ".join(f"{d} <- {v}" for d, v in result.drivers.items())
+                  + f"; {'relative' if result.relative else 'absolute'} motion"
+                  + (f"; motion codes smoothed over {result.smooth} frames" if result.smooth else ""),
+                  highlight=False, soft_wrap=True)
+    if result.side_by_side:
+        console.print(f"side by side: {result.side_by_side}", highlight=False, soft_wrap=True)
+    console.print(f"time: {t.get('total', 0):.1f} s ({result.frames / max(t.get('total', 1e-9), 1e-9):.1f} frames/s "
+                  f"end to end; model {t.get('model', 0):.1f} s)", highlight=False, soft_wrap=True)

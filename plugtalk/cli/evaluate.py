@@ -1,0 +1,111 @@
+"""``plugtalk eval``: PSNR, SSIM, CSIM, F-LMD, M-LMD, AKD, NIQE, CPBD (and FID) of generated frames."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from . import app
+from ._common import console, err_console, print_table, user_errors
+from .animate import progress_bar, warnings_to_console
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
+
+
+def result_table(result: dict) -> Table:
+    """The metrics of :func:`plugtalk.evaluate.evaluate_frames` as a rich table."""
+    from ..evaluate import METRIC_INFO
+
+    table = Table("metric", "value", "better", "frames used", "notes",
+                  title=f"{result['pred']}  vs  {result['ref'] or result.get('source') or '-'}  "
+                        f"({result['frames']} frames)")
+    skipped = result.get("skipped_frames", {})
+    for m, v in result["metrics"].items():
+        name, unit, better = METRIC_INFO[m]
+        used = result["frames"]
+        note = ""
+        if m == "csim":
+            used -= skipped.get("csim", 0)
+            note = f"{result.get('csim_encoder', '').split(' (')[0]} vs {result.get('csim_reference', '')}"
+        elif m in ("f_lmd", "m_lmd", "akd"):
+            used -= skipped.get("landmarks", 0)
+            note = result.get("landmark_detector", "")
+        elif m == "fid":
+            note = result.get("fid_features", "")
+        table.add_row(f"{name}" + (f" ({unit})" if unit else ""), _fmt(v), "↑" if better == "higher" else "↓",
+                      str(used), note)
+    for m, why in result.get("not_computed", {}).items():
+        table.add_row(METRIC_INFO.get(m, (m,))[0], "-", "", "0", f"not computed: {why}")
+    return table
+
+
+def _metric_list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = []
+    for v in values:
+        out += [x.strip().lower().replace("-", "_") for x in v.split(",") if x.strip()]
+    return out
+
+
+@app.command(name="eval")
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", "-p", help="generated frames: a video, or a folder of images"),
+    ref: Optional[Path] = typer.Option(None, "--ref", "-r", help="reference frames (ground truth / driving): a "
+                                                                 "video or a folder of images, paired by position"),
+    source: Optional[Path] = typer.Option(None, "--source", "-s",
+                                          help="source image: CSIM against it (cross-reenactment); else against --ref"),
+    metrics: Optional[List[str]] = typer.Option(
+        None, "--metrics", "-m", help="comma-separated or repeated: psnr, ssim, csim, f_lmd, m_lmd, akd, niqe, cpbd, "
+                                      "fid (default: all but fid; fid is added with --inception-weights)"),
+    identity_model: str = typer.Option("dlib", "--identity-model", help="CSIM encoder: dlib (built in, a substitute "
+                                                                        "for ArcFace) | arcface (needs weights)"),
+    arcface_weights: Optional[Path] = typer.Option(None, "--arcface-weights",
+                                                   help="arcface_torch IResNet backbone.pth or .safetensors"),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights",
+                                                     help="torchvision inception_v3 state dict: enables FID"),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="evaluate at most this many frames"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the results to this JSON file"),
+    device: str = typer.Option("cpu", "--device", help="device of the ArcFace / Inception networks"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Evaluate generated talking-head frames: fidelity, identity (CSIM), motion (LMD, AKD) and quality (NIQE, CPBD).
+
+    Face models are loaded once; frames without a detectable face are left out of the face metrics and counted. PSNR is inf for identical frames (written as Infinity in the JSON).
+    """
+    import contextlib
+
+    from ..evaluate import EvalSettings, build_suite, evaluate_frames
+    from ..io.atomic import atomic_path, check_output_path
+
+    with user_errors(), warnings_to_console():
+        if json_out is not None:
+            check_output_path(json_out)
+        settings = EvalSettings(metrics=_metric_list(metrics), identity_model=identity_model,
+                                arcface_weights=arcface_weights, inception_weights=inception_weights, device=device)
+        suite = build_suite(settings)
+        bar, update = progress_bar("evaluating")
+        with bar if progress else contextlib.nullcontext():
+            result = evaluate_frames(pred, ref, source=source, suite=suite, max_frames=frames,
+                                     on_progress=update if progress else None)
+        if json_out is not None:
+            with atomic_path(json_out) as tmp:
+                tmp.write_text(json.dumps(result, indent=2))
+    print_table(result_table(result))
+    for w in result["warnings"]:
+        err_console.print(f"[bold yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    if "csim" in result["metrics"]:
+        console.print(f"CSIM encoder: {result.get('csim_encoder')}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        console.print(f"wrote {json_out}", highlight=False, soft_wrap=True)

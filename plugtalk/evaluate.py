@@ -1,0 +1,271 @@
+"""Evaluate generated talking-head frames against reference frames and/or a source image (``plugtalk eval``).
+
+Predicted and reference frames come from a video or a folder of images (paired by position after
+sorting the file names) and are streamed in chunks through one :class:`~plugtalk.metrics.MetricSuite`
+(face models loaded once), so long clips need constant memory except for FID's features.  Per-frame
+values are averaged over the frames a metric could use (face metrics skip frames without a
+detectable face and count them).
+
+Metrics (see :mod:`plugtalk.metrics`): PSNR (dB, higher better), SSIM (higher), CSIM (higher: identity
+kept; against ``source`` for cross-reenactment, else frame-by-frame against the reference), F-LMD and
+M-LMD (px at 256 px, lower), AKD (px, lower), NIQE (lower), CPBD (higher), FID (lower; only with
+user-supplied Inception weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .metrics.suite import ALL_METRICS, DEFAULT_METRICS, MetricSuite
+
+__all__ = ["FrameSource", "EvalSettings", "build_suite", "evaluate_frames", "METRIC_INFO", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+#: metric -> (display name, unit, "higher" | "lower" is better)
+METRIC_INFO = {
+    "psnr": ("PSNR", "dB", "higher"), "ssim": ("SSIM", "", "higher"), "csim": ("CSIM", "", "higher"),
+    "f_lmd": ("F-LMD", "px@256", "lower"), "m_lmd": ("M-LMD", "px@256", "lower"), "akd": ("AKD", "px", "lower"),
+    "niqe": ("NIQE", "", "lower"), "cpbd": ("CPBD", "", "higher"), "fid": ("FID", "", "lower"),
+}
+
+
+class FrameSource:
+    """Frames of a video file, or of a folder of images sorted by file name, streamed in batches.
+
+    Raises:
+        InputError: missing path, unreadable / corrupt / empty video, or a folder without images.
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str = "frames"):
+        self.path = Path(path)
+        self.name = name
+        self.files: list[Path] | None = None
+        self.reader = None
+        if not self.path.exists():
+            raise InputError(f"{name}: {str(self.path)!r} does not exist")
+        if self.path.is_dir():
+            self.files = sorted(f for f in self.path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.files:
+                raise InputError(f"{name}: folder {str(self.path)!r} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        else:
+            from .io.video import VideoReader
+
+            self.reader = VideoReader(self.path)
+
+    @property
+    def count(self) -> int | None:
+        """Number of frames if known without decoding (folders; videos that declare it)."""
+        return len(self.files) if self.files is not None else self.reader.frame_count
+
+    def batches(self, size: int) -> Iterator[np.ndarray]:
+        """``(n, H, W, 3)`` uint8 RGB batches in order."""
+        if self.reader is not None:
+            yield from self.reader.batches(size)
+            return
+        from .io.images import load_image
+
+        for s in range(0, len(self.files), size):
+            imgs = [load_image(f, min_side=1) for f in self.files[s:s + size]]
+            shapes = {i.shape for i in imgs}
+            if len(shapes) > 1:
+                raise InputError(f"{self.name}: images in {str(self.path)!r} differ in size ({sorted(shapes)})")
+            yield np.stack(imgs)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+@dataclasses.dataclass
+class EvalSettings:
+    """Which metrics and models: ``metrics`` (names from :data:`~plugtalk.metrics.suite.ALL_METRICS`),
+    ``identity_model`` (``"dlib"`` or ``"arcface"`` with ``arcface_weights``), ``inception_weights``
+    (enables FID), ``device`` for the torch models."""
+
+    metrics: Sequence[str] | None = None
+    identity_model: str = "dlib"
+    arcface_weights: str | os.PathLike | None = None
+    inception_weights: str | os.PathLike | None = None
+    device: str = "cpu"
+
+
+def build_suite(settings: EvalSettings) -> tuple[MetricSuite, object | None]:
+    """The metric suite (without FID) and the FID feature extractor (or ``None``).
+
+    Raises:
+        InputError: unknown metric or identity model, ArcFace without weights, FID without Inception weights.
+        CheckpointError: weights that cannot be read or do not fit.
+    """
+    names = list(settings.metrics) if settings.metrics else list(DEFAULT_METRICS)
+    unknown = [m for m in names if m not in ALL_METRICS]
+    if unknown:
+        raise InputError(f"unknown metric(s) {unknown}; choose from {', '.join(ALL_METRICS)}")
+    if settings.inception_weights is not None and "fid" not in names and not settings.metrics:
+        names.append("fid")
+    fid_extractor = None
+    if "fid" in names:
+        if settings.inception_weights is None:
+            raise InputError("FID needs Inception-v3 weights (--inception-weights PATH); nothing is downloaded")
+        from .metrics.fid import InceptionFeatures
+
+        fid_extractor = InceptionFeatures(settings.inception_weights, device=settings.device)
+    if settings.identity_model not in ("dlib", "arcface"):
+        raise InputError(f"identity model must be 'dlib' or 'arcface', got {settings.identity_model!r}")
+    encoder = None
+    if settings.identity_model == "arcface":
+        if settings.arcface_weights is None:
+            raise InputError("--identity-model arcface needs --arcface-weights PATH (an arcface_torch backbone.pth)")
+        from .face.identity import ArcFaceEncoder
+
+        encoder = ArcFaceEncoder(settings.arcface_weights, device=settings.device)
+    elif settings.arcface_weights is not None:
+        raise InputError("--arcface-weights is only used with --identity-model arcface")
+    suite = MetricSuite([m for m in names if m != "fid"], identity_encoder=encoder)
+    return suite, fid_extractor
+
+
+def _nanmean(values: list[float]) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    ok = ~np.isnan(v)
+    return float(v[ok].mean()) if ok.any() else float("nan")
+
+
+def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | str | os.PathLike | None = None, *,
+                    source: np.ndarray | str | os.PathLike | None = None,
+                    settings: EvalSettings | None = None, suite: tuple[MetricSuite, object | None] | None = None,
+                    chunk: int = 32, max_frames: int | None = None,
+                    on_progress: Callable[[int, int | None], None] | None = None) -> dict:
+    """Metrics of predicted frames (a video or an image folder) against reference frames and/or a source.
+
+    Frames are paired by position; if ``pred`` and ``ref`` differ in length the longer is trimmed
+    to the shorter (with a warning in the result).
+
+    Args:
+        pred, ref: videos or folders of images (or :class:`FrameSource`); ``ref`` is needed for
+            PSNR, SSIM, LMD, AKD and FID.
+        source: the source image (file or ``(H, W, 3)`` uint8): CSIM compares every frame with it
+            (identity preservation in cross-reenactment); without it CSIM compares with ``ref``.
+        settings: metrics and models (:class:`EvalSettings`); or ``suite`` from :func:`build_suite`
+            to reuse loaded models across calls.
+        chunk: frames evaluated per step (memory).
+        max_frames: evaluate at most this many frames.
+
+    Returns:
+        ``{"metrics": {name: mean}, "frames", "pred", "ref", "source", "pred_frames", "ref_frames",
+        "csim_reference", "csim_encoder", "landmark_detector", "fid_features", "skipped_frames",
+        "face_frames_skipped", "not_computed", "warnings", "better": {name: "higher"|"lower"}}``.
+
+    Raises:
+        InputError: unreadable inputs, frames of different sizes, unknown metrics, missing weights.
+    """
+    from .io.images import load_image
+
+    suite_, fid_extractor = suite if suite is not None else build_suite(settings or EvalSettings())
+    p_src = pred if isinstance(pred, FrameSource) else FrameSource(pred, "pred")
+    r_src = None if ref is None else (ref if isinstance(ref, FrameSource) else FrameSource(ref, "ref"))
+    src_img = load_image(source) if isinstance(source, (str, os.PathLike)) else source
+    if chunk < 1:
+        raise InputError(f"chunk must be >= 1, got {chunk}")
+
+    per_frame: dict[str, list[float]] = {}
+    skipped: dict[str, int] = {}
+    face_skipped = 0
+    info: dict = {}
+    not_computed: dict[str, str] = {}
+    notes: list[str] = []
+    feats_p: list[np.ndarray] = []
+    feats_r: list[np.ndarray] = []
+    n_done = 0
+    known = [c for c in (p_src.count, r_src.count if r_src else None, max_frames) if c is not None]
+    total = min(known) if known else None
+
+    p_iter = p_src.batches(chunk)
+    r_iter = r_src.batches(chunk) if r_src is not None else None
+    p_buf = r_buf = None
+    p_end = r_end = False
+    while max_frames is None or n_done < max_frames:
+        # refill: pairing must not depend on the two sources' batch boundaries
+        if p_buf is None or len(p_buf) == 0:
+            p_buf = next(p_iter, None)
+            p_end = p_buf is None
+        if r_iter is not None and (r_buf is None or len(r_buf) == 0):
+            r_buf = next(r_iter, None)
+            r_end = r_buf is None
+        if p_end or r_end:
+            break
+        n = len(p_buf) if r_buf is None else min(len(p_buf), len(r_buf))
+        if max_frames is not None:
+            n = min(n, max_frames - n_done)
+        p, p_buf = p_buf[:n], p_buf[n:]
+        r = None
+        if r_buf is not None:
+            r, r_buf = r_buf[:n], r_buf[n:]
+            if p.shape[1:] != r.shape[1:]:
+                raise InputError(f"pred frames are {p.shape[2]}x{p.shape[1]} but ref frames are "
+                                 f"{r.shape[2]}x{r.shape[1]}; evaluate frames of the same size")
+        res = suite_.evaluate(p, r, src_img, per_frame=True)
+        for m, v in res.pop("per_frame").items():
+            per_frame.setdefault(m, []).extend(v)
+        for k, v in res.get("skipped_frames", {}).items():
+            skipped[k] = skipped.get(k, 0) + v
+        face_skipped += res.get("face_frames_skipped", 0)
+        not_computed.update(res.get("not_computed", {}))
+        for w in res.get("warnings", []):
+            if w not in notes:
+                notes.append(w)
+        for k in ("csim_encoder", "landmark_detector"):
+            if k in res:
+                info[k] = res[k]
+        if fid_extractor is not None and r is not None:
+            feats_p.append(fid_extractor.features(p))
+            feats_r.append(fid_extractor.features(r))
+        n_done += n
+        if on_progress:
+            on_progress(n_done, total)
+
+    if n_done == 0:
+        raise InputError(f"no frames to evaluate in {p_src}" + (f" / {r_src}" if r_src else ""))
+    # lengths: the frames left in the longer input
+    p_total, r_total = _length(p_src, p_end, p_buf, n_done), (_length(r_src, r_end, r_buf, n_done) if r_src else None)
+    if r_src is not None and max_frames is None and p_total != r_total:
+        notes.append(f"pred has {p_total} frames and ref {r_total}; "
+                     f"evaluated the first {n_done} pairs")
+
+    metrics: dict[str, float] = {}
+    for m in suite_.metrics:
+        if m in per_frame:
+            metrics[m] = _nanmean(per_frame[m])
+    if fid_extractor is not None:
+        if r_src is None:
+            not_computed["fid"] = "needs reference frames (ref)"
+        else:
+            from .metrics.fid import fid_from_features
+
+            try:
+                metrics["fid"] = fid_from_features(np.concatenate(feats_p), np.concatenate(feats_r))
+                info["fid_features"] = fid_extractor.name
+            except InputError as e:
+                not_computed["fid"] = str(e)
+    if "csim" in metrics:
+        info["csim_reference"] = "source image" if src_img is not None else "reference frames"
+    return {"metrics": metrics, "better": {m: METRIC_INFO[m][2] for m in metrics}, "frames": n_done,
+            "pred": str(p_src), "ref": str(r_src) if r_src else None,
+            "source": str(source) if isinstance(source, (str, os.PathLike)) else None,
+            "pred_frames": p_total, "ref_frames": r_total, **info, "skipped_frames": skipped,
+            "face_frames_skipped": face_skipped,
+            "not_computed": {k: v for k, v in not_computed.items() if k not in metrics}, "warnings": notes}
+
+
+def _length(src: FrameSource, ended: bool, buf, used: int) -> int | str:
+    """Total frames of an input after evaluation: exact when it ended, else its declared count or '>N'."""
+    if ended:
+        return used
+    if src.count is not None:
+        return src.count
+    return f">{used + (0 if buf is None else len(buf))}"
