@@ -387,12 +387,12 @@ def test_retrofitted_models_are_probed_and_loaded_from_files(tmp_path):
     assert res.model["emi"] and res.model["edi"]
     path = r.save_pretrained(tmp_path / "r.safetensors")
     loaded, info = load_animator("lia", path)
-    assert info["weights"] == "plugtalk retrofit file" and not info["random_weights"]
+    assert "retrofit file" in info["weights"] and not info["random_weights"]
     with torch.no_grad():
         assert torch.equal(loaded(s, d), r(s, d))
     back, info = load_animator("lia", m.save_pretrained(tmp_path / "b.safetensors"))
-    assert info["weights"] == "plugtalk backbone file" and back.emi is None
-    with pytest.raises(CheckpointError, match="not 'dpe'"):
+    assert "backbone file" in info["weights"] and back.emi is None
+    with pytest.raises(CheckpointError, match="not dpe"):
         load_animator("dpe", path)
-    with pytest.raises(InputError, match="no backbone options"):
+    with pytest.raises(InputError, match="no backbone options other than"):
         load_animator("lia", None, options={"mode": "pose"})

@@ -15,7 +15,6 @@ hand on EDTalk and found the 32x32 map ``f_4``; the probe runs it on any animato
 from .api import (
     ProbeWarning,
     as_animator,
-    default_checkpoint,
     describe_taps,
     encoder_path,
     load_animator,
@@ -54,7 +53,6 @@ __all__ = [
     "as_animator",
     "auto_batch_size",
     "count_images",
-    "default_checkpoint",
     "describe_taps",
     "encoder_path",
     "identity_of",

@@ -14,14 +14,13 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, InputError, NoFaceError
+from ..errors import InputError, NoFaceError
 from ..io.images import to_tensor, to_uint8
 from .patching import ForwardFn, count_images, run_patching
 from .results import ProbeImages, ProbeResult, VariantResult, baseline_scores, derive_scores, rank_variants
@@ -43,7 +42,6 @@ __all__ = [
     "ProbeWarning",
     "Progress",
     "as_animator",
-    "default_checkpoint",
     "describe_taps",
     "encoder_path",
     "load_animator",
@@ -301,72 +299,37 @@ def probe_animator(animator: nn.Module, source: Tensor, driving: Tensor, *, taps
 
 # -- from files ---------------------------------------------------------------------------------------------
 
-def default_checkpoint(backbone: str) -> Path | None:
-    """The trained checkpoint the probe uses for ``backbone`` when none is given, or ``None``: the
-    embedded default model (:func:`plugtalk.pretrained.default_model_path`) when it is a ``backbone`` model."""
-    from ..checkpoint import read_metadata
-    from ..pretrained import default_model_path
-
-    path = default_model_path()
-    if path is None:
-        return None
-    meta = read_metadata(path)
-    return path if (meta.get("backbone") or meta.get("name")) == backbone else None
-
-
 def load_animator(backbone: str, checkpoint: str | os.PathLike | None = None, *,
                   options: Mapping[str, Any] | None = None, seed: int = 0,
                   device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Build the animator a probe spec names (eval mode, on ``device``).
-
-    ``checkpoint``: an official ``.pt``/``.pth`` (converted on load), a plugtalk backbone
-    ``.safetensors``, or a retrofit ``.safetensors`` (EMI/EDI included); ``None``:
-    :func:`default_checkpoint`, else random weights drawn with ``torch.manual_seed(seed)``.
+    """Build the animator a probe spec names (eval mode, on ``device``) with
+    :func:`plugtalk.loading.load_animator`: an official ``.pt``, a plugtalk backbone or retrofit file, or,
+    with no checkpoint, the embedded default model, else random weights drawn with ``torch.manual_seed(seed)``.
 
     Returns:
         ``(Retrofitted model, description)``; ``description["random_weights"]`` tells whether the
-        weights are random.
+        weights are random (the caller warns).
 
     Raises:
         InputError: unknown backbone or options.
         CheckpointError: unreadable checkpoint, or one of another backbone.
     """
-    from .. import backbones
-    from ..checkpoint import read_metadata
-    from ..retrofitting import load_retrofitted
+    from ..loading import RandomWeightsWarning
+    from ..loading import load_animator as load_weights
 
     if backbone not in ANIMATORS:
         raise InputError(f"unknown backbone {backbone!r}; choose from {ANIMATORS}")
     options = dict(options or {})
-    if options and backbone != "dpe":
-        raise InputError(f"{backbone}: takes no backbone options (got {sorted(options)})")
-    info: dict[str, Any] = {"backbone": backbone, "options": options}
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint(backbone)
-    if path is None:
-        torch.manual_seed(seed)
-        model = as_animator(backbones.create(backbone), **options)
-        info.update(checkpoint=None, weights=f"random (torch.manual_seed({seed}))", random_weights=True)
-    else:
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-        info.update(checkpoint=str(path), random_weights=False)
-        if path.suffix == ".safetensors":
-            meta = read_metadata(path)
-            name = meta.get("backbone") if meta.get("kind") == "retrofit" else meta.get("name")
-            if name != backbone:
-                raise CheckpointError(f"{path.name!r} holds a {name!r} model, not {backbone!r}")
-            if meta.get("kind") == "retrofit":
-                if options:
-                    raise InputError("backbone options are stored in a retrofit file; do not pass them")
-                model = load_retrofitted(path, device)
-                info["weights"] = "plugtalk retrofit file"
-            else:
-                model = as_animator(backbones.load(path), **options)
-                info["weights"] = "plugtalk backbone file"
-        else:
-            model = as_animator(backbones.load_official(backbone, path), **options)
-            info["weights"] = "official checkpoint"
-    return model.to(device).eval(), info
+    if set(options) - {"mode"} or (options and backbone != "dpe"):
+        raise InputError(f"{backbone}: takes no backbone options other than DPE's mode (got {sorted(options)})")
+    torch.manual_seed(seed)  # makes the random-weight fallback reproducible from the spec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)  # run_probe reports it in the report too
+        loaded = load_weights(checkpoint, backbone, mode=options.get("mode"), device=device)
+    weights = loaded.source if not loaded.random_weights else f"random (torch.manual_seed({seed}))"
+    info = {"backbone": backbone, "options": options, "checkpoint": None if checkpoint is None else str(checkpoint),
+            "weights": weights, "random_weights": loaded.random_weights}
+    return loaded.model, info
 
 
 def run_probe(spec: ProbeSpec, *, scorer: Scorer | None = None, progress: Progress | None = None,
