@@ -45,16 +45,20 @@ def clip():
     return read_frames(shared_file("data", "faces", "test", "vox_driving2__driving2.mp4"), max_frames=6)
 
 
+def _strict_json(token):
+    raise AssertionError(f"report is not strict JSON: it contains {token}")
+
+
 @pytest.mark.slow
 def test_a_clip_against_itself_is_perfect(clip, tmp_path):
     video = write_video(tmp_path / "clip.mp4", clip)
     report = tmp_path / "self.json"
     res, text = cli("eval", "--pred", video, "--ref", video, "--json", report, "--no-progress")
     assert res.exit_code == 0, text
-    r = json.loads(report.read_text())
+    r = json.loads(report.read_text(), parse_constant=_strict_json)
     m = r["metrics"]
     assert r["frames"] == 6 and r["face_frames_skipped"] == 0
-    assert m["psnr"] == float("inf") and m["ssim"] == pytest.approx(1.0)
+    assert m["psnr"] == "inf" and float(m["psnr"]) == float("inf") and m["ssim"] == pytest.approx(1.0)
     assert m["f_lmd"] == 0.0 and m["m_lmd"] == 0.0 and m["akd"] == 0.0
     assert m["csim"] == pytest.approx(1.0) and r["csim_reference"] == "reference frames"
     assert "substitute for ArcFace" in r["csim_encoder"]

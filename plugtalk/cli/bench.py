@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -52,7 +51,8 @@ def bench(
     import torch
 
     from .. import bench as B
-    from ..io.atomic import atomic_path, check_output_path
+    from ..io.atomic import check_output_path
+    from ..io.jsonfile import write_json
 
     with user_errors():
         if json_out is not None:
@@ -101,6 +101,5 @@ def bench(
             print_table(table)
             out["end_to_end"] = [dataclasses.asdict(r) for r in e2e]
         if json_out:
-            with atomic_path(json_out) as tmp:
-                tmp.write_text(json.dumps(out, indent=2))
+            write_json(json_out, out)
             console.print(f"wrote {json_out}", highlight=False)

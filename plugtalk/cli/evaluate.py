@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import List, Optional
@@ -87,7 +86,8 @@ def evaluate(
     import contextlib
 
     from ..evaluate import EvalSettings, build_suite, evaluate_frames
-    from ..io.atomic import atomic_path, check_output_path
+    from ..io.atomic import check_output_path
+    from ..io.jsonfile import write_json
 
     with user_errors(), warnings_to_console():
         if json_out is not None:
@@ -100,8 +100,7 @@ def evaluate(
             result = evaluate_frames(pred, ref, source=source, suite=suite, max_frames=frames,
                                      on_progress=update if progress else None)
         if json_out is not None:
-            with atomic_path(json_out) as tmp:
-                tmp.write_text(json.dumps(result, indent=2))
+            write_json(json_out, result)
     print_table(result_table(result))
     for w in result["warnings"]:
         err_console.print(f"[bold yellow]warning:[/] {w}", highlight=False, soft_wrap=True)

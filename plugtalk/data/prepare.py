@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import InputError, NoFaceError
 from ..face.crop import CropBox, FaceTrack, clip_crop_box, crop_and_resize, split_face_track
 from ..face.detect import FaceBox, follow_face
-from ..io.atomic import atomic_path
+from ..io.jsonfile import write_json
 from ..io.audio import load_audio, save_wav
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter
 
@@ -277,8 +277,7 @@ def _update_manifest(out: Path, clips: list[PreparedClip], settings: PrepareSett
     for c in clips:
         entries[c.path.name] = c.to_json()
     data["clips"] = dict(sorted(entries.items()))
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
+    write_json(path, data, indent=1)
 
 
 def prepare_videos(sources: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
