@@ -16,6 +16,7 @@ def _root() -> None:
 
 
 from . import convert as _convert  # noqa: E402,F401  (registers its command)
+from . import train as _train  # noqa: E402,F401
 
 
 def main() -> None:
