@@ -33,7 +33,7 @@ from .emi import EMI
 from .errors import CheckpointError, InputError
 from .hooks import TapSet
 
-__all__ = ["retrofit", "Retrofitted", "RetrofitOutput", "load_retrofitted"]
+__all__ = ["retrofit", "Retrofitted", "RetrofitOutput", "SourceState", "DriverState", "load_retrofitted"]
 
 
 class RetrofitOutput(NamedTuple):
@@ -41,6 +41,32 @@ class RetrofitOutput(NamedTuple):
 
     image: Tensor
     losses: dict[str, Tensor]
+
+
+@dataclasses.dataclass
+class SourceState:
+    """An encoded source: image ``(B, 3, S, S)``, its (tapped) encoding and motion code ``z_s (B, D)``."""
+
+    image: Tensor
+    encoding: Encoding
+    code: Tensor
+
+    def expand(self, batch: int) -> "SourceState":
+        """Broadcast a batch-1 source to ``batch`` (views, no copies)."""
+        if self.code.shape[0] != 1:
+            raise InputError(f"source batch {self.code.shape[0]} does not match driver batch {batch}")
+        ex = lambda t: t.expand(batch, *t.shape[1:])  # noqa: E731
+        return SourceState(ex(self.image), Encoding(ex(self.encoding.latent), tuple(map(ex, self.encoding.pyramid))),
+                           ex(self.code))
+
+
+@dataclasses.dataclass
+class DriverState:
+    """Encoded drivers: per driver name, its (tapped) encoding, motion code and image."""
+
+    encodings: dict[str, Encoding]
+    codes: dict[str, Tensor]
+    images: dict[str, Tensor]
 
 
 class Retrofitted(nn.Module):
@@ -120,30 +146,66 @@ class Retrofitted(nn.Module):
                     frames[d] = driving
         return frames, controls
 
-    def forward(self, source: Tensor, driving: Tensor | None = None, **inputs: Any) -> Tensor | RetrofitOutput:
+    def forward(self, source: Tensor, driving: Tensor | None = None, *, start: Tensor | None = None,
+                **inputs: Any) -> Tensor | RetrofitOutput:
+        """Animate ``source``; see the class docstring.
+
+        Args:
+            start: optional first driving frame ``(B, 3, S, S)`` for *relative* motion: every driver's code
+                becomes ``z_s + z_d - z_start``.  The LIA family's motion heads are affine and its
+                dictionaries linear, so this is exactly LIA's relative mode (official vox/taichi demo).
+
+        Source batch 1 with driver batch T renders T frames of the one source.
+
+        Raises:
+            InputError: bad shapes/sizes/ranges, batch mismatch, no driver, or unknown adapter options.
+        """
         size = self.adapter.image_size
         check_image(source, "source", size)
         frames, controls = self.split_inputs(driving, dict(inputs))
-        for name, f in frames.items():
-            check_image(f, name, size, batch=source.shape[0])
+        batch = None
+        for name, f in [*frames.items(), *([("start", start)] if start is not None else [])]:
+            check_image(f, name, size, batch=batch if batch is not None else
+                        (source.shape[0] if source.shape[0] > 1 else None))
+            batch = f.shape[0]
         if not frames and not controls:
             raise InputError(f"{type(self.adapter).__name__}: give a driving frame ({', '.join(self.adapter.drivers)})")
-        return self.reenact(source, frames, controls)
+        return self.reenact(source, frames, controls, start)
 
-    def reenact(self, source: Tensor, frames: dict[str, Tensor], controls: dict[str, Any]) -> Tensor | RetrofitOutput:
-        """:meth:`forward` without input validation."""
-        losses: dict[str, Tensor] = {}
-        src = self._tapped("source", self.adapter.encode(source))
-        z_s = self._motion_code("source", src)
-        encoded: dict[int, Encoding] = {id(source): src}
-        drv: dict[str, Encoding] = {}
-        codes: dict[str, Tensor] = {}
+    def encode_source(self, source: Tensor) -> SourceState:
+        """Encode the source once (latent, pyramid and its motion code ``z_s``), through the hook points."""
+        enc = self._tapped("source", self.adapter.encode(source))
+        return SourceState(source, enc, self._motion_code("source", enc))
+
+    def encode_drivers(self, frames: dict[str, Tensor]) -> DriverState:
+        """Encode each distinct driving tensor once and compute every driver's motion code."""
+        encoded: dict[int, Encoding] = {}
+        state = DriverState({}, {}, dict(frames))
         for name, image in frames.items():
             if id(image) not in encoded:
                 encoded[id(image)] = self.adapter.encode(image)
-            drv[name] = self._tapped(name, encoded[id(image)])
-            codes[name] = self._motion_code(name, drv[name])
-        primary = next(iter(drv), None)
+            state.encodings[name] = self._tapped(name, encoded[id(image)])
+            state.codes[name] = self._motion_code(name, state.encodings[name])
+        return state
+
+    def start_code(self, start: Tensor) -> Tensor:
+        """Motion code of a relative-motion start frame (no hook points: it only shifts the codes)."""
+        enc = self.adapter.encode(start)
+        return self.emi(enc.pyramid, enc.latent) if self.emi is not None else self.adapter.motion_input(enc)
+
+    def render(self, source: SourceState, drivers: DriverState, controls: dict[str, Any] | None = None,
+               start_code: Tensor | None = None) -> Tensor | RetrofitOutput:
+        """Render from an encoded source and encoded drivers (source batch 1 broadcasts to the drivers')."""
+        controls = dict(controls or {})
+        batch = next((c.shape[0] for c in drivers.codes.values()), source.code.shape[0])
+        if source.code.shape[0] != batch:
+            source = source.expand(batch)
+        src, z_s = source.encoding, source.code
+        codes = dict(drivers.codes)
+        if start_code is not None:
+            codes = {d: z_s + z - start_code for d, z in codes.items()}
+        losses: dict[str, Tensor] = {}
+        primary = next(iter(codes), None)
         z_d = codes[primary] if primary is not None else z_s
         if self.emi is not None and self.training and primary is not None:
             losses["dis"] = self.emi.disentangle_loss(z_s, z_d)
@@ -152,7 +214,7 @@ class Retrofitted(nn.Module):
         if self.edi is not None:
             k = self.spec.identity_level
             if self.training and primary is not None:
-                out = self.edi.forward_train(skips[k], drv[primary].pyramid[k], z_s, z_d)
+                out = self.edi.forward_train(skips[k], drivers.encodings[primary].pyramid[k], z_s, z_d)
                 losses.update(out.losses)
             else:
                 out = self.edi.forward_inference(skips[k], z_s, z_d)
@@ -160,11 +222,17 @@ class Retrofitted(nn.Module):
         skips = [self.taps(f"skip.{i}", f) for i, f in enumerate(skips)]
 
         if self.adapter.wants_images:
-            controls = {**controls, "images": {"source": source, **frames}}
+            controls["images"] = {"source": source.image, **drivers.images}
         motion = self.adapter.motion(src, z_s, codes, tap=self.taps, **controls)
         motion.latent = self.taps("latent", motion.latent)
         image = self.taps("image", self.adapter.decode(motion, skips))
         return RetrofitOutput(image, losses) if self.training else image
+
+    def reenact(self, source: Tensor, frames: dict[str, Tensor], controls: dict[str, Any],
+                start: Tensor | None = None) -> Tensor | RetrofitOutput:
+        """:meth:`forward` without input validation: ``render(encode_source, encode_drivers)``."""
+        return self.render(self.encode_source(source), self.encode_drivers(frames), controls,
+                           None if start is None else self.start_code(start))
 
     # -- persistence ----------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> Path:

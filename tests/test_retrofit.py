@@ -178,3 +178,24 @@ def test_bad_inputs_raise_clear_errors():
         r(s, mouth=d, mouth_coefficients=torch.zeros(2, 20))
     with pytest.raises(TypeError, match="LIA"):
         LIAAdapter(tiny_backbone("dpe"))
+
+
+def test_relative_motion_equals_lia_relative_mode():
+    model = tiny_backbone("lia", torch.float64)
+    r = retrofit(model, emi=None, edi=None).double().eval()
+    s, d, st = images(3, dtype=torch.float64)
+    with torch.no_grad():
+        assert (r(s, d, start=st) - model(s, d, driving_start=st)).abs().max() < 1e-9
+        assert (r(s, d, start=st) - r(s, d)).abs().max() > 1e-3
+
+
+def test_batch_one_source_broadcasts_over_driving_frames():
+    r = retrofit(tiny_backbone("edtalk"), emi=SMALL_EMI, edi=SMALL_EDI, init="random").double().eval()
+    s, d = images(2, b=3, dtype=torch.float64)
+    with torch.no_grad():
+        many = r(s[:1], d)
+        one_by_one = torch.cat([r(s[:1], d[i:i + 1]) for i in range(3)])
+    assert many.shape == (3, 3, 32, 32)
+    assert (many - one_by_one).abs().max() < 1e-9
+    with pytest.raises(InputError, match="batch"):
+        r(s[:2], d)

@@ -17,10 +17,9 @@ __all__ = ["LIAAdapter", "EDTalkAdapter", "DPEAdapter", "adapter_for"]
 
 
 class LIAAdapter(Adapter):
-    """LIA: ``latent = w_s + D(MLP(z_d))``; relative motion with a ``start`` driver:
-    ``w_s + D(MLP(z_d)) - D(MLP(z_start)) + D(MLP(z_s))``."""
+    """LIA: ``latent = w_s + D(MLP(z_d))`` (relative motion: see :meth:`Retrofitted.forward`'s ``start``)."""
 
-    drivers = ("driving", "start")
+    drivers = ("driving",)
     motion_taps = ("driving.alpha", "driving.direction", "direction")
 
     def __init__(self, backbone: LIA):
@@ -35,11 +34,7 @@ class LIAAdapter(Adapter):
             raise InputError("LIAAdapter: a 'driving' motion code is required")
         m = self.backbone
         alpha = tap("driving.alpha", m.motion_coefficients(codes["driving"]))
-        direction = tap("driving.direction", m.direction(alpha))
-        if "start" in codes:  # relative motion, as the official vox/taichi demo
-            direction = direction - m.direction(m.motion_coefficients(codes["start"])) + \
-                m.direction(m.motion_coefficients(source_code))
-        direction = tap("direction", direction)
+        direction = tap("direction", tap("driving.direction", m.direction(alpha)))
         return Motion(source.latent + direction)
 
     def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:

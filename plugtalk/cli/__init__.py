@@ -15,7 +15,9 @@ def _root() -> None:
     """Retrofit GAN talking-head animators with FixTalk's EMI and EDI."""
 
 
-from . import convert as _convert  # noqa: E402,F401  (registers its command)
+from . import bench as _bench  # noqa: E402,F401  (each import registers its command)
+from . import convert as _convert  # noqa: E402,F401
+from . import prepare as _prepare  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
 
 

@@ -17,6 +17,16 @@ from ..errors import InputError
 __all__ = ["atomic_path", "check_output_path"]
 
 
+def _file_mode() -> int:
+    """Permission bits a newly created file gets under the process umask (``mkstemp`` uses 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def check_output_path(path: str | os.PathLike) -> Path:
     """Return ``path`` as a Path after checking its folder exists and is writable.
 
@@ -46,6 +56,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                                dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # keep an overwritten file's permissions; a new file gets the usual umask-based ones, not 0o600
+    os.chmod(tmp_path, (dest.stat().st_mode & 0o7777) if dest.is_file() else _FILE_MODE)
     try:
         yield tmp_path
         os.replace(tmp_path, dest)

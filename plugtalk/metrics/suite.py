@@ -51,7 +51,7 @@ class MetricSuite:
 
     def __init__(self, metrics: Iterable[str] | None = None, *, identity_encoder: IdentityEncoder | None = None,
                  landmark_detector: LandmarkDetector | None = None, fid_extractor: FeatureExtractor | None = None,
-                 upsample: int | None = None, method: str = "hog", cpbd_edges: str = "matlab"):
+                 upsample: int | None = None, method: str = "hog", cpbd_edges: str = "python-cpbd"):
         names = tuple(metrics) if metrics is not None else DEFAULT_METRICS + (("fid",) if fid_extractor else ())
         unknown = [m for m in names if m not in ALL_METRICS]
         if unknown:

@@ -1,0 +1,1 @@
+"""Training data: raw videos -> face-cropped clips (:mod:`.prepare`) and reenactment datasets (:mod:`.datasets`)."""

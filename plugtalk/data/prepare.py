@@ -1,0 +1,355 @@
+"""Raw talking-head videos -> face-cropped training clips (``plugtalk prepare``).
+
+For each source video (resampled to ``fps`` by nearest frame):
+
+1. detect faces with dlib's HOG detector on every ``detect_every``-th frame (and the last one), on a
+   copy scaled down to ``detect_side`` px on its shorter side; where several faces are found the one
+   nearest the previous detection is followed;
+2. split the detections into face tracks: misses up to ``max_gap`` seconds are interpolated, longer
+   losses or jumps of the face centre (shot changes) cut the track; tracks shorter than
+   ``min_seconds`` are dropped and longer than ``max_seconds`` are split into equal parts;
+3. give each part ONE square crop box (:func:`plugtalk.face.crop.clip_crop_box`: FOMM/LIA style) and
+   write its frames cropped and resized to ``size`` px as H.264 mp4, named
+   ``<identity>__<clip>.mp4`` (the dataset's identity convention); when the source has (non-silent)
+   audio it is muxed as AAC and also written beside the clip as a 16 kHz mono 16-bit wav covering
+   exactly the clip's frames.
+
+Every file is written atomically.  ``prepared.json`` in the output folder records each clip's source,
+frame range, crop box and detection counts.  Videos that cannot be read or show no face are skipped
+with a :class:`SkippedVideoWarning`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InputError, NoFaceError
+from ..face.crop import CropBox, FaceTrack, clip_crop_box, crop_and_resize, split_face_track
+from ..face.detect import FaceBox, detect_faces
+from ..io.atomic import atomic_path
+from ..io.audio import load_audio, save_wav
+from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter
+
+__all__ = ["PrepareSettings", "PreparedClip", "PrepareResult", "SkippedVideoWarning", "prepare_video",
+           "prepare_videos", "find_videos", "MANIFEST_NAME", "AUDIO_RATE"]
+
+MANIFEST_NAME = "prepared.json"
+#: Sample rate of the wav files written beside the clips (EDTalk's audio front end).
+AUDIO_RATE = 16000
+_SILENCE = 1e-4  # peak amplitude below which an audio track counts as silent and is dropped
+
+
+class SkippedVideoWarning(UserWarning):
+    """A source video gave no clip (unreadable, no face, or face tracks too short)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareSettings:
+    """Options of :func:`prepare_video` (see the module docstring for what each one does)."""
+
+    size: int = 256
+    fps: float = 25.0
+    max_seconds: float = 10.0
+    min_seconds: float = 1.0
+    detect_every: int = 5
+    detect_side: int = 360
+    max_gap: float = 0.5
+    max_jump: float = 0.5
+    scale: float = 2.0
+    shift_up: float = 0.18
+    min_scale: float = 1.3
+    max_scale: float = 2.4
+    crf: int = 18
+
+    def check(self) -> None:
+        if self.size < 16:
+            raise InputError(f"size must be at least 16 px, got {self.size}")
+        if not (self.fps > 0 and math.isfinite(self.fps)):
+            raise InputError(f"fps must be a positive number, got {self.fps}")
+        if not (0 < self.min_seconds <= self.max_seconds):
+            raise InputError(f"need 0 < min_seconds <= max_seconds, got {self.min_seconds}, {self.max_seconds}")
+        if self.detect_every < 1:
+            raise InputError(f"detect_every must be >= 1, got {self.detect_every}")
+
+
+@dataclasses.dataclass
+class PreparedClip:
+    """One written clip.  Frame indices are at the output ``fps``, counted from the source's first frame."""
+
+    path: Path
+    wav: Path | None
+    source: Path
+    identity: str
+    box: CropBox
+    start: int
+    end: int
+    detected: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+    def to_json(self) -> dict:
+        return {"source": str(self.source), "identity": self.identity, "wav": self.wav.name if self.wav else None,
+                "frames": self.frames, "source_frames": [self.start, self.end],
+                "crop_box_xyxy": list(self.box.as_xyxy()), "frames_with_detection": self.detected}
+
+
+@dataclasses.dataclass
+class PrepareResult:
+    clips: list[PreparedClip]
+    skipped: list[tuple[Path, str]]
+
+
+def find_videos(sources: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand the arguments: files are kept, folders give their video files (non-recursive, sorted).
+
+    Raises:
+        InputError: a path does not exist.
+    """
+    out: list[Path] = []
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise InputError(f"source {str(p)!r} does not exist")
+    return out
+
+
+def _names(source: Path, identity: str | None) -> tuple[str, str]:
+    """``(identity, clip stem)`` for a source file (``id__clip.mp4`` sources keep their identity)."""
+    stem = source.stem
+    if "__" in stem:
+        ident, clip = stem.split("__", 1)
+    else:
+        ident, clip = stem, stem
+    return (identity or ident), clip
+
+
+def _pick(faces: list[FaceBox], prev: FaceBox | None) -> FaceBox | None:
+    if not faces:
+        return None
+    if prev is None:
+        return faces[0]  # largest
+    px, py = prev.center
+    return min(faces, key=lambda b: math.hypot(b.center[0] - px, b.center[1] - py))
+
+
+def _detect(frame: np.ndarray, side: int, prev: FaceBox | None) -> FaceBox | None:
+    h, w = frame.shape[:2]
+    f = min(1.0, side / min(h, w))
+    small = frame if f == 1.0 else np.asarray(
+        Image.fromarray(frame).resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR))
+    faces = [FaceBox(b.left / f, b.top / f, b.right / f, b.bottom / f, b.score) for b in detect_faces(small)]
+    return _pick(faces, prev)
+
+
+def _parts(tracks: Sequence[FaceTrack], min_frames: int, max_frames: int) -> list[FaceTrack]:
+    parts = []
+    for t in tracks:
+        if len(t) < min_frames:
+            continue
+        n = math.ceil(len(t) / max_frames)
+        edges = [round(k * len(t) / n) for k in range(n + 1)]
+        for a, b in zip(edges[:-1], edges[1:]):
+            parts.append(FaceTrack(t.start + a, t.boxes[a:b], detected=0))
+    return parts
+
+
+def _audio_for(source: Path, reader: VideoReader) -> np.ndarray | None:
+    if not reader.has_audio:
+        return None
+    try:
+        audio = load_audio(source, sample_rate=AUDIO_RATE)
+    except InputError as e:
+        warnings.warn(f"{source.name}: audio ignored ({e})", SkippedVideoWarning, stacklevel=3)
+        return None
+    if np.abs(audio).max(initial=0.0) < _SILENCE:
+        return None
+    # put sample 0 at the first video frame's time
+    offset = (reader.info.audio_start or 0.0) - reader.info.start_time
+    shift = int(round(offset * AUDIO_RATE))
+    return np.pad(audio, (shift, 0)) if shift > 0 else audio[-shift:]
+
+
+def _audio_slice(audio: np.ndarray, start: int, end: int, fps: float) -> np.ndarray:
+    a, b = int(round(start / fps * AUDIO_RATE)), int(round(end / fps * AUDIO_RATE))
+    seg = audio[a:b]
+    return np.pad(seg, (0, (b - a) - len(seg)))
+
+
+def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, settings: PrepareSettings = PrepareSettings(),
+                  *, identity: str | None = None,
+                  on_frames: Callable[[str, int, int | None], None] | None = None) -> list[PreparedClip]:
+    """Crop one raw video into face clips (see the module docstring).
+
+    Args:
+        source: a video file.
+        out_dir: existing output folder.
+        identity: identity prefix of the clip names (default: the source's ``id__`` prefix or its stem).
+        on_frames: progress callback ``(stage, frames_done, frames_total_or_None)``.
+
+    Returns:
+        The written clips (possibly several per source).
+
+    Raises:
+        InputError: unreadable / corrupt / empty video.
+        NoFaceError: no face detected, or no face track at least ``min_seconds`` long.
+    """
+    settings.check()
+    src = Path(source)
+    out = Path(out_dir)
+    reader = VideoReader(src, fps=settings.fps)
+    total = reader.frame_count
+    tick = on_frames or (lambda stage, done, tot: None)
+
+    # pass 1: sampled detections
+    boxes: list[FaceBox | None] = []
+    prev: FaceBox | None = None
+    last_frame = None
+    for i, frame in enumerate(reader):
+        if i % settings.detect_every == 0:
+            b = _detect(frame, settings.detect_side, prev)
+            prev = b or prev
+            boxes.append(b)
+        else:
+            boxes.append(None)
+        last_frame = frame
+        tick("detect", i + 1, total)
+    n = len(boxes)
+    if n and (n - 1) % settings.detect_every != 0:
+        boxes[-1] = _detect(last_frame, settings.detect_side, prev)
+    del last_frame
+    detected = sum(b is not None for b in boxes)
+    if detected == 0:
+        raise NoFaceError(f"no face detected in {src.name!r} ({n} frames, every {settings.detect_every}th checked)")
+    tracks = split_face_track(boxes, max_gap=int(round(settings.max_gap * settings.fps)), max_jump=settings.max_jump)
+    parts = _parts(tracks, min_frames=max(1, int(round(settings.min_seconds * settings.fps))),
+                   max_frames=max(1, int(round(settings.max_seconds * settings.fps))))
+    if not parts:
+        longest = max((len(t) for t in tracks), default=0) / settings.fps
+        raise NoFaceError(f"no face track in {src.name!r} lasts {settings.min_seconds:g} s "
+                          f"(longest {longest:.2f} s; {detected} detections)")
+    for p in parts:
+        p.detected = sum(boxes[i] is not None for i in range(p.start, p.end))
+    crop_boxes = [clip_crop_box(p.boxes, reader.size, scale=settings.scale, shift_up=settings.shift_up,
+                                min_scale=settings.min_scale, max_scale=settings.max_scale, name=src.name)
+                  for p in parts]
+
+    # pass 2: crop and write, one writer open at a time
+    audio = _audio_for(src, reader)
+    ident, clip = _names(src, identity)
+    written: list[PreparedClip] = []
+    k = 0
+    writer: VideoWriter | None = None
+    try:
+        for i, frame in enumerate(reader):
+            tick("write", i + 1, total)
+            if k >= len(parts):
+                break
+            part = parts[k]
+            if i < part.start:
+                continue
+            if writer is None:
+                name = f"{ident}__{clip}" + (f"_{k:02d}" if len(parts) > 1 else "")
+                seg = None if audio is None else _audio_slice(audio, part.start, part.end, settings.fps)
+                writer = VideoWriter(out / f"{name}.mp4", fps=settings.fps, crf=settings.crf, audio=seg,
+                                     sample_rate=AUDIO_RATE if seg is not None else None).open()
+            writer.write(crop_and_resize(frame, crop_boxes[k], settings.size))
+            if i + 1 == part.end:
+                path = writer.close()
+                writer = None
+                wav = None
+                if audio is not None:
+                    wav = save_wav(path.with_suffix(".wav"), _audio_slice(audio, part.start, part.end, settings.fps),
+                                   AUDIO_RATE)
+                written.append(PreparedClip(path, wav, src, ident, crop_boxes[k], part.start, part.end, part.detected))
+                k += 1
+    finally:
+        if writer is not None:
+            writer.abort()
+    return written
+
+
+def _update_manifest(out: Path, clips: list[PreparedClip], settings: PrepareSettings) -> None:
+    path = out / MANIFEST_NAME
+    data: dict = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+    data["settings"] = dataclasses.asdict(settings)
+    entries = data.get("clips") if isinstance(data.get("clips"), dict) else {}
+    for c in clips:
+        entries[c.path.name] = c.to_json()
+    data["clips"] = dict(sorted(entries.items()))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
+
+
+def prepare_videos(sources: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+                   settings: PrepareSettings = PrepareSettings(), *, identity: str | None = None,
+                   progress: bool = True) -> PrepareResult:
+    """Prepare many videos (files or folders of videos) into ``out_dir`` (created if missing).
+
+    Videos that fail (unreadable, no face, tracks too short) are skipped with a
+    :class:`SkippedVideoWarning` and listed in ``PrepareResult.skipped``.
+
+    Raises:
+        InputError: a source path does not exist, no video was given, or none gave a clip.
+    """
+    settings.check()
+    videos = find_videos(sources)
+    if not videos:
+        raise InputError("no video files given (folders are scanned for " + ", ".join(VIDEO_SUFFIXES) + ")")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {str(out)!r} is a file, expected a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    clips: list[PreparedClip] = []
+    skipped: list[tuple[Path, str]] = []
+
+    prog = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        transient=False)
+        prog.start()
+    try:
+        for v in videos:
+            task = prog.add_task(f"{v.name}", total=None) if prog else None
+
+            def tick(stage: str, done: int, total: int | None, _task=task, _name=v.name) -> None:
+                if prog is not None:
+                    prog.update(_task, description=f"{stage:6s} {_name}", completed=done, total=total)
+
+            try:
+                made = prepare_video(v, out, settings, identity=identity, on_frames=tick)
+            except InputError as e:  # includes NoFaceError
+                skipped.append((v, str(e)))
+                warnings.warn(f"skipped {v.name}: {e}", SkippedVideoWarning, stacklevel=2)
+                continue
+            clips.extend(made)
+            if made:
+                _update_manifest(out, made, settings)
+    finally:
+        if prog is not None:
+            prog.stop()
+    if not clips:
+        reasons = "; ".join(f"{p.name}: {r}" for p, r in skipped)
+        raise InputError(f"no usable video among {len(videos)}: {reasons}")
+    return PrepareResult(clips, skipped)
