@@ -227,6 +227,7 @@ class Trainer:
         flags = self.dist.all_reduce_max(flags)
         if bool(flags.any()):
             bad = [k for k, f in zip(values, flags.tolist()) if f]
+            bad = [k for k in bad if k != "total"] or bad  # a total is non-finite because of its terms
             shown = ", ".join(f"{k}={values[k].detach().float().item():.4g}" for k in bad)
             last = latest_checkpoint(self.checkpoint_root)
             raise TrainingDiverged(
