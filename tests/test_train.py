@@ -211,3 +211,23 @@ def test_resume_refuses_a_changed_model(tmp_path):
     changed["model"]["emi"]["num_queries"] = 2
     with pytest.raises(InputError, match="config changed.*model"):
         Trainer(config_from_mapping(changed), SyntheticPairs(8, 32), resume=True)
+
+
+@pytest.mark.parametrize("backbone,adapter", [("edtalk", {}), ("dpe", {"mode": "pose"})])
+def test_other_backbones_train_one_step(tmp_path, backbone, adapter):
+    t = Trainer(tiny_config(tmp_path, steps=1, model={"backbone": backbone, "adapter": adapter}), SyntheticPairs(4, 32))
+    logged = t.train_step(next(iter(t._loader())))
+    assert all(torch.isfinite(v) for v in logged.values())
+
+
+@pytest.mark.parametrize("stage", ["stage1", "retrofit"])
+def test_bf16_autocast_step_is_finite(tmp_path, stage):
+    """The precision CUDA runs use (bf16 autocast), exercised on CPU; retrofit runs EMI and EDI."""
+    model = {"checkpoint": str(_pretrained_backbone(tmp_path))} if stage == "retrofit" else {}
+    t = Trainer(tiny_config(tmp_path / "run", stage=stage, steps=1, precision="bf16", model=model,
+                            loss={"r1_gamma": 1.0, "r1_every": 1}), SyntheticPairs(4, 32))
+    assert t.amp_dtype == torch.bfloat16
+    logged = t.train_step(next(iter(t._loader())))
+    assert all(torch.isfinite(v) for v in logged.values())
+    assert ("loss/dmem" in logged) == (stage == "retrofit")
+    assert all(p.dtype == torch.float32 for p in t.model.parameters()), "weights stay fp32 under autocast"

@@ -39,6 +39,7 @@ def clip_folder(tmp_path, shared_data):
 def test_cli_trains_from_a_config_file_and_resumes(tmp_path, clip_folder):
     cfg = tiny_mapping(tmp_path / "run", steps=2)
     cfg["data"].update(folder=str(clip_folder), repeats=4, hflip=True)
+    cfg["log"].update(image_every=2)
     f = tmp_path / "train.yaml"
     f.write_text(yaml.safe_dump(cfg))
     r = CliRunner().invoke(app, ["train", "--config", str(f)])
@@ -49,7 +50,12 @@ def test_cli_trains_from_a_config_file_and_resumes(tmp_path, clip_folder):
     r = CliRunner().invoke(app, ["train", "--config", str(f), "--resume", "--set", "optim.steps=3"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "run" / "checkpoints" / "step-00000003").is_dir()
-    assert (tmp_path / "run" / "tensorboard").is_dir()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload().Tags()
+    assert {"loss/rec", "loss/per", "loss/adv", "loss/dis", "loss/discriminator", "lr/generator",
+            "speed/images_per_s"} <= set(events["scalars"])
+    assert events["images"] == ["samples/source|driving|output"]
 
 
 def test_cli_reports_config_errors(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -33,9 +34,9 @@ def train(
 
     sets = list(overrides)
     if data is not None:
-        sets.append(f"data.folder={data}")
+        sets.append(f"data.folder={json.dumps(str(data))}")  # a JSON string is YAML: no reinterpretation
     if output is not None:
-        sets.append(f"output_dir={output}")
+        sets.append(f"output_dir={json.dumps(str(output))}")
     with user_errors():
         cfg = load_config(config, sets)
         if show:
