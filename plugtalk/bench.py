@@ -124,7 +124,6 @@ def bench_model(name: str, variant: str = "base", batch: int = 1, device: str | 
     result = BenchResult(name, variant, batch, str(dev), str(dtype).replace("torch.", ""),
                          ",".join(o for o, on in (("channels_last", channels_last), ("compile", compile)) if on),
                          ms, spread, batch / (ms / 1000), _peak_memory_mb(dev), total / 1e6, added / 1e6)
-    del model, run_model
     gc.collect()
     return result
 

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .checkpoint import load_safetensors, save_safetensors
 from .errors import CheckpointError
 
-__all__ = ["ConfigurableModule", "load_state_dict_checked", "describe_key_problems", "config_from_dict"]
+__all__ = ["ConfigurableModule", "ConfigDict", "load_state_dict_checked", "describe_key_problems", "config_from_dict"]
 
 
 def config_from_dict(cls: type, values: dict[str, Any]):
@@ -23,6 +23,17 @@ def config_from_dict(cls: type, values: dict[str, Any]):
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; valid: {sorted(names)}")
     return cls(**values)
+
+
+class ConfigDict:
+    """Mixin for config dataclasses: ``to_dict()`` / ``from_dict()`` (unknown names rejected)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        return config_from_dict(cls, values)
 
 
 def describe_key_problems(missing, unexpected, mismatched, limit: int = 8) -> str:
@@ -53,7 +64,7 @@ def load_state_dict_checked(model: nn.Module, tensors: dict[str, Tensor], origin
 class ConfigurableModule(nn.Module):
     """Base for modules built from one dataclass config.
 
-    Subclasses set ``config_class`` and ``kind`` (e.g. ``"emi"``) and take the config as the only
+    Subclasses set ``config_class`` (a :class:`ConfigDict` dataclass) and ``kind`` (e.g. ``"emi"``) and take the config as the only
     constructor argument.  :meth:`save_pretrained` writes ``{kind, name, config}`` into the safetensors
     metadata; :meth:`from_pretrained` rebuilds the module from it.
     """
@@ -69,13 +80,11 @@ class ConfigurableModule(nn.Module):
         self.config = config
 
     def config_dict(self) -> dict[str, Any]:
-        c = self.config
-        return c.to_dict() if hasattr(c, "to_dict") else dataclasses.asdict(c)
+        return self.config.to_dict()
 
     @classmethod
     def config_from(cls, values: dict[str, Any]):
-        cc = cls.config_class
-        return cc.from_dict(values) if hasattr(cc, "from_dict") else config_from_dict(cc, values)
+        return cls.config_class.from_dict(values)
 
     def save_pretrained(self, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> Path:
         """Write weights + config to one safetensors file, atomically."""

@@ -43,7 +43,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .checks import check_feature_map, check_vectors
-from .configurable import ConfigurableModule, config_from_dict
+from .configurable import ConfigDict, ConfigurableModule, config_from_dict
 from .errors import InputError
 from .features import FeatureSpec
 from .layers import CrossAttentionBlock, EqualLinear, ModulatedConv2d, SoftmaxWeightedSum, StyledConv
@@ -56,7 +56,7 @@ TRAIN_RECALL = ("driving", "motion_source")
 
 
 @dataclasses.dataclass
-class EDIConfig:
+class EDIConfig(ConfigDict):
     """Geometry of an :class:`EDI`.  Defaults are FixTalk's: ``f_4`` is 512 x 32 x 32, motion code 512.
 
     Attributes:
@@ -103,12 +103,7 @@ class EDIConfig:
         if self.train_recall not in TRAIN_RECALL:
             raise ValueError(f"EDIConfig: train_recall must be one of {TRAIN_RECALL}, got {self.train_recall!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EDIConfig":
-        return config_from_dict(cls, values)
 
 
 # -- leakage memory (Eq. 5-9) -----------------------------------------------------------------------------

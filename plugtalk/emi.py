@@ -37,7 +37,7 @@ from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from torch import Tensor, nn
 
 from .checks import check_feature_map, check_vectors
-from .configurable import ConfigurableModule, config_from_dict
+from .configurable import ConfigDict, ConfigurableModule, config_from_dict
 from .errors import InputError
 from .features import FeatureSpec
 from .layers import CrossAttentionBlock, SoftmaxWeightedSum
@@ -48,7 +48,7 @@ _OWNER = "EMI"
 
 
 @dataclasses.dataclass
-class EMIConfig:
+class EMIConfig(ConfigDict):
     """Geometry of an :class:`EMI`.  Defaults fit the LIA family at 256 px (FixTalk's setting).
 
     Attributes:
@@ -116,12 +116,7 @@ class EMIConfig:
         """Inputs of the weighted sum: each level, the extractor, and the latent if used."""
         return len(self.pyramid_channels) + 1 + (self.latent_dim is not None)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EMIConfig":
-        return config_from_dict(cls, values)
 
 
 def disentangle_loss(z_source: Tensor, z_driving: Tensor, xi: float = 0.0) -> Tensor:

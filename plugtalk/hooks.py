@@ -20,7 +20,6 @@ import dataclasses
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["HookPoint", "TapSet", "HookSite", "capture", "patch", "Capture", "resolve_module", "tap_sites"]

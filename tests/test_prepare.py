@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf

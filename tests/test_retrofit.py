@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-import plugtalk.backbones as B
 from conftest import tiny_backbone
 from plugtalk import EDI, EMI, load_retrofitted, retrofit
-from plugtalk.adapters import DPEAdapter, EDTalkAdapter, HookAdapter, LIAAdapter, adapter_for
+from plugtalk.adapters import DPEAdapter, HookAdapter, LIAAdapter, adapter_for
 from plugtalk.errors import InputError
 from plugtalk.hooks import HookSite, capture, patch, tap_sites
 

@@ -9,14 +9,14 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
-from ..configurable import ConfigurableModule, config_from_dict
+from ..configurable import ConfigDict, ConfigurableModule
 from ..errors import InputError
 
 __all__ = ["BackboneConfig", "Backbone", "Encoding", "check_image"]
 
 
 @dataclasses.dataclass
-class BackboneConfig:
+class BackboneConfig(ConfigDict):
     """Geometry shared by the LIA family.
 
     Attributes:
@@ -47,12 +47,7 @@ class BackboneConfig:
         """Resolutions of the feature pyramid, coarse to fine: ``(8, 16, ..., size)``."""
         return tuple(2**i for i in range(3, int(math.log2(self.size)) + 1))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "BackboneConfig":
-        return config_from_dict(cls, values)
 
 
 class Encoding(NamedTuple):

@@ -13,6 +13,7 @@ import dataclasses
 from torch import Tensor, nn
 
 from ..errors import InputError
+from ..configurable import ConfigDict
 from .base import Backbone
 from .official import OfficialKeyMap
 
@@ -29,15 +30,13 @@ _BLOCKS = (
 
 
 @dataclasses.dataclass
-class EDTalkAudioConfig:
+class EDTalkAudioConfig(ConfigDict):
     """Audio model options; defaults are the official ``Audio2Lip`` (80 x 16 mel windows)."""
 
     mouth_dim: int = 20
     mel_bins: int = 80
     window_frames: int = 16
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class AudioConvBlock(nn.Module):

@@ -20,7 +20,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor, nn
