@@ -8,20 +8,18 @@ a 3x3 conv and a two-layer equalised-lr head giving one logit per image.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from ..backbones.base import check_image
-from ..configurable import ConfigurableModule, config_from_dict
+from ..configurable import ConfigDict, ConfigurableModule
 from ..layers import ConvLayer, EqualLinear, ResBlock
 
 __all__ = ["DiscriminatorConfig", "Discriminator", "minibatch_stddev"]
 
 
 @dataclasses.dataclass
-class DiscriminatorConfig:
+class DiscriminatorConfig(ConfigDict):
     """Geometry of a :class:`Discriminator`.
 
     Attributes:
@@ -47,10 +45,6 @@ class DiscriminatorConfig:
 
     def channels(self, resolution: int) -> int:
         return max(1, min(self.channel_max, self.channel_base // resolution))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "DiscriminatorConfig":
-        return config_from_dict(cls, values)
 
 
 def minibatch_stddev(x: Tensor, group: int, features: int = 1) -> Tensor:
