@@ -53,7 +53,8 @@ def main() -> None:
     trainer.fit()
     if a.dump:
         rank = int(os.environ.get("RANK", "0"))
-        save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()}, str(out / f"rank{rank}.safetensors"))
+        tensors = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
+        save_file(tensors, str(out / f"rank{rank}.safetensors"))
     trainer.dist.close()
 
 

@@ -203,8 +203,8 @@ class TrainConfig:
         weights = {k: getattr(self.loss, k) for k in ("rec", "per", "adv", "dis", "dmem", "align", "r1_gamma")}
         problems += [f"loss.{k} must be >= 0 (got {v})" for k, v in weights.items() if v < 0]
         if self.stage in ("stage2", "retrofit") and not self.model.checkpoint:
-            problems.append(f"stage {self.stage!r} needs model.checkpoint (the pretrained "
-                            + ("stage-1 result)" if self.stage == "stage2" else "backbone: official .pt or plugtalk file)"))
+            what = "stage-1 result" if self.stage == "stage2" else "backbone: official .pt or plugtalk file"
+            problems.append(f"stage {self.stage!r} needs model.checkpoint (the pretrained {what})")
         if self.stage == "stage1" and self.model.emi is False:
             problems.append("stage 'stage1' trains EMI: model.emi must not be false (use stage 'baseline')")
         if problems:

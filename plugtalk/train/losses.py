@@ -64,7 +64,8 @@ class VGG19Features(nn.Module):
         state = {(k[len("features."):] if k.startswith("features.") else k): v for k, v in state.items()
                  if not k.startswith("classifier.")}
         # layers past relu5_1 (conv5_2 ...) are not used
-        state = {k: v for k, v in state.items() if not (k.split(".")[0].isdigit() and int(k.split(".")[0]) >= len(features))}
+        state = {k: v for k, v in state.items()
+                 if not (k.split(".")[0].isdigit() and int(k.split(".")[0]) >= len(features))}
         own = features.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
@@ -136,7 +137,8 @@ def feature_matching_loss(fake_features: Sequence[Tensor], real_features: Sequen
     """Mean over layers of ``mean |D_l(output) - D_l(target)|`` (targets detached)."""
     if len(fake_features) != len(real_features) or not fake_features:
         raise ValueError("feature_matching_loss: need the same, non-zero number of fake and real feature maps")
-    return sum(F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake_features, real_features)) / len(fake_features)
+    terms = [F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake_features, real_features)]
+    return sum(terms) / len(terms)
 
 
 def generator_adversarial_loss(fake_logits: Tensor) -> Tensor:

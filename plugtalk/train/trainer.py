@@ -33,7 +33,7 @@ from ..checkpoint import load_safetensors
 from ..configurable import load_state_dict_checked
 from ..errors import CheckpointError, InputError, PlugtalkError
 from ..io.atomic import atomic_path
-from .checkpointing import (DISCRIMINATOR_FILE, MODEL_FILE, capture_rng, checkpoint_name, latest_checkpoint,
+from .checkpointing import (DISCRIMINATOR_FILE, MODEL_FILE, capture_rng, latest_checkpoint,
                             load_state, remove_partials, restore_rng, save_checkpoint)
 from .config import TrainConfig, expand_path
 from .discriminator import Discriminator, DiscriminatorConfig
@@ -125,15 +125,16 @@ class Trainer:
         _seed_all(config.seed)  # identical initial weights on every rank
         self.model = build_model(config).to(self.device)
         size = self.model.adapter.image_size
-        L = config.loss
+        w = config.loss
         self.perceptual = None
-        if L.per > 0 and L.vgg_weights:
-            self.perceptual = PerceptualLoss(expand_path(L.vgg_weights), L.vgg_layer_weights, L.vgg_scales).to(self.device)
-        self.feature_matching = L.per > 0 and self.perceptual is None
+        if w.per > 0 and w.vgg_weights:
+            self.perceptual = PerceptualLoss(expand_path(w.vgg_weights), w.vgg_layer_weights, w.vgg_scales)
+            self.perceptual.to(self.device)
+        self.feature_matching = w.per > 0 and self.perceptual is None
         if self.feature_matching:
             warn_no_vgg()
         self.discriminator: Discriminator | None = None
-        if L.adv > 0 or self.feature_matching:
+        if w.adv > 0 or self.feature_matching:
             try:
                 dcfg = DiscriminatorConfig.from_dict({"size": size, **config.model.discriminator})
             except (TypeError, ValueError) as e:
@@ -160,14 +161,14 @@ class Trainer:
             self.dataset.preload()
 
         # optimisation
-        O = config.optim
+        opt = config.optim
         self.g_params = self.model.trainable_parameters()
-        self.g_opt = torch.optim.Adam(self.g_params, lr=O.lr, betas=tuple(O.betas), weight_decay=O.weight_decay)
+        self.g_opt = torch.optim.Adam(self.g_params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
         self.g_sched = torch.optim.lr_scheduler.LambdaLR(self.g_opt, self._lr_factor)
         self.d_opt = self.d_sched = None
         if self.discriminator is not None:
-            self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=O.discriminator_lr or O.lr,
-                                          betas=tuple(O.betas), weight_decay=O.weight_decay)
+            self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=opt.discriminator_lr or opt.lr,
+                                          betas=tuple(opt.betas), weight_decay=opt.weight_decay)
             self.d_sched = torch.optim.lr_scheduler.LambdaLR(self.d_opt, self._lr_factor)
 
         # distributed wrappers (the discriminator's generator-side use goes through the bare module)
@@ -176,7 +177,7 @@ class Trainer:
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_net = DistributedDataParallel(self.model, device_ids=ids,
-                                                 find_unused_parameters=O.find_unused_parameters)
+                                                 find_unused_parameters=opt.find_unused_parameters)
             if self.discriminator is not None:
                 self.d_net = DistributedDataParallel(self.discriminator, device_ids=ids)
 
@@ -197,11 +198,11 @@ class Trainer:
 
     # -- schedule ---------------------------------------------------------------------------------------
     def _lr_factor(self, step: int) -> float:
-        O = self.cfg.optim
-        if O.warmup_steps and step < O.warmup_steps:
-            return (step + 1) / O.warmup_steps
-        if O.schedule == "cosine":
-            t = min(1.0, (step - O.warmup_steps) / max(1, O.steps - O.warmup_steps))
+        opt = self.cfg.optim
+        if opt.warmup_steps and step < opt.warmup_steps:
+            return (step + 1) / opt.warmup_steps
+        if opt.schedule == "cosine":
+            t = min(1.0, (step - opt.warmup_steps) / max(1, opt.steps - opt.warmup_steps))
             return 0.5 * (1 + math.cos(math.pi * t))
         return 1.0
 
@@ -219,7 +220,8 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
 
     def _guard(self, values: dict[str, Tensor], kind: str = "loss") -> None:
         """Stop (on every rank) when a value is NaN/inf, naming the step and the value."""
@@ -243,7 +245,7 @@ class Trainer:
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """One generator + discriminator update on ``batch``; returns the (detached) logged values."""
-        L = self.cfg.loss
+        w = self.cfg.loss
         source = batch["source"].to(self.device, non_blocking=True)
         driving = batch["driving"].to(self.device, non_blocking=True)
         D = self.discriminator
@@ -266,10 +268,10 @@ class Trainer:
                     losses["per"] = feature_matching_loss(fake_feats, real_feats)
                 else:
                     logits = D(fake)
-                if L.adv > 0:
+                if w.adv > 0:
                     losses["adv"] = generator_adversarial_loss(logits)
             losses.update({k: v.float() for k, v in out.losses.items()})
-        total = sum(getattr(L, k) * v for k, v in losses.items())
+        total = sum(getattr(w, k) * v for k, v in losses.items())
         self._guard({**losses, "total": total})
         self.g_opt.zero_grad(set_to_none=True)
         total.backward()
@@ -292,12 +294,12 @@ class Trainer:
             self._clip(list(D.parameters()), "discriminator")
             self.d_opt.step()
             logged["loss/discriminator"] = d_loss.detach()
-            if L.r1_gamma > 0 and (self.step + 1) % L.r1_every == 0:
+            if w.r1_gamma > 0 and (self.step + 1) % w.r1_every == 0:
                 real = driving.detach().requires_grad_(True)
                 r1 = r1_penalty(self.d_net(real), real)  # fp32: a second derivative
                 self._guard({"r1": r1})
                 self.d_opt.zero_grad(set_to_none=True)
-                (L.r1_gamma / 2 * L.r1_every * r1).backward()
+                (w.r1_gamma / 2 * w.r1_every * r1).backward()
                 self.d_opt.step()
                 logged["loss/r1"] = r1.detach()
             self.d_sched.step()
