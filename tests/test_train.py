@@ -231,3 +231,19 @@ def test_bf16_autocast_step_is_finite(tmp_path, stage):
     assert all(torch.isfinite(v) for v in logged.values())
     assert ("loss/dmem" in logged) == (stage == "retrofit")
     assert all(p.dtype == torch.float32 for p in t.model.parameters()), "weights stay fp32 under autocast"
+
+
+@pytest.mark.slow
+def test_retrofit_from_an_official_lia_checkpoint_keeps_it_bit_identical(tmp_path):
+    """The official-format path: a LIA ``torch.save`` checkpoint (parity-fixture weights), one step at 256 px."""
+    from parity_support import load_manifest, write_official_checkpoint
+
+    official = write_official_checkpoint(load_manifest("lia"), "generator", tmp_path / "lia.pt", "gen")
+    cfg = tiny_config(tmp_path / "run", stage="retrofit", steps=1,
+                      model={"overrides": {}, "checkpoint": str(official), "discriminator": {"channel_max": 16}},
+                      data={"batch_size": 2})
+    reference = weights(B.load_official("lia", official))
+    t = Trainer(cfg, SyntheticPairs(2, 256))
+    t.fit()
+    assert all(torch.equal(reference[k], v) for k, v in weights(t.model.adapter.backbone).items())
+    assert load_retrofitted(tmp_path / "run" / "model.safetensors").backbone.config.size == 256
