@@ -1,0 +1,341 @@
+"""Training configuration: a YAML file mapped onto typed dataclasses (unknown keys are errors).
+
+Sections (every key optional; defaults are FixTalk's setting, suppl. Sec. 1.2):
+
+* ``stage``: ``stage1`` (backbone + EMI, LIA-style pre-training), ``stage2`` (EDI only, everything
+  else frozen, from the stage-1 result), ``retrofit`` (EMI/EDI on a frozen pretrained backbone) or
+  ``baseline`` (the plain backbone, no EMI/EDI: for ablations);
+* ``model``: backbone name + config overrides, adapter options, checkpoint, EMI/EDI options, init,
+  discriminator geometry;
+* ``data``: clip folder, image size, global batch size, loader workers;
+* ``optim``: Adam (lr 2e-4), betas, gradient clipping, steps, schedule;
+* ``loss``: weights of L_rec, L_per, L_adv, L_dis, L_dmem, L_align (all 1), VGG19 weights file, R1;
+* ``log``: logging / image / checkpoint intervals, how many checkpoints to keep;
+* ``output_dir``, ``seed``, ``precision``, ``device``.
+
+Paths are taken relative to the working directory; ``~`` and ``$VARIABLES`` are expanded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
+
+from ..errors import InputError
+
+__all__ = ["STAGES", "ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "TrainConfig",
+           "load_config", "config_from_mapping", "apply_overrides", "packaged_configs", "resolve_config_path",
+           "expand_path"]
+
+STAGES = ("stage1", "stage2", "retrofit", "baseline")
+_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def expand_path(value: str | os.PathLike | None) -> str | None:
+    """``~`` and ``$VARIABLES`` expanded (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    return os.path.expanduser(os.path.expandvars(str(value)))
+
+
+@dataclass(config=_STRICT)
+class ModelSection:
+    """What is trained.
+
+    Attributes:
+        backbone: registered backbone name (``lia``, ``edtalk``, ``dpe``).
+        overrides: backbone config overrides (e.g. ``{size: 64, channel_max: 64}``); also applied
+            when loading an official checkpoint.
+        adapter: adapter options (DPE: ``{mode: expression}``).
+        checkpoint: initial weights: an official ``.pt``/``.pth`` (read with ``weights_only=True``),
+            a plugtalk backbone ``.safetensors`` or a retrofitted ``.safetensors`` (e.g. the stage-1
+            result).  Required for ``stage2`` and ``retrofit``.
+        emi, edi: ``true`` (defaults), ``false`` (leave out) or a dict of config overrides.  Modules
+            present in a retrofitted checkpoint are loaded from it instead.
+        init: start of newly built EMI/EDI: ``passthrough`` (reproduce the backbone) or ``random``.
+        unfreeze_backbone: ``retrofit`` stage only: also train the backbone.
+        discriminator: :class:`~plugtalk.train.discriminator.DiscriminatorConfig` overrides
+            (``size`` follows the backbone).
+        discriminator_checkpoint: initial discriminator weights (e.g. the stage-1 run's).
+    """
+
+    backbone: str = "lia"
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    adapter: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checkpoint: str | None = None
+    emi: bool | dict[str, Any] = True
+    edi: bool | dict[str, Any] = True
+    init: Literal["passthrough", "random"] = "passthrough"
+    unfreeze_backbone: bool = False
+    discriminator: dict[str, Any] = dataclasses.field(default_factory=dict)
+    discriminator_checkpoint: str | None = None
+
+
+@dataclass(config=_STRICT)
+class DataSection:
+    """Training pairs (self-reenactment: two frames of one clip).
+
+    Attributes:
+        folder: folder of clips (``<identity>__<clip>.mp4`` or folders of frames).
+        size: frame size fed to the model (defaults to the backbone's size).
+        batch_size: *global* batch (split evenly over processes).
+        workers: DataLoader worker processes per training process.
+        repeats: pairs drawn per clip per epoch.
+        hflip: mirror source and driving together with probability 1/2.
+    """
+
+    folder: str | None = None
+    size: int | None = None
+    batch_size: int = 16
+    workers: int = 4
+    repeats: int = 100
+    hflip: bool = True
+
+
+@dataclass(config=_STRICT)
+class OptimSection:
+    """Adam on the trainable parameters (and a second Adam for the discriminator).
+
+    Attributes:
+        lr: learning rate (FixTalk: fixed 2e-4).
+        discriminator_lr: the discriminator's (default: ``lr``).
+        betas: Adam betas (StyleGAN2 / LIA use ``(0, 0.99)``).
+        weight_decay: Adam weight decay.
+        grad_clip: clip the global gradient norm to this (``null``: no clipping).
+        steps: total optimizer steps.
+        schedule: ``constant`` (the paper) or ``cosine`` decay to 0 at ``steps``.
+        warmup_steps: linear warm-up from 0.
+        find_unused_parameters: passed to DistributedDataParallel (needed when part of the model
+            gets no gradient, e.g. DPE's other branch).
+    """
+
+    lr: float = 2e-4
+    discriminator_lr: float | None = None
+    betas: tuple[float, float] = (0.0, 0.99)
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    steps: int = 100_000
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    find_unused_parameters: bool = True
+
+
+@dataclass(config=_STRICT)
+class LossSection:
+    """Loss weights (FixTalk suppl. 1.2: all 1) and loss options.
+
+    Attributes:
+        rec, per, adv, dis, dmem, align: weights of L1 reconstruction, perceptual (VGG19, or
+            discriminator feature matching without VGG weights), non-saturating adversarial,
+            EMI's disentanglement (Eq. 4), EDI's memory (Eq. 6) and alignment (Eq. 8) losses.
+        vgg_weights: a user-supplied torchvision VGG19 weights file (``.pth`` / ``.safetensors``).
+        vgg_layer_weights: weights of relu1_1 .. relu5_1 (LIA's perceptual loss uses 10 each).
+        vgg_scales: image-pyramid scales the perceptual loss is summed over.
+        r1_gamma: R1 regularisation strength (0: off); applied lazily every ``r1_every`` steps.
+    """
+
+    rec: float = 1.0
+    per: float = 1.0
+    adv: float = 1.0
+    dis: float = 1.0
+    dmem: float = 1.0
+    align: float = 1.0
+    vgg_weights: str | None = None
+    vgg_layer_weights: tuple[float, float, float, float, float] = (10.0, 10.0, 10.0, 10.0, 10.0)
+    vgg_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
+    r1_gamma: float = 0.0
+    r1_every: int = 16
+
+
+@dataclass(config=_STRICT)
+class LogSection:
+    """Intervals are in optimizer steps.
+
+    Attributes:
+        every: scalars to tensorboard / ``metrics.jsonl`` and the progress bar.
+        image_every: source | driving | output grids to tensorboard (0: never).
+        checkpoint_every: checkpoint interval (a last one is always written at the end).
+        keep_last: checkpoints kept (older ones are deleted).
+        num_images: rows of the image grid.
+        progress: show a progress bar.
+    """
+
+    every: int = 50
+    image_every: int = 1000
+    checkpoint_every: int = 5000
+    keep_last: int = 3
+    num_images: int = 4
+    progress: bool = True
+
+
+@dataclass(config=_STRICT)
+class TrainConfig:
+    """The whole training configuration (see the module docstring)."""
+
+    stage: Literal["stage1", "stage2", "retrofit", "baseline"] = "stage1"
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    optim: OptimSection = dataclasses.field(default_factory=OptimSection)
+    loss: LossSection = dataclasses.field(default_factory=LossSection)
+    log: LogSection = dataclasses.field(default_factory=LogSection)
+    output_dir: str = "runs/plugtalk"
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        problems = []
+        positive = {"data.batch_size": self.data.batch_size, "optim.steps": self.optim.steps,
+                    "log.every": self.log.every, "log.checkpoint_every": self.log.checkpoint_every,
+                    "log.keep_last": self.log.keep_last, "loss.r1_every": self.loss.r1_every}
+        problems += [f"{k} must be >= 1 (got {v})" for k, v in positive.items() if v < 1]
+        if self.optim.lr <= 0:
+            problems.append(f"optim.lr must be > 0 (got {self.optim.lr})")
+        if self.data.workers < 0 or self.log.image_every < 0 or self.optim.warmup_steps < 0:
+            problems.append("data.workers, log.image_every and optim.warmup_steps must be >= 0")
+        weights = {k: getattr(self.loss, k) for k in ("rec", "per", "adv", "dis", "dmem", "align", "r1_gamma")}
+        problems += [f"loss.{k} must be >= 0 (got {v})" for k, v in weights.items() if v < 0]
+        if self.stage in ("stage2", "retrofit") and not self.model.checkpoint:
+            what = "stage-1 result" if self.stage == "stage2" else "backbone: official .pt or plugtalk file"
+            problems.append(f"stage {self.stage!r} needs model.checkpoint (the pretrained {what})")
+        if self.stage == "stage1" and self.model.emi is False:
+            problems.append("stage 'stage1' trains EMI: model.emi must not be false (use stage 'baseline')")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` / ``list`` / scalars (YAML- and ``torch.load(weights_only=True)``-safe)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            lines.append(f"unknown key {loc!r}")
+        else:
+            lines.append(f"{loc}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def config_from_mapping(values: dict[str, Any] | None, origin: str = "config") -> TrainConfig:
+    """Build a :class:`TrainConfig` from nested dicts (as read from YAML).
+
+    Raises:
+        InputError: unknown keys (named with their dotted path and the valid keys of that section),
+            values of the wrong type, or inconsistent settings.
+    """
+    values = dict(values or {})
+    try:
+        return TrainConfig(**_sections(values, origin))
+    except ValidationError as e:
+        raise InputError(f"{origin}: {_describe(e)}") from None
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{origin}: {e}") from None
+
+
+_SECTION_TYPES = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "loss": LossSection,
+                  "log": LogSection}
+
+
+def _sections(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    top = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - top)
+    if unknown:
+        raise InputError(f"{origin}: unknown key(s) {unknown}; valid top-level keys: {sorted(top)}")
+    out = dict(values)
+    for name, cls in _SECTION_TYPES.items():
+        if name not in out:
+            continue
+        section = out[name] if out[name] is not None else {}
+        if not isinstance(section, dict):
+            raise InputError(f"{origin}: {name!r} must be a mapping, got {type(section).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(section) - fields)
+        if bad:
+            raise InputError(f"{origin}: unknown key(s) {[f'{name}.{k}' for k in bad]}; valid keys of "
+                             f"{name!r}: {sorted(fields)}")
+        try:
+            out[name] = cls(**section)
+        except ValidationError as e:
+            raise InputError(f"{origin}: {name}.{_describe(e)}") from None
+    return out
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to nested ``values``.
+
+    Raises:
+        InputError: an override without ``=`` or a dotted path through a non-mapping.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"override {item!r}: expected KEY=VALUE, e.g. optim.steps=1000")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise InputError(f"override {item!r}: {p!r} is not a section")
+            node[p] = child = dict(child)
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def packaged_configs() -> dict[str, Path]:
+    """Configs shipped in ``plugtalk/configs`` by name (``fixtalk-edtalk256``, ``small-cpu``, ...)."""
+    folder = resources.files("plugtalk") / "configs"
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_config_path(name: str | os.PathLike) -> Path:
+    """A config file path, or the name of a packaged config.
+
+    Raises:
+        InputError: neither a file nor a packaged config name.
+    """
+    p = Path(expand_path(name))
+    if p.is_file():
+        return p
+    shipped = packaged_configs()
+    if str(name) in shipped:
+        return shipped[str(name)]
+    raise InputError(f"config {str(name)!r} is neither a file nor a packaged config ({', '.join(sorted(shipped))})")
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML training config (a file or a packaged config name), apply ``overrides``
+    (``section.key=value``) and validate it.
+
+    Raises:
+        InputError: unreadable / invalid YAML, unknown keys, wrong types or inconsistent values.
+    """
+    p = resolve_config_path(path)
+    try:
+        values = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{p}: expected a mapping of sections at the top level, got {type(values).__name__}")
+    return config_from_mapping(apply_overrides(values, overrides or []), origin=str(p))

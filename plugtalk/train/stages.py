@@ -1,0 +1,138 @@
+"""The model each training stage starts from, and which of its parts train.
+
+FixTalk suppl. Sec. 1.2: the encoder, EMI and generator are pre-trained LIA-style (``stage1``), then
+EDI is trained with the rest frozen (``stage2``).  ``retrofit`` plugs EMI/EDI into a pretrained
+(e.g. official) backbone and trains only the modules; ``baseline`` trains the plain backbone.
+
+=========  ==================  ===========  ==========================================
+stage      EMI                 EDI          trains
+=========  ==================  ===========  ==========================================
+stage1     yes                 no           backbone + EMI
+stage2     from checkpoint     yes          EDI only
+retrofit   per ``model.emi``   per ``edi``  EMI + EDI (+ backbone if unfrozen)
+baseline   no                  no           backbone
+=========  ==================  ===========  ==========================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..checkpoint import read_metadata
+from ..errors import InputError
+from ..edi import EDI
+from ..emi import EMI
+from ..retrofitting import Retrofitted, _build_module, load_retrofitted
+from .config import TrainConfig, expand_path
+
+__all__ = ["build_model", "set_train_mode", "frozen_modules", "describe"]
+
+
+def _load_start(cfg: TrainConfig) -> tuple[nn.Module, Retrofitted | None]:
+    """The starting backbone and, for a retrofitted file, the whole retrofitted model."""
+    from .. import backbones
+
+    m = cfg.model
+    if not m.checkpoint:
+        return backbones.create(m.backbone, **m.overrides), None
+    path = Path(expand_path(m.checkpoint))
+    if not path.is_file():
+        raise InputError(f"model.checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        kind = read_metadata(path).get("kind")
+        if kind == "retrofit":
+            r = load_retrofitted(path)
+            if r.backbone.name != m.backbone:
+                raise InputError(f"model.checkpoint {str(path)!r} holds a retrofitted {r.backbone.name!r}, "
+                                 f"but model.backbone is {m.backbone!r}")
+            return r.backbone, r
+        backbone = backbones.load(path)
+        if backbone.name != m.backbone:
+            raise InputError(f"model.checkpoint {str(path)!r} holds a {backbone.name!r} backbone, "
+                             f"but model.backbone is {m.backbone!r}")
+        return backbone, None
+    return backbones.load_official(m.backbone, path, **m.overrides), None
+
+
+def _module(cls, loaded: Any, option: Any, spec, init: str, name: str):
+    if loaded is not None:
+        return loaded
+    if option is False:
+        return None
+    try:
+        return _build_module(cls, option, spec, init == "passthrough")
+    except (TypeError, ValueError) as e:
+        raise InputError(f"model.{name}: {e}") from None
+
+
+def build_model(cfg: TrainConfig) -> Retrofitted:
+    """Build the model of ``cfg.stage`` with ``requires_grad`` set on exactly the parts that train.
+
+    Raises:
+        InputError: missing/wrong checkpoint, or module options that do not fit the backbone.
+        CheckpointError / ConversionError: an unreadable or mismatching checkpoint.
+    """
+    from ..adapters import adapter_for
+
+    backbone, loaded = _load_start(cfg)
+    backbone.train()
+    adapter = loaded.adapter if loaded is not None else adapter_for(backbone, **cfg.model.adapter)
+    spec = adapter.feature_spec
+    m, stage = cfg.model, cfg.stage
+    loaded_emi = loaded.emi if loaded is not None else None
+    loaded_edi = loaded.edi if loaded is not None else None
+    if stage == "baseline":
+        model = Retrofitted(adapter, None, None, freeze_backbone=False)
+    elif stage == "stage1":
+        emi = _module(EMI, loaded_emi, m.emi, spec, m.init, "emi")
+        model = Retrofitted(adapter, emi, None, freeze_backbone=False)
+    elif stage == "stage2":
+        if loaded is None:
+            raise InputError("stage 'stage2' starts from the stage-1 result: model.checkpoint must be a "
+                             "retrofitted .safetensors file (e.g. <stage-1 output>/model.safetensors)")
+        edi = _module(EDI, loaded_edi, m.edi if m.edi is not False else True, spec, m.init, "edi")
+        model = Retrofitted(adapter, loaded_emi, edi, freeze_backbone=True)
+        if model.emi is not None:
+            model.emi.requires_grad_(False)
+    elif stage == "retrofit":
+        emi = _module(EMI, loaded_emi, m.emi, spec, m.init, "emi")
+        edi = _module(EDI, loaded_edi, m.edi, spec, m.init, "edi")
+        if emi is None and edi is None:
+            raise InputError("stage 'retrofit' trains EMI and/or EDI: model.emi and model.edi are both false")
+        model = Retrofitted(adapter, emi, edi, freeze_backbone=not m.unfreeze_backbone)
+        if m.unfreeze_backbone:
+            backbone.requires_grad_(True)
+    else:  # validated by the config
+        raise InputError(f"unknown stage {stage!r}")
+    if stage in ("baseline", "stage1"):
+        backbone.requires_grad_(True)
+    if not model.trainable_parameters():
+        raise InputError(f"stage {stage!r}: nothing to train")
+    return model
+
+
+def frozen_modules(model: Retrofitted) -> list[nn.Module]:
+    """Parts of ``model`` (backbone, EMI, EDI) whose parameters all stay fixed."""
+    parts = [model.adapter.backbone, model.emi, model.edi]
+    return [p for p in parts if p is not None and not any(q.requires_grad for q in p.parameters())]
+
+
+def set_train_mode(model: nn.Module, retrofitted: Retrofitted) -> None:
+    """``model.train()`` with every frozen part kept in eval mode (no dropout, fixed statistics)."""
+    model.train()
+    for part in frozen_modules(retrofitted):
+        part.eval()
+
+
+def describe(model: Retrofitted) -> dict[str, Any]:
+    """Parameter counts per part: ``{part: (trainable, total)}``."""
+    out = {}
+    for name, part in (("backbone", model.adapter.backbone), ("emi", model.emi), ("edi", model.edi)):
+        if part is not None:
+            ps = list(part.parameters())
+            out[name] = (sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps))
+    return out
+

@@ -1,0 +1,446 @@
+"""The training loop: FixTalk's recipe (suppl. Sec. 1.2) on one CPU or many GPUs.
+
+Each step, on a batch of self-reenactment pairs (source and driving frame of one clip):
+
+1. generator step: ``output = model(source, driving)`` (a :class:`~plugtalk.Retrofitted` in training
+   mode, which also returns L_dis / L_dmem / L_align); loss
+   ``w_rec L_rec + w_per L_per + w_adv L_adv + w_dis L_dis + w_dmem L_dmem + w_align L_align``
+   against the driving frame; Adam on the parameters the stage trains;
+2. discriminator step: non-saturating loss on (driving, output), optional lazy R1.
+
+Distributed: one process per device under ``torchrun`` (DistributedDataParallel, NCCL / gloo,
+:class:`~plugtalk.train.distributed.ResumableSampler`); rank 0 logs and writes checkpoints.
+bf16 autocast on CUDA.  A non-finite loss or gradient norm stops training before the optimizer
+step (:class:`TrainingDiverged`), so no checkpoint ever holds its result.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from ..checkpoint import load_safetensors
+from ..configurable import load_state_dict_checked
+from ..errors import CheckpointError, InputError, PlugtalkError
+from ..io.atomic import atomic_path
+from .checkpointing import (DISCRIMINATOR_FILE, MODEL_FILE, capture_rng, latest_checkpoint,
+                            load_state, remove_partials, restore_rng, save_checkpoint)
+from .config import TrainConfig, expand_path
+from .discriminator import Discriminator, DiscriminatorConfig
+from .distributed import DistContext, ResumableSampler
+from .losses import (PerceptualLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss,
+                     r1_penalty, reconstruction_loss, warn_no_vgg)
+from .monitor import TrainMonitor
+from .stages import build_model, describe, set_train_mode
+
+__all__ = ["Trainer", "TrainingDiverged", "build_dataset", "LOSS_NAMES"]
+
+#: Generator loss terms and the config weight each is scaled by.
+LOSS_NAMES = ("rec", "per", "adv", "dis", "dmem", "align")
+_STATE_KIND = "plugtalk-train-state"
+#: Settings a resumed run must share with the checkpoint it continues.
+_RESUME_KEYS = ("stage", "model", "seed", "data.batch_size")
+
+
+class TrainingDiverged(PlugtalkError):
+    """A loss or gradient norm became NaN/inf; training stopped before applying that step.
+
+    Attributes:
+        step: the step (1-based) whose update was refused.  what: the names of the bad values.
+    """
+
+    def __init__(self, message: str, step: int, what: list[str]):
+        super().__init__(message)
+        self.step, self.what = step, what
+
+
+def build_dataset(cfg: TrainConfig, size: int) -> Dataset:
+    """The self-reenactment training pairs of ``cfg.data`` (:class:`plugtalk.data.SelfReenactmentDataset`).
+
+    Raises:
+        InputError: ``data.folder`` not set or holding no clips.
+    """
+    d = cfg.data
+    if not d.folder:
+        raise InputError("data.folder is not set: give the folder of training clips "
+                         "(e.g. --set data.folder=path/to/clips, as written by `plugtalk prepare`)")
+    try:
+        from ..data.datasets import SelfReenactmentDataset
+    except ImportError as e:  # pragma: no cover - the data package ships with plugtalk
+        raise InputError(f"plugtalk.data is not available ({e})") from None
+    return SelfReenactmentDataset(expand_path(d.folder), repeats=d.repeats, seed=cfg.seed, hflip=d.hflip,
+                                  size=d.size or size)
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(k for k in range(1, min(n, at_most) + 1) if n % k == 0)
+
+
+def _get(cfg: dict, dotted: str) -> Any:
+    for p in dotted.split("."):
+        cfg = cfg.get(p, {}) if isinstance(cfg, dict) else {}
+    return cfg
+
+
+class Trainer:
+    """One training run of ``config`` (see the module docstring).
+
+    Args:
+        config: the run's :class:`~plugtalk.train.config.TrainConfig`.
+        dataset: items ``{"source": (3, S, S), "driving": (3, S, S)}`` float in [-1, 1]; default
+            :func:`build_dataset` of ``config``.
+        resume: continue from the newest complete checkpoint in ``config.output_dir`` (same step,
+            optimizer/scheduler states, RNG states and data position); starts afresh when there is none.
+        dist: the process-group context (default: from torchrun's environment).
+
+    Raises:
+        InputError: bad settings, a dataset too small for one batch, or an ``output_dir`` that
+            already holds checkpoints without ``resume``.
+    """
+
+    def __init__(self, config: TrainConfig, dataset: Dataset | None = None, *, resume: bool = False,
+                 dist: DistContext | None = None):
+        self.cfg = config
+        self.dist = dist or DistContext.setup(config.device)
+        self.device = self.dist.device
+        if config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"):
+            self.amp_dtype: torch.dtype | None = torch.bfloat16
+        else:
+            self.amp_dtype = None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.output = Path(expand_path(config.output_dir))
+        self.checkpoint_root = self.output / "checkpoints"
+
+        _seed_all(config.seed)  # identical initial weights on every rank
+        self.model = build_model(config).to(self.device)
+        size = self.model.adapter.image_size
+        w = config.loss
+        self.perceptual = None
+        if w.per > 0 and w.vgg_weights:
+            self.perceptual = PerceptualLoss(expand_path(w.vgg_weights), w.vgg_layer_weights, w.vgg_scales)
+            self.perceptual.to(self.device)
+        self.feature_matching = w.per > 0 and self.perceptual is None
+        if self.feature_matching:
+            warn_no_vgg()
+        self.discriminator: Discriminator | None = None
+        if w.adv > 0 or self.feature_matching:
+            try:
+                dcfg = DiscriminatorConfig.from_dict({"size": size, **config.model.discriminator})
+            except (TypeError, ValueError) as e:
+                raise InputError(f"model.discriminator: {e}") from None
+            self.discriminator = Discriminator(dcfg).to(self.device)
+            if config.model.discriminator_checkpoint:
+                self._load_discriminator(expand_path(config.model.discriminator_checkpoint))
+
+        # data
+        self.dataset = dataset if dataset is not None else build_dataset(config, size)
+        world = self.dist.world_size
+        if config.data.batch_size % world:
+            raise InputError(f"data.batch_size={config.data.batch_size} must be divisible by the number of "
+                             f"processes ({world})")
+        self.local_batch = config.data.batch_size // world
+        self.sampler = ResumableSampler(self.dataset, world, self.dist.rank, shuffle=True, seed=config.seed)
+        self.batches_per_epoch = self.sampler.num_samples // self.local_batch
+        if self.batches_per_epoch < 1:
+            raise InputError(f"the dataset has {len(self.dataset)} pairs: too few for one batch of "
+                             f"{config.data.batch_size} over {world} process(es) (raise data.repeats)")
+        if self.discriminator is not None:  # stddev groups never straddle the fake/real halves of a D batch
+            self.discriminator.stddev_group = _largest_divisor(self.local_batch, self.discriminator.config.stddev_group)
+        if hasattr(self.dataset, "preload"):
+            self.dataset.preload()
+
+        # optimisation
+        opt = config.optim
+        self.g_params = self.model.trainable_parameters()
+        self.g_opt = torch.optim.Adam(self.g_params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+        self.g_sched = torch.optim.lr_scheduler.LambdaLR(self.g_opt, self._lr_factor)
+        self.d_opt = self.d_sched = None
+        if self.discriminator is not None:
+            self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=opt.discriminator_lr or opt.lr,
+                                          betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+            self.d_sched = torch.optim.lr_scheduler.LambdaLR(self.d_opt, self._lr_factor)
+
+        # distributed wrappers (the discriminator's generator-side use goes through the bare module)
+        self.g_net: nn.Module = self.model
+        self.d_net: nn.Module | None = self.discriminator
+        if self.dist.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_net = DistributedDataParallel(self.model, device_ids=ids,
+                                                 find_unused_parameters=opt.find_unused_parameters)
+            if self.discriminator is not None:
+                self.d_net = DistributedDataParallel(self.discriminator, device_ids=ids)
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.resumed_from: Path | None = None
+        if resume:
+            self._resume()
+        elif latest_checkpoint(self.checkpoint_root) is not None:
+            raise InputError(f"{str(self.output)!r} already holds checkpoints: resume with --resume, or choose "
+                             "another output_dir")
+        _seed_all(config.seed * 1_000_003 + 7919 * self.dist.rank + 1, keep=self.resumed_from is not None)
+        if self.dist.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.output / "config.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    # -- schedule ---------------------------------------------------------------------------------------
+    def _lr_factor(self, step: int) -> float:
+        opt = self.cfg.optim
+        if opt.warmup_steps and step < opt.warmup_steps:
+            return (step + 1) / opt.warmup_steps
+        if opt.schedule == "cosine":
+            t = min(1.0, (step - opt.warmup_steps) / max(1, opt.steps - opt.warmup_steps))
+            return 0.5 * (1 + math.cos(math.pi * t))
+        return 1.0
+
+    # -- data -------------------------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * self.local_batch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        # a private generator: making the loader must not consume the global torch RNG (resume equivalence)
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch)
+        w = self.cfg.data.workers
+        return DataLoader(self.dataset, batch_size=self.local_batch, sampler=self.sampler, num_workers=w,
+                          pin_memory=self.device.type == "cuda", drop_last=True, generator=g,
+                          persistent_workers=False, prefetch_factor=2 if w else None)
+
+    # -- one step ---------------------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def _guard(self, values: dict[str, Tensor], kind: str = "loss") -> None:
+        """Stop (on every rank) when a value is NaN/inf, naming the step and the value."""
+        flags = torch.stack([(~torch.isfinite(v.detach().float())).any() for v in values.values()]).float()
+        flags = self.dist.all_reduce_max(flags)
+        if bool(flags.any()):
+            bad = [k for k, f in zip(values, flags.tolist()) if f]
+            bad = [k for k in bad if k != "total"] or bad  # a total is non-finite because of its terms
+            shown = ", ".join(f"{k}={values[k].detach().float().item():.4g}" for k in bad)
+            last = latest_checkpoint(self.checkpoint_root)
+            raise TrainingDiverged(
+                f"training diverged at step {self.step + 1}: non-finite {kind} {', '.join(map(repr, bad))} "
+                f"({shown} on rank {self.dist.rank}); stopped before the update, nothing was saved for this step "
+                f"(last checkpoint: {last.name if last else 'none'})", self.step + 1, bad)
+
+    def _clip(self, params: list[nn.Parameter], name: str) -> Tensor:
+        max_norm = self.cfg.optim.grad_clip or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        self._guard({f"gradient norm of the {name}": norm}, kind="value")
+        return norm
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """One generator + discriminator update on ``batch``; returns the (detached) logged values."""
+        w = self.cfg.loss
+        source = batch["source"].to(self.device, non_blocking=True)
+        driving = batch["driving"].to(self.device, non_blocking=True)
+        D = self.discriminator
+        set_train_mode(self.g_net, self.model)
+
+        # generator
+        if D is not None:
+            D.requires_grad_(False)
+        with self._autocast():
+            out = self.g_net(source, driving)
+            fake = out.image
+            losses: dict[str, Tensor] = {"rec": reconstruction_loss(fake.float(), driving)}
+            if self.perceptual is not None:
+                losses["per"] = self.perceptual(fake, driving)
+            if D is not None:
+                if self.feature_matching:
+                    logits, fake_feats = D(fake, features=True)
+                    with torch.no_grad():
+                        _, real_feats = D(driving, features=True)
+                    losses["per"] = feature_matching_loss(fake_feats, real_feats)
+                else:
+                    logits = D(fake)
+                if w.adv > 0:
+                    losses["adv"] = generator_adversarial_loss(logits)
+            losses.update({k: v.float() for k, v in out.losses.items()})
+        total = sum(getattr(w, k) * v for k, v in losses.items())
+        self._guard({**losses, "total": total})
+        self.g_opt.zero_grad(set_to_none=True)
+        total.backward()
+        logged = {f"loss/{k}": v.detach() for k, v in losses.items()}
+        logged["loss/total"] = total.detach()
+        logged["grad_norm/generator"] = self._clip(self.g_params, "generator").detach()
+        self.g_opt.step()
+        self.g_sched.step()
+
+        # discriminator
+        if D is not None:
+            D.requires_grad_(True)
+            n = fake.shape[0]
+            with self._autocast():
+                logits = self.d_net(torch.cat([fake.detach(), driving]))
+                d_loss = discriminator_loss(logits[n:], logits[:n])
+            self._guard({"discriminator": d_loss})
+            self.d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self._clip(list(D.parameters()), "discriminator")
+            self.d_opt.step()
+            logged["loss/discriminator"] = d_loss.detach()
+            if w.r1_gamma > 0 and (self.step + 1) % w.r1_every == 0:
+                real = driving.detach().requires_grad_(True)
+                r1 = r1_penalty(self.d_net(real), real)  # fp32: a second derivative
+                self._guard({"r1": r1})
+                self.d_opt.zero_grad(set_to_none=True)
+                (w.r1_gamma / 2 * w.r1_every * r1).backward()
+                self.d_opt.step()
+                logged["loss/r1"] = r1.detach()
+            self.d_sched.step()
+        self.last_batch = (source, driving, fake.detach())
+        return logged
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, float]:
+        """Train until ``optim.steps``; returns the last logged scalars."""
+        cfg = self.cfg
+        total_steps = cfg.optim.steps
+        monitor = TrainMonitor(self.output, total_steps, self.step, enabled=self.dist.is_main,
+                               progress=cfg.log.progress)
+        if self.dist.is_main:
+            parts = ", ".join(f"{k} {t / 1e6:.2f}/{n / 1e6:.2f} M" for k, (t, n) in describe(self.model).items())
+            monitor.message(f"stage {cfg.stage}: trainable/total parameters {parts}; {self.dist.world_size} "
+                            f"process(es) on {self.device.type}, batch {self.local_batch} per process, "
+                            f"{'bf16' if self.amp_dtype else 'fp32'}"
+                            + (f"; resumed from {self.resumed_from.name}" if self.resumed_from else ""))
+        sums: dict[str, Tensor] = {}
+        count, tick, last = 0, time.perf_counter(), {}
+        saved_at = self.step if self.resumed_from else -1
+        try:
+            while self.step < total_steps:
+                for batch in self._loader():
+                    logged = self.train_step(batch)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    rolled = self.batch_in_epoch >= self.batches_per_epoch
+                    if rolled:
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
+                    for k, v in logged.items():
+                        sums[k] = sums.get(k, 0) + v.float()
+                    count += 1
+                    monitor.advance()
+                    if self.step % cfg.log.every == 0 or self.step == total_steps:
+                        last = self._log(monitor, sums, count, time.perf_counter() - tick)
+                        sums, count, tick = {}, 0, time.perf_counter()
+                    if cfg.log.image_every and self.step % cfg.log.image_every == 0:
+                        monitor.images(self.step, *self.last_batch, rows=cfg.log.num_images)
+                    if self.step % cfg.log.checkpoint_every == 0:
+                        self.save_checkpoint()
+                        saved_at = self.step
+                    if rolled or self.step >= total_steps:
+                        break
+            if saved_at != self.step:
+                self.save_checkpoint()
+            if self.dist.is_main:
+                final = self.model.save_pretrained(self.output / MODEL_FILE, self._model_metadata())
+                monitor.message(f"done: step {self.step}; model written to {final}")
+            self.dist.barrier()
+        finally:
+            monitor.close()
+        return last
+
+    def _log(self, monitor: TrainMonitor, sums: dict[str, Tensor], count: int, seconds: float) -> dict[str, float]:
+        keys = sorted(sums)
+        vec = torch.stack([sums[k] / count for k in keys]) if keys else torch.zeros(0, device=self.device)
+        vec = self.dist.all_reduce_mean(vec)
+        values = {k: float(v) for k, v in zip(keys, vec.tolist())}
+        values["lr/generator"] = self.g_opt.param_groups[0]["lr"]
+        if self.d_opt is not None:
+            values["lr/discriminator"] = self.d_opt.param_groups[0]["lr"]
+        values["speed/images_per_s"] = count * self.cfg.data.batch_size / max(seconds, 1e-9)
+        monitor.scalars(self.step, values)
+        return values
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def _model_metadata(self) -> dict[str, Any]:
+        return {"training": {"stage": self.cfg.stage, "step": self.step}}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state (without the weights), weights-only loadable."""
+        return {
+            "kind": _STATE_KIND, "format": 1, "step": self.step, "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch, "world_size": self.dist.world_size,
+            "local_batch": self.local_batch,
+            "g_optimizer": self.g_opt.state_dict(), "g_scheduler": self.g_sched.state_dict(),
+            "d_optimizer": self.d_opt.state_dict() if self.d_opt is not None else None,
+            "d_scheduler": self.d_sched.state_dict() if self.d_sched is not None else None,
+            "config": self.cfg.to_dict(),
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoints/step-N`` (rank 0; every rank contributes its RNG state)."""
+        rng = self.dist.gather_objects(capture_rng())
+        path = None
+        if self.dist.is_main:
+            state = {**self.state_dict(), "rng": rng}
+            path = save_checkpoint(self.checkpoint_root, self.step, self.model, self.discriminator, state,
+                                   keep_last=self.cfg.log.keep_last, model_metadata=self._model_metadata())
+        self.dist.barrier()
+        return path
+
+    def _load_discriminator(self, path: str) -> None:
+        tensors, meta = load_safetensors(path, self.device)
+        if meta.get("kind") != Discriminator.kind:
+            raise CheckpointError(f"{path!r} is not a discriminator file (kind={meta.get('kind')!r})")
+        load_state_dict_checked(self.discriminator, tensors, repr(path))
+
+    def _resume(self) -> None:
+        if self.dist.is_main:
+            remove_partials(self.checkpoint_root)
+        self.dist.barrier()
+        folder = latest_checkpoint(self.checkpoint_root)
+        if folder is None:
+            if self.dist.is_main:
+                print(f"resume: no checkpoint in {self.checkpoint_root}; starting from step 0", flush=True)
+            return
+        state = load_state(folder)
+        old, new = state["config"], self.cfg.to_dict()
+        changed = [k for k in _RESUME_KEYS if _get(old, k) != _get(new, k)]
+        if changed:
+            raise InputError(f"cannot resume from {folder}: the config changed {changed} (only optimisation length, "
+                             "logging and loss weights may change on resume)")
+        if state["world_size"] != self.dist.world_size:
+            raise InputError(f"cannot resume {folder} (written by {state['world_size']} process(es)) with "
+                             f"{self.dist.world_size}: the data order and per-process batches would differ")
+        tensors, _ = load_safetensors(folder / MODEL_FILE, self.device)
+        for prefix, part in (("backbone.", self.model.adapter.backbone), ("emi.", self.model.emi),
+                             ("edi.", self.model.edi)):
+            if part is not None:
+                load_state_dict_checked(part, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                        repr(str(folder / MODEL_FILE)))
+        if self.discriminator is not None:
+            self._load_discriminator(str(folder / DISCRIMINATOR_FILE))
+        self.g_opt.load_state_dict(state["g_optimizer"])
+        self.g_sched.load_state_dict(state["g_scheduler"])
+        if self.d_opt is not None and state["d_optimizer"] is not None:
+            self.d_opt.load_state_dict(state["d_optimizer"])
+            self.d_sched.load_state_dict(state["d_scheduler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        restore_rng(state["rng"][self.dist.rank])
+        self.resumed_from = folder
+
+
+def _seed_all(seed: int, keep: bool = False) -> None:
+    """Seed python, numpy and torch (``keep``: leave the restored states of a resumed run alone)."""
+    if keep:
+        return
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,249 @@
+"""Training: config validation, losses, discriminator, stages (what trains, what stays bit-identical),
+the NaN guard and exact resume."""
+
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import plugtalk.backbones as B
+import plugtalk.train.losses as losses_module
+import plugtalk.train.trainer as trainer_module
+from plugtalk import load_retrofitted
+from plugtalk.errors import CheckpointError, InputError
+from plugtalk.train import (Discriminator, DiscriminatorConfig, PerceptualLoss, Trainer, TrainingDiverged,
+                            config_from_mapping, load_config, packaged_configs)
+from plugtalk.train.bench import SyntheticPairs
+from plugtalk.train.checkpointing import latest_checkpoint, list_checkpoints, load_state
+from train_support import TINY_BACKBONE, tiny_config, tiny_mapping
+
+pytestmark = pytest.mark.filterwarnings("ignore:no VGG19 weights given")
+
+
+def weights(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# -- config ----------------------------------------------------------------------------------------------
+def test_packaged_configs_load_with_the_papers_setting():
+    names = packaged_configs()
+    assert {"fixtalk-edtalk256", "small-cpu"} <= set(names)
+    paper = load_config("fixtalk-edtalk256")
+    assert (paper.model.backbone, paper.data.batch_size, paper.optim.lr) == ("edtalk", 16, 2e-4)
+    assert all(getattr(paper.loss, k) == 1.0 for k in ("rec", "per", "adv", "dis", "dmem", "align"))
+    small = load_config("small-cpu", ["optim.steps=7", "loss.adv=0.5", "data.folder=/x"])
+    assert (small.optim.steps, small.loss.adv, small.data.folder) == (7, 0.5, "/x")
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"optim": {"lrr": 1}}, r"optim\.lrr"),
+    ({"optimiser": {}}, r"unknown key.*optimiser"),
+    ({"optim": {"lr": "fast"}}, r"optim.*lr"),
+    ({"stage": "stage3"}, "stage"),
+    ({"stage": "stage2"}, "model.checkpoint"),
+    ({"data": {"batch_size": 0}}, "batch_size"),
+])
+def test_config_errors_name_the_key(values, match):
+    with pytest.raises(InputError, match=match):
+        config_from_mapping(values)
+
+
+def test_config_file_with_unknown_key(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  lr: 1.0e-4\n  stepz: 3\n")
+    with pytest.raises(InputError, match=r"c\.yaml.*optim\.stepz.*valid keys"):
+        load_config(f)
+    with pytest.raises(InputError, match="neither a file nor a packaged config"):
+        load_config(tmp_path / "missing.yaml")
+
+
+# -- discriminator and losses ----------------------------------------------------------------------------
+def test_discriminator_shapes_and_stddev_groups_stay_within_halves():
+    torch.manual_seed(0)
+    d = Discriminator(DiscriminatorConfig(size=32, channel_base=256, channel_max=16)).eval()
+    a, b = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
+    logits, feats = d(torch.cat([a, b]), features=True)
+    assert logits.shape == (8,) and [f.shape[-1] for f in feats] == [32, 16, 8, 4]
+    # the fake half's logits do not depend on the real half (groups of 4 consecutive samples)
+    assert torch.allclose(logits[:4], d(a), atol=1e-6)
+    assert not torch.allclose(logits[4:], d(torch.cat([a, a]))[4:])
+    with pytest.raises(InputError, match="32x32"):
+        d(torch.zeros(2, 3, 64, 64))
+
+
+def test_perceptual_loss_from_a_user_vgg19_file(tmp_path):
+    from torchvision.models import vgg19
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg19(weights=None).features[:30].state_dict().items()}
+    save_file(state, str(tmp_path / "vgg19.safetensors"))
+    loss = PerceptualLoss(tmp_path / "vgg19.safetensors", scales=(1.0, 0.5))
+    x = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    y = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert loss(x.detach(), x.detach()).item() == 0.0
+    value = loss(x, y)
+    assert value.item() > 0
+    value.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in loss.parameters())
+    torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="VGG19"):
+        PerceptualLoss(tmp_path / "bad.pth")
+
+
+def test_without_vgg_weights_feature_matching_replaces_perceptual_loss_and_warns_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(losses_module, "_WARNED", False)
+    with pytest.warns(UserWarning, match="feature matching"):
+        t = Trainer(tiny_config(tmp_path / "a"), SyntheticPairs(8, 32))
+    assert t.feature_matching and t.discriminator is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(tiny_config(tmp_path / "b"), SyntheticPairs(8, 32))
+    logged = t.train_step(next(iter(t._loader())))
+    assert {"loss/rec", "loss/per", "loss/adv", "loss/dis", "loss/discriminator"} <= set(logged)
+
+
+# -- stages ----------------------------------------------------------------------------------------------
+def _pretrained_backbone(tmp_path):
+    torch.manual_seed(3)
+    path = tmp_path / "backbone.safetensors"
+    B.create("lia", **TINY_BACKBONE).save_pretrained(path)
+    return path
+
+
+def test_retrofit_stage_leaves_every_backbone_weight_bit_identical(tmp_path):
+    ckpt = _pretrained_backbone(tmp_path)
+    t = Trainer(tiny_config(tmp_path / "run", stage="retrofit", steps=3, model={"checkpoint": str(ckpt)},
+                            loss={"r1_gamma": 1.0, "r1_every": 2}), SyntheticPairs(16, 32))
+    backbone0, emi0, edi0 = weights(t.model.adapter.backbone), weights(t.model.emi), weights(t.model.edi)
+    assert backbone0.keys() == weights(B.load(ckpt)).keys()
+    t.fit()
+    after = load_retrofitted(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(backbone0[k], v) for k, v in weights(after.adapter.backbone).items())
+    assert all(torch.equal(backbone0[k], v) for k, v in weights(t.model.adapter.backbone).items())
+    assert any(not torch.equal(emi0[k], v) for k, v in weights(after.emi).items())
+    assert any(not torch.equal(edi0[k], v) for k, v in weights(after.edi).items())
+    assert not t.model.adapter.backbone.training, "a frozen backbone stays in eval mode while training"
+
+
+def test_stage1_then_stage2_train_the_right_parts(tmp_path):
+    s1 = Trainer(tiny_config(tmp_path / "s1", stage="stage1", steps=2), SyntheticPairs(8, 32))
+    assert s1.model.edi is None and s1.model.emi is not None
+    b0 = weights(s1.model.adapter.backbone)
+    s1.fit()
+    assert any(not torch.equal(b0[k], v) for k, v in weights(s1.model.adapter.backbone).items())
+    s2 = Trainer(tiny_config(tmp_path / "s2", stage="stage2", steps=2,
+                             model={"checkpoint": str(tmp_path / "s1" / "model.safetensors")}), SyntheticPairs(8, 32))
+    b1, e1, d1 = weights(s2.model.adapter.backbone), weights(s2.model.emi), weights(s2.model.edi)
+    assert all(torch.equal(b1[k], v) for k, v in weights(s1.model.adapter.backbone).items())
+    s2.fit()
+    assert all(torch.equal(b1[k], v) for k, v in weights(s2.model.adapter.backbone).items())
+    assert all(torch.equal(e1[k], v) for k, v in weights(s2.model.emi).items())
+    assert any(not torch.equal(d1[k], v) for k, v in weights(s2.model.edi).items())
+    assert not s2.model.emi.training
+
+
+def test_baseline_stage_has_no_modules_and_trains_the_backbone(tmp_path):
+    t = Trainer(tiny_config(tmp_path, stage="baseline", steps=2), SyntheticPairs(8, 32))
+    assert t.model.emi is None and t.model.edi is None
+    logged = t.train_step(next(iter(t._loader())))
+    assert not {"loss/dis", "loss/dmem", "loss/align"} & set(logged)
+
+
+def test_retrofit_stage_needs_a_checkpoint_and_output_dir_is_not_overwritten(tmp_path):
+    with pytest.raises(InputError, match="model.checkpoint"):
+        tiny_config(tmp_path, stage="retrofit")
+    Trainer(tiny_config(tmp_path, steps=1), SyntheticPairs(8, 32)).fit()
+    with pytest.raises(InputError, match="--resume"):
+        Trainer(tiny_config(tmp_path, steps=2), SyntheticPairs(8, 32))
+    with pytest.raises(InputError, match="too few"):
+        Trainer(tiny_config(tmp_path / "x"), SyntheticPairs(3, 32))
+
+
+# -- NaN guard -------------------------------------------------------------------------------------------
+def test_nan_loss_stops_with_step_and_loss_named_and_no_checkpoint_of_it(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = trainer_module.reconstruction_loss
+
+    def poisoned(output, target):
+        calls["n"] += 1
+        value = real(output, target)
+        return value * float("nan") if calls["n"] == 3 else value
+
+    monkeypatch.setattr(trainer_module, "reconstruction_loss", poisoned)
+    t = Trainer(tiny_config(tmp_path, steps=10, log={"checkpoint_every": 1}), SyntheticPairs(16, 32))
+    with pytest.raises(TrainingDiverged, match=r"step 3: non-finite loss 'rec'.*last checkpoint: step-00000002") as e:
+        t.fit()
+    assert e.value.step == 3 and e.value.what == ["rec"]
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [1, 2]
+    assert not (tmp_path / "model.safetensors").exists()
+    assert all(torch.isfinite(v).all() for v in weights(t.model).values() if v.is_floating_point()), \
+        "the poisoned step was not applied"
+    load_retrofitted(latest_checkpoint(tmp_path / "checkpoints") / "model.safetensors")
+
+
+# -- resume ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("split", [2, 3], ids=["mid-epoch", "epoch-boundary"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, split):
+    data = SyntheticPairs(12, 32)  # 3 batches per epoch: 5 steps cross an epoch boundary
+    extra = dict(loss={"r1_gamma": 1.0, "r1_every": 2}, log={"checkpoint_every": 100})
+    straight = Trainer(tiny_config(tmp_path / "a", steps=5, **extra), data)
+    straight.fit()
+    Trainer(tiny_config(tmp_path / "b", steps=split, **extra), data).fit()
+    resumed = Trainer(tiny_config(tmp_path / "b", steps=5, **extra), data, resume=True)
+    assert resumed.step == split
+    resumed.fit()
+    for a, b in ((straight.model, resumed.model), (straight.discriminator, resumed.discriminator)):
+        wa, wb = weights(a), weights(b)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    sa = load_state(tmp_path / "a" / "checkpoints" / "step-00000005")
+    sb = load_state(tmp_path / "b" / "checkpoints" / "step-00000005")
+    assert (sa["epoch"], sa["batch_in_epoch"]) == (sb["epoch"], sb["batch_in_epoch"]) == (1, 2)
+    for k, v in sa["g_optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg"], sb["g_optimizer"]["state"][k]["exp_avg"])
+    assert torch.equal(sa["rng"][0]["torch"], sb["rng"][0]["torch"])
+
+
+def test_resume_refuses_a_changed_model(tmp_path):
+    Trainer(tiny_config(tmp_path, steps=1), SyntheticPairs(8, 32)).fit()
+    changed = tiny_mapping(tmp_path, steps=2)
+    changed["model"]["emi"]["num_queries"] = 2
+    with pytest.raises(InputError, match="config changed.*model"):
+        Trainer(config_from_mapping(changed), SyntheticPairs(8, 32), resume=True)
+
+
+@pytest.mark.parametrize("backbone,adapter", [("edtalk", {}), ("dpe", {"mode": "pose"})])
+def test_other_backbones_train_one_step(tmp_path, backbone, adapter):
+    t = Trainer(tiny_config(tmp_path, steps=1, model={"backbone": backbone, "adapter": adapter}), SyntheticPairs(4, 32))
+    logged = t.train_step(next(iter(t._loader())))
+    assert all(torch.isfinite(v) for v in logged.values())
+
+
+@pytest.mark.parametrize("stage", ["stage1", "retrofit"])
+def test_bf16_autocast_step_is_finite(tmp_path, stage):
+    """The precision CUDA runs use (bf16 autocast), exercised on CPU; retrofit runs EMI and EDI."""
+    model = {"checkpoint": str(_pretrained_backbone(tmp_path))} if stage == "retrofit" else {}
+    t = Trainer(tiny_config(tmp_path / "run", stage=stage, steps=1, precision="bf16", model=model,
+                            loss={"r1_gamma": 1.0, "r1_every": 1}), SyntheticPairs(4, 32))
+    assert t.amp_dtype == torch.bfloat16
+    logged = t.train_step(next(iter(t._loader())))
+    assert all(torch.isfinite(v) for v in logged.values())
+    assert ("loss/dmem" in logged) == (stage == "retrofit")
+    assert all(p.dtype == torch.float32 for p in t.model.parameters()), "weights stay fp32 under autocast"
+
+
+@pytest.mark.slow
+def test_retrofit_from_an_official_lia_checkpoint_keeps_it_bit_identical(tmp_path):
+    """The official-format path: a LIA ``torch.save`` checkpoint (parity-fixture weights), one step at 256 px."""
+    from parity_support import load_manifest, write_official_checkpoint
+
+    official = write_official_checkpoint(load_manifest("lia"), "generator", tmp_path / "lia.pt", "gen")
+    cfg = tiny_config(tmp_path / "run", stage="retrofit", steps=1,
+                      model={"overrides": {}, "checkpoint": str(official), "discriminator": {"channel_max": 16}},
+                      data={"batch_size": 2})
+    reference = weights(B.load_official("lia", official))
+    t = Trainer(cfg, SyntheticPairs(2, 256))
+    t.fit()
+    assert all(torch.equal(reference[k], v) for k, v in weights(t.model.adapter.backbone).items())
+    assert load_retrofitted(tmp_path / "run" / "model.safetensors").backbone.config.size == 256
