@@ -130,6 +130,15 @@ def build_suite(settings: EvalSettings) -> tuple[MetricSuite, object | None]:
     return suite, fid_extractor
 
 
+def _resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 -> ``(N, size, size, 3)`` with PIL's Lanczos filter (unchanged if already that size)."""
+    from PIL import Image
+
+    if frames.shape[1:3] == (size, size):
+        return frames
+    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.LANCZOS)) for f in frames])
+
+
 def _nanmean(values: list[float]) -> float:
     v = np.asarray(values, dtype=np.float64)
     ok = ~np.isnan(v)
@@ -139,7 +148,7 @@ def _nanmean(values: list[float]) -> float:
 def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | str | os.PathLike | None = None, *,
                     source: np.ndarray | str | os.PathLike | None = None,
                     settings: EvalSettings | None = None, suite: tuple[MetricSuite, object | None] | None = None,
-                    chunk: int = 32, max_frames: int | None = None,
+                    chunk: int = 32, max_frames: int | None = None, resize: int | None = None,
                     on_progress: Callable[[int, int | None], None] | None = None) -> dict:
     """Metrics of predicted frames (a video or an image folder) against reference frames and/or a source.
 
@@ -155,6 +164,9 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
             to reuse loaded models across calls.
         chunk: frames evaluated per step (memory).
         max_frames: evaluate at most this many frames.
+        resize: score every frame (pred, ref and source) resized to ``resize x resize`` px (Lanczos),
+            e.g. to compare a small model's output with full-resolution references, or to give
+            NIQE (96 px patches) and the face models enough pixels.
 
     Returns:
         ``{"metrics": {name: mean}, "frames", "pred", "ref", "source", "pred_frames", "ref_frames",
@@ -172,6 +184,10 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     src_img = load_image(source) if isinstance(source, (str, os.PathLike)) else source
     if chunk < 1:
         raise InputError(f"chunk must be >= 1, got {chunk}")
+    if resize is not None and resize < 16:
+        raise InputError(f"resize must be at least 16 px, got {resize}")
+    if resize is not None and src_img is not None:
+        src_img = _resize_frames(src_img[None], resize)[0]
 
     per_frame: dict[str, list[float]] = {}
     skipped: dict[str, int] = {}
@@ -206,6 +222,10 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
         r = None
         if r_buf is not None:
             r, r_buf = r_buf[:n], r_buf[n:]
+        if resize is not None:
+            p = _resize_frames(p, resize)
+            r = None if r is None else _resize_frames(r, resize)
+        if r is not None:
             if p.shape[1:] != r.shape[1:]:
                 raise InputError(f"pred frames are {p.shape[2]}x{p.shape[1]} but ref frames are "
                                  f"{r.shape[2]}x{r.shape[1]}; evaluate frames of the same size")
@@ -257,7 +277,7 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     return {"metrics": metrics, "better": {m: METRIC_INFO[m][2] for m in metrics}, "frames": n_done,
             "pred": str(p_src), "ref": str(r_src) if r_src else None,
             "source": str(source) if isinstance(source, (str, os.PathLike)) else None,
-            "pred_frames": p_total, "ref_frames": r_total, **info, "skipped_frames": skipped,
+            "pred_frames": p_total, "ref_frames": r_total, "resize": resize, **info, "skipped_frames": skipped,
             "face_frames_skipped": face_skipped,
             "not_computed": {k: v for k, v in not_computed.items() if k not in metrics}, "warnings": notes}
 

@@ -175,3 +175,14 @@ def test_fid_accumulates_features_over_chunks(tmp_path):
     assert r["metrics"]["fid"] == pytest.approx(fid(read_frames(darker), read_frames(video), ext), rel=1e-9)
     assert evaluate_frames(video, video, suite=(MetricSuite(["psnr"]), ext), chunk=5)["metrics"]["fid"] \
         == pytest.approx(0.0, abs=1e-6)
+
+
+def test_resize_scores_small_predictions_against_full_size_references(tmp_path):
+    rng = np.random.default_rng(3)
+    ref = rng.integers(0, 256, (3, 96, 96, 3), dtype=np.uint8)
+    small = np.stack([np.asarray(Image.fromarray(f).resize((48, 48), Image.LANCZOS)) for f in ref])
+    pred_v, ref_v = write_video(tmp_path / "p.mp4", small), write_video(tmp_path / "r.mp4", ref)
+    with pytest.raises(InputError, match="same size"):
+        evaluate_frames(pred_v, ref_v, settings=EvalSettings(metrics=["psnr"]))
+    r = evaluate_frames(pred_v, ref_v, settings=EvalSettings(metrics=["psnr"]), resize=96)
+    assert r["resize"] == 96 and r["frames"] == 3 and 5 < r["metrics"]["psnr"] < 40

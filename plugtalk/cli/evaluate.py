@@ -75,6 +75,8 @@ def evaluate(
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights",
                                                      help="torchvision inception_v3 state dict: enables FID"),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="evaluate at most this many frames"),
+    resize: Optional[int] = typer.Option(None, "--resize", min=16,
+                                         help="score all frames resized to N x N px (Lanczos), e.g. a 64 px model vs 256 px refs"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the results to this JSON file"),
     device: str = typer.Option("cpu", "--device", help="device of the ArcFace / Inception networks"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
@@ -97,7 +99,7 @@ def evaluate(
         suite = build_suite(settings)
         bar, update = progress_bar("evaluating")
         with bar if progress else contextlib.nullcontext():
-            result = evaluate_frames(pred, ref, source=source, suite=suite, max_frames=frames,
+            result = evaluate_frames(pred, ref, source=source, suite=suite, max_frames=frames, resize=resize,
                                      on_progress=update if progress else None)
         if json_out is not None:
             write_json(json_out, result)
