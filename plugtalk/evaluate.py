@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import InputError
+from .io.images import resize_square
 from .metrics.suite import ALL_METRICS, DEFAULT_METRICS, MetricSuite
 
 __all__ = ["FrameSource", "EvalSettings", "build_suite", "evaluate_frames", "METRIC_INFO", "IMAGE_SUFFIXES"]
@@ -130,15 +131,6 @@ def build_suite(settings: EvalSettings) -> tuple[MetricSuite, object | None]:
     return suite, fid_extractor
 
 
-def _resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 -> ``(N, size, size, 3)`` with PIL's Lanczos filter (unchanged if already that size)."""
-    from PIL import Image
-
-    if frames.shape[1:3] == (size, size):
-        return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.LANCZOS)) for f in frames])
-
-
 def _nanmean(values: list[float]) -> float:
     v = np.asarray(values, dtype=np.float64)
     ok = ~np.isnan(v)
@@ -187,7 +179,7 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     if resize is not None and resize < 16:
         raise InputError(f"resize must be at least 16 px, got {resize}")
     if resize is not None and src_img is not None:
-        src_img = _resize_frames(src_img[None], resize)[0]
+        src_img = resize_square(src_img[None], resize)[0]
 
     per_frame: dict[str, list[float]] = {}
     skipped: dict[str, int] = {}
@@ -223,8 +215,8 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
         if r_buf is not None:
             r, r_buf = r_buf[:n], r_buf[n:]
         if resize is not None:
-            p = _resize_frames(p, resize)
-            r = None if r is None else _resize_frames(r, resize)
+            p = resize_square(p, resize)
+            r = None if r is None else resize_square(r, resize)
         if r is not None:
             if p.shape[1:] != r.shape[1:]:
                 raise InputError(f"pred frames are {p.shape[2]}x{p.shape[1]} but ref frames are "

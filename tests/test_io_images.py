@@ -160,3 +160,21 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
     os.chmod(tmp_path / "p.png", 0o640)
     save_image(tmp_path / "p.png", np.ones((40, 40, 3), np.uint8))  # overwrite keeps the mode
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o640
+
+
+def test_resize_square_matches_pil_lanczos_and_checks_input():
+    from plugtalk.io.images import resize_square
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 40, 52, 3), dtype=np.uint8)
+    out = resize_square(frames, 64)
+    assert out.shape == (3, 64, 64, 3) and out.dtype == np.uint8
+    expected = np.asarray(Image.fromarray(frames[1]).resize((64, 64), Image.LANCZOS))
+    assert np.array_equal(out[1], expected)
+    same = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    assert resize_square(same, 64) is same
+    assert resize_square(np.zeros((0, 8, 8, 3), np.uint8), 16).shape == (0, 16, 16, 3)
+    with pytest.raises(InputError, match="uint8"):
+        resize_square(frames.astype(np.float32), 64)
+    with pytest.raises(InputError, match="size"):
+        resize_square(frames, 0)

@@ -26,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import InputError
 from .atomic import atomic_path
 
-__all__ = ["load_image", "save_image", "to_tensor", "to_uint8", "DEFAULT_MIN_SIDE"]
+__all__ = ["load_image", "save_image", "resize_square", "to_tensor", "to_uint8", "DEFAULT_MIN_SIDE"]
 
 #: Images smaller than this on their shorter side are refused by :func:`load_image` (a face needs pixels).
 DEFAULT_MIN_SIDE = 32
@@ -123,6 +123,33 @@ def save_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Pat
     with atomic_path(p) as tmp:
         Image.fromarray(a).save(tmp, format=Image.registered_extensions()[ext])
     return p
+
+
+def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize frames to ``size x size`` px with PIL's Lanczos filter (returned unchanged if already that size).
+
+    Used to score a small model's output against full-size references at one common resolution.
+
+    Args:
+        frames: ``(N, H, W, 3)`` uint8 RGB.
+        size: the target side in pixels (at least 1).
+
+    Returns:
+        ``(N, size, size, 3)`` uint8.
+
+    Raises:
+        InputError: not ``(N, H, W, 3)`` uint8, or ``size < 1``.
+    """
+    a = np.asarray(frames)
+    if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3:
+        raise InputError(f"resize_square: expected (N, H, W, 3) uint8 RGB, got {a.dtype} {a.shape}")
+    if size < 1:
+        raise InputError(f"resize_square: size must be >= 1, got {size}")
+    if a.shape[1:3] == (size, size):
+        return a
+    if len(a) == 0:
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.LANCZOS)) for f in a])
 
 
 def to_tensor(images: np.ndarray | Sequence[np.ndarray], *, device: torch.device | str | None = None,
