@@ -123,6 +123,24 @@ def test_face_scorer_on_real_frames():
     assert np.isfinite(boxed["lmd"]).all()  # scored in the driving frame's box even without a face
 
 
+@pytest.mark.slow
+def test_face_scorer_score_size_lets_a_64px_model_be_scored():
+    """NIQE refuses 64 px frames; with score_size the same frames are scored at 256 px and the faces found."""
+    a = read_frames("faces/test/vox_driving2__driving2.mp4", n=2, step=100)
+    small = np.stack([np.asarray(Image.fromarray(f).resize((64, 64), Image.LANCZOS)) for f in a])
+    with pytest.raises(InputError, match="96"):
+        FaceScorer(["niqe"]).score(small[:1], FaceScorer(["niqe"]).prepare(small[:1], small[1:]))
+    sc = FaceScorer(score_size=256)
+    refs = sc.prepare(small[:1], small[1:])
+    assert refs.problems == [None]
+    res = sc.score(small[1:], refs)
+    assert np.isfinite(res["niqe"]).all() and res["face_found"][0] == 1.0
+    assert np.allclose(res["csim_driving"], 1.0) and np.allclose(res["lmd"], 0.0)
+    assert sc.describe()["score_size"] == 256
+    with pytest.raises(InputError, match="score_size"):
+        FaceScorer(score_size=8)
+
+
 # -- the command ------------------------------------------------------------------------------------------------
 
 

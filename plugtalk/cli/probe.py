@@ -33,7 +33,7 @@ def _default_backbone() -> str | None:
 
 
 def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, taps, groups, directions,
-                       num_pairs, metrics, output_faces, seed, batch_size, device):
+                       num_pairs, metrics, output_faces, seed, batch_size, device, score_size=None):
     from ..errors import InputError
     from ..probe import ProbeSpec, pairs_from_files, pairs_from_folder, usable_pairs_from_folder
     from ..shared_data import find_shared
@@ -73,7 +73,7 @@ def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, 
     spec = ProbeSpec(backbone=backbone, pairs=pairs, checkpoint=str(checkpoint) if checkpoint else None,
                      backbone_options={"mode": mode} if mode else {}, taps=_split(taps), groups=groups,
                      directions=_DIRECTIONS[directions], metrics=_split([metrics]), output_faces=output_faces,
-                     seed=seed, batch_size=batch_size, device=device)
+                     score_size=score_size, seed=seed, batch_size=batch_size, device=device)
     return spec, notes
 
 
@@ -119,6 +119,9 @@ def probe(
     metrics: str = typer.Option("csim,lmd,niqe,cpbd", "--metrics", help="subset of csim,lmd,niqe,cpbd"),
     output_faces: str = typer.Option(
         "detect", "--output-faces", help="detect: find the face in each output; driving: use the driving frame's box"),
+    score_size: int | None = typer.Option(
+        None, "--score-size", min=16, help="score images resized to N x N px (default: the model's size; 256 for "
+                                           "models under NIQE's 96 px)"),
     seed: int = typer.Option(0, "--seed", help="pair sampling and random weights"),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="images per forward pass (default: 1 on the CPU, 8 on GPUs)"),
@@ -146,7 +149,8 @@ def probe(
         if spec is not None:
             given = [name for name, v in (("--backbone", backbone), ("--checkpoint", checkpoint), ("--mode", mode),
                                           ("--pairs", pairs), ("--source", source), ("--driving", driving),
-                                          ("--taps", taps), ("--groups", groups), ("--num-pairs", num_pairs))
+                                          ("--taps", taps), ("--groups", groups), ("--num-pairs", num_pairs),
+                                          ("--score-size", score_size))
                      if v]
             if given:
                 raise InputError(f"--spec defines the whole run; drop {', '.join(given)}")
@@ -155,7 +159,7 @@ def probe(
         else:
             run_spec, notes = _spec_from_options(backbone, checkpoint, mode, pairs, source, driving, taps, groups,
                                                  directions, num_pairs, metrics, output_faces, seed, batch_size,
-                                                 device)
+                                                 device, score_size)
         for n in notes:
             err_console.print(f"[yellow]note:[/] {n}", highlight=False)
         out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from ..io.images import to_tensor, to_uint8
 from .patching import ForwardFn, count_images, run_patching
 from .results import ProbeImages, ProbeResult, VariantResult, baseline_scores, derive_scores, rank_variants
 from .scoring import FaceScorer, Scorer
-from .spec import ANIMATORS, ProbeSpec
+from .spec import ANIMATORS, NIQE_MIN_SIZE, SMALL_MODEL_SCORE_SIZE, ProbeSpec
 from .taps import (
     DIRECTIONS,
     TapInfo,
@@ -373,7 +373,12 @@ def run_probe(spec: ProbeSpec, *, scorer: Scorer | None = None, progress: Progre
     for k in loaded.indices:
         ps = spec.pairs[k]
         pairs.append({**ps.to_json(), "index": k, "source_label": ps.labels[0], "driving_label": ps.labels[1]})
-    scorer = scorer or FaceScorer(spec.metrics, output_faces=spec.output_faces)
+    score_size = spec.score_size
+    if score_size is None and size < NIQE_MIN_SIZE:
+        score_size = SMALL_MODEL_SCORE_SIZE
+        messages.append(f"the animator renders {size} px (under NIQE's {NIQE_MIN_SIZE} px): every image is scored "
+                        f"resized to {score_size} px (Lanczos); set score_size to choose")
+    scorer = scorer or FaceScorer(spec.metrics, output_faces=spec.output_faces, score_size=score_size)
     try:
         result = probe_animator(model, src, drv, taps=spec.taps, groups=spec.groups, directions=spec.directions,
                                 kinds=[spec.pairs[k].kind for k in loaded.indices], scorer=scorer,

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError, NoFaceError
 from ..face.detect import FaceBox
+from ..io.images import resize_square
 from ..face.identity import DlibIdentityEncoder, IdentityEncoder
 from ..face.landmarks import DlibLandmarkDetector, LandmarkDetector, find_largest_face
 from ..metrics import cosine_similarity, cpbd, encoder_description, landmark_distance, niqe
@@ -122,22 +123,29 @@ class FaceScorer:
             ``"driving"``: use the driving frame's face box (a reenactment puts the face where the
             driver's is; scores every output, also distorted ones).
         upsample, method: settings of the default detectors (:func:`plugtalk.face.find_largest_face`).
+        score_size: score every image (source, driving, output) resized to ``score_size x score_size`` px
+            (Lanczos), e.g. 256 for a 64 px animator: NIQE needs at least 96 px and the face models work
+            best on larger faces.  ``None``: the images' own size.
 
     Raises:
-        InputError: unknown metric or ``output_faces``.
+        InputError: unknown metric or ``output_faces``, or ``score_size < 16``.
     """
 
     def __init__(self, metrics: Sequence[str] = DEFAULT_METRICS, *, identity_encoder: IdentityEncoder | None = None,
                  landmark_detector: LandmarkDetector | None = None, face_detector: FaceDetector | None = None,
-                 output_faces: str = "detect", upsample: int | None = None, method: str = "hog"):
+                 output_faces: str = "detect", upsample: int | None = None, method: str = "hog",
+                 score_size: int | None = None):
         metrics = tuple(dict.fromkeys(metrics))
         unknown = [m for m in metrics if m not in SCORER_METRICS]
         if unknown or not metrics:
             raise InputError(f"unknown probe metric(s) {unknown or '(none given)'}; choose from {SCORER_METRICS}")
         if output_faces not in OUTPUT_FACES:
             raise InputError(f"output_faces must be one of {OUTPUT_FACES}, got {output_faces!r}")
+        if score_size is not None and score_size < 16:
+            raise InputError(f"score_size must be at least 16 px, got {score_size}")
         self.metrics = metrics
         self.output_faces = output_faces
+        self.score_size = score_size
         self.identity_encoder = identity_encoder or (DlibIdentityEncoder(upsample, method) if "csim" in metrics else None)
         self.landmark_detector = landmark_detector or (DlibLandmarkDetector(upsample, method) if "lmd" in metrics else None)
         self.face_detector = face_detector or (
@@ -153,12 +161,15 @@ class FaceScorer:
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"scorer": type(self).__name__, "metrics": list(self.metrics),
-                             "output_faces": self.output_faces}
+                             "output_faces": self.output_faces, "score_size": self.score_size}
         if self.identity_encoder is not None:
             d["identity_encoder"] = encoder_description(self.identity_encoder)
         if self.landmark_detector is not None:
             d["landmark_detector"] = getattr(self.landmark_detector, "name", type(self.landmark_detector).__name__)
         return d
+
+    def _sized(self, images: np.ndarray) -> np.ndarray:
+        return images if self.score_size is None else resize_square(images, self.score_size)
 
     # -- faces ----------------------------------------------------------------------------------------
     def _boxes(self, images: np.ndarray, labels: Sequence[str]) -> list[FaceBox | None]:
@@ -188,7 +199,7 @@ class FaceScorer:
     # -- protocol ------------------------------------------------------------------------------------
     def prepare(self, sources: np.ndarray, drivings: np.ndarray,
                 names: Sequence[tuple[str, str]] | None = None) -> References:
-        s, d = _frames(sources, "sources"), _frames(drivings, "drivings")
+        s, d = self._sized(_frames(sources, "sources")), self._sized(_frames(drivings, "drivings"))
         if s.shape[0] != d.shape[0]:
             raise InputError(f"{s.shape[0]} source frames but {d.shape[0]} driving frames")
         n = s.shape[0]
@@ -217,7 +228,7 @@ class FaceScorer:
         return References(problems, data)
 
     def score(self, outputs: np.ndarray, references: References) -> dict[str, np.ndarray]:
-        o = _frames(outputs, "outputs")
+        o = self._sized(_frames(outputs, "outputs"))
         n = o.shape[0]
         if len(references.problems) != n:
             raise InputError(f"{n} outputs but references for {len(references.problems)} pairs")

@@ -21,6 +21,10 @@ __all__ = ["ANIMATORS", "PAIR_KINDS", "PairSpec", "ProbeSpec", "load_spec"]
 ANIMATORS = ("lia", "edtalk", "dpe")
 PAIR_KINDS = ("self", "cross")
 SPEC_VERSION = 1
+#: Scoring size for animators smaller than NIQE's 96 px patches when ``ProbeSpec.score_size`` is ``None``.
+SMALL_MODEL_SCORE_SIZE = 256
+#: The smallest output NIQE can score (its patch size).
+NIQE_MIN_SIZE = 96
 
 
 def _fields(cls, d: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -83,6 +87,8 @@ class ProbeSpec:
         directions: ``"to_source"`` (driving value into the source branch) and/or ``"to_driving"``.
         metrics: subset of ``csim``, ``lmd``, ``niqe``, ``cpbd``.
         output_faces: ``"detect"`` or ``"driving"`` (see :class:`~plugtalk.probe.scoring.FaceScorer`).
+        score_size: score at this size in px (see :class:`~plugtalk.probe.scoring.FaceScorer`); ``None``:
+            the animator's size, or :data:`SMALL_MODEL_SCORE_SIZE` for animators under NIQE's 96 px.
         seed: random weights (without checkpoint) and pair sampling.
         batch_size: images per forward pass (``None``: 1 on the CPU, 8 on accelerators).
         device: torch device, e.g. ``"cpu"``, ``"cuda"``.
@@ -97,6 +103,7 @@ class ProbeSpec:
     directions: list[str] = dataclasses.field(default_factory=lambda: list(DIRECTIONS))
     metrics: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_METRICS))
     output_faces: str = "detect"
+    score_size: int | None = None
     seed: int = 0
     batch_size: int | None = None
     device: str = "cpu"
@@ -117,6 +124,8 @@ class ProbeSpec:
             raise InputError(f"probe: metrics must be a non-empty subset of {SCORER_METRICS}, got {self.metrics}")
         if self.output_faces not in OUTPUT_FACES:
             raise InputError(f"probe: output_faces must be one of {OUTPUT_FACES}, got {self.output_faces!r}")
+        if self.score_size is not None and (not isinstance(self.score_size, int) or self.score_size < 16):
+            raise InputError(f"probe: score_size must be an integer >= 16, got {self.score_size!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise InputError(f"probe: batch_size must be an integer >= 1, got {self.batch_size!r}")
         if self.checkpoint is not None:
