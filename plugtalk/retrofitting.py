@@ -271,7 +271,8 @@ def retrofit(adapter: Adapter | nn.Module, emi: EMI | dict | bool | None = True,
 
     Args:
         adapter: an :class:`~plugtalk.adapters.Adapter`, or a plugtalk backbone (its adapter is made
-            with ``adapter_options``, e.g. DPE's ``mode``).
+            with ``adapter_options``, e.g. DPE's ``mode``, or ``identity_level``: the pyramid level EMI
+            reads and EDI restores, e.g. the one ``plugtalk probe`` ranks first).
         emi, edi: a module, a dict of config overrides (built from the adapter's feature spec), ``True``
             (defaults) or ``None``/``False`` (leave it out).
         freeze_backbone: keep the (e.g. officially pretrained) backbone's weights fixed; only the

@@ -198,3 +198,23 @@ def test_batch_one_source_broadcasts_over_driving_frames():
     assert (many - one_by_one).abs().max() < 1e-9
     with pytest.raises(InputError, match="batch"):
         r(s[:2], d)
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=["lia", "edtalk", "dpe-expression", "dpe-pose"])
+def test_identity_level_option_moves_emi_and_edi_and_survives_saving(tmp_path, name, options):
+    """The level ``plugtalk probe`` finds can be chosen: EMI reads it, EDI restores it, the file keeps it."""
+    model = tiny_backbone(name)
+    default = adapter_for(model, **options).feature_spec.identity_level
+    level = (default + 1) % len(adapter_for(model, **options).feature_spec.levels)
+    r = retrofit(model, emi=SMALL_EMI, edi=SMALL_EDI, identity_level=level, **options).eval()
+    assert r.spec.identity_level == level != default
+    assert r.emi.config.identity_level == level
+    assert r.edi.config.channels == r.spec.levels[level].channels
+    s, d = images()
+    path = r.save_pretrained(tmp_path / "r.safetensors")
+    back = load_retrofitted(path)
+    assert back.spec.identity_level == level and back.adapter.options()["identity_level"] == level
+    with torch.no_grad():
+        torch.testing.assert_close(back(s, d), r(s, d))
+    with pytest.raises(InputError, match="identity_level"):
+        adapter_for(model, identity_level=7, **options)

@@ -144,6 +144,24 @@ def test_stage1_then_stage2_train_the_right_parts(tmp_path):
     assert not s2.model.emi.training
 
 
+def test_model_adapter_identity_level_applies_on_top_of_a_checkpoint(tmp_path):
+    """EDI on a baseline checkpoint at the level the probe found; a stage-1 EMI built for another level is refused."""
+    Trainer(tiny_config(tmp_path / "b", stage="baseline", steps=1), SyntheticPairs(8, 32)).fit()
+    Trainer(tiny_config(tmp_path / "s1", stage="stage1", steps=1), SyntheticPairs(8, 32)).fit()
+    default = load_retrofitted(tmp_path / "s1" / "model.safetensors").spec.identity_level
+    level = default + 1
+    s2 = Trainer(tiny_config(tmp_path / "s2", stage="stage2", steps=1,
+                             model={"checkpoint": str(tmp_path / "b" / "model.safetensors"), "emi": False,
+                                    "adapter": {"identity_level": level}}), SyntheticPairs(8, 32))
+    assert s2.model.spec.identity_level == level and s2.model.edi.config.channels == s2.model.spec.identity.channels
+    s2.fit()
+    assert load_retrofitted(tmp_path / "s2" / "model.safetensors").spec.identity_level == level
+    with pytest.raises(InputError, match="identity level"):
+        Trainer(tiny_config(tmp_path / "s2b", stage="stage2", steps=1,
+                            model={"checkpoint": str(tmp_path / "s1" / "model.safetensors"),
+                                   "adapter": {"identity_level": level}}), SyntheticPairs(8, 32))
+
+
 def test_baseline_stage_has_no_modules_and_trains_the_backbone(tmp_path):
     t = Trainer(tiny_config(tmp_path, stage="baseline", steps=2), SyntheticPairs(8, 32))
     assert t.model.emi is None and t.model.edi is None

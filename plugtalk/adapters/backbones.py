@@ -22,10 +22,10 @@ class LIAAdapter(Adapter):
     drivers = ("driving",)
     motion_taps = ("driving.alpha", "driving.direction", "direction")
 
-    def __init__(self, backbone: LIA):
+    def __init__(self, backbone: LIA, identity_level: int | None = None):
         if not isinstance(backbone, LIA):
             raise TypeError(f"LIAAdapter needs a LIA backbone, got {type(backbone).__name__}")
-        super().__init__(backbone)
+        super().__init__(backbone, identity_level)
 
     def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
                **controls: Any) -> Motion:
@@ -52,10 +52,10 @@ class EDTalkAdapter(Adapter):
     control_replaces = {"mouth_coefficients": "mouth", "pose_coefficients": "pose", "expression_weights": "expression"}
     motion_taps = ("mouth.alpha", "pose.alpha", "expression.alpha", "alpha", "direction")
 
-    def __init__(self, backbone: EDTalk):
+    def __init__(self, backbone: EDTalk, identity_level: int | None = None):
         if not isinstance(backbone, EDTalk):
             raise TypeError(f"EDTalkAdapter needs an EDTalk backbone, got {type(backbone).__name__}")
-        super().__init__(backbone)
+        super().__init__(backbone, identity_level)
 
     def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
                mouth_coefficients: Tensor | None = None, pose_coefficients: Tensor | None = None,
@@ -91,13 +91,13 @@ class DPEAdapter(Adapter):
     drivers = ("driving",)
     motion_taps = ("driving.alpha", "driving.direction", "direction")
 
-    def __init__(self, backbone: DPE, mode: str = "expression"):
+    def __init__(self, backbone: DPE, mode: str = "expression", identity_level: int | None = None):
         if not isinstance(backbone, DPE):
             raise TypeError(f"DPEAdapter needs a DPE backbone, got {type(backbone).__name__}")
         if mode not in DPE_MODES[:2]:
             raise InputError(f"DPEAdapter: mode must be 'expression' or 'pose' (got {mode!r}); "
                              "'both' chains two renders - retrofit each stage")
-        super().__init__(backbone)
+        super().__init__(backbone, identity_level)
         self.mode = mode
 
     def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
@@ -115,7 +115,7 @@ class DPEAdapter(Adapter):
         return getattr(self.backbone, f"{self.mode}_generator")(motion.latent, pyramid)
 
     def options(self) -> dict[str, Any]:
-        return {"mode": self.mode}
+        return {"mode": self.mode, **super().options()}
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"

@@ -73,16 +73,38 @@ class Adapter(nn.Module):
     #: :meth:`motion` also receives ``images={"source": ..., driver: ...}`` (for adapters that rerun the model).
     wants_images: ClassVar[bool] = False
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, identity_level: int | None = None):
+        """
+        Args:
+            backbone: the animator.
+            identity_level: index (coarse to fine) of the pyramid level EMI reads and EDI restores, e.g. the
+                level ``plugtalk probe`` ranks first; ``None``: the backbone's default (the 32x32 map at 256 px,
+                FixTalk's ``f_4``, scaled with the image size).
+
+        Raises:
+            InputError: ``identity_level`` is not a level of this backbone.
+        """
         super().__init__()
         self.backbone = backbone
+        self.identity_level = identity_level
+        if identity_level is not None:
+            levels = len(self._default_spec().levels)
+            if not isinstance(identity_level, int) or not 0 <= identity_level < levels:
+                raise InputError(f"{type(self).__name__}: identity_level must be an integer in [0, {levels}), "
+                                 f"got {identity_level!r}")
 
     # -- description ----------------------------------------------------------------------------------
-    @property
-    def feature_spec(self) -> FeatureSpec:
+    def _default_spec(self) -> FeatureSpec:
         c = self.backbone.config
         res = c.pyramid_resolutions
         return pyramid_spec(res, [c.channels(r) for r in res], c.style_dim, c.style_dim)
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        spec = self._default_spec()
+        if self.identity_level is not None:
+            spec = dataclasses.replace(spec, identity_level=self.identity_level)
+        return spec
 
     @property
     def image_size(self) -> int:
@@ -112,7 +134,7 @@ class Adapter(nn.Module):
 
     def options(self) -> dict[str, Any]:
         """Constructor options besides the backbone (saved with retrofitted checkpoints)."""
-        return {}
+        return {} if self.identity_level is None else {"identity_level": self.identity_level}
 
     def check_controls(self, controls: Mapping[str, Any]) -> None:
         if controls:

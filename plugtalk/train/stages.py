@@ -79,9 +79,17 @@ def build_model(cfg: TrainConfig) -> Retrofitted:
 
     backbone, loaded = _load_start(cfg)
     backbone.train()
-    adapter = loaded.adapter if loaded is not None else adapter_for(backbone, **cfg.model.adapter)
-    spec = adapter.feature_spec
     m, stage = cfg.model, cfg.stage
+    if loaded is None:
+        adapter = adapter_for(backbone, **m.adapter)
+    else:  # the checkpoint's adapter, with model.adapter's options on top (e.g. an identity_level for EMI/EDI)
+        options = {**loaded.adapter.options(), **m.adapter}
+        adapter = loaded.adapter if options == loaded.adapter.options() else adapter_for(backbone, **options)
+        level, was = adapter.feature_spec.identity_level, loaded.spec.identity_level
+        if level != was and (loaded.emi is not None or loaded.edi is not None):
+            raise InputError(f"model.adapter: identity level {level}, but the checkpoint's EMI/EDI were built for "
+                             f"level {was} ({m.checkpoint})")
+    spec = adapter.feature_spec
     loaded_emi = loaded.emi if loaded is not None else None
     loaded_edi = loaded.edi if loaded is not None else None
     if stage == "baseline":
