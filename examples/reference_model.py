@@ -226,15 +226,31 @@ def table(args) -> None:
 
 # -- probe and export ------------------------------------------------------------------------------------
 def probe(args) -> None:
-    plugtalk("probe", "--backbone", "lia", "--checkpoint", args.runs / "b0" / "model.safetensors",
-             "--pairs", shared_data() / "faces" / "test", "-n", str(args.pairs), "--out", args.runs / "probe",
-             "--no-progress" if not sys.stdout.isatty() else "--progress")
+    """``plugtalk probe`` on B0: over the training identities (this chose EMI/EDI's identity level, see
+    emi.yaml) and, for the report only, over the held-out ones."""
+    lines = []
+    for split in ("train", "test"):
+        out = args.runs / f"probe-{split}"
+        if not (out / "report.json").exists():
+            plugtalk("probe", "--backbone", "lia", "--checkpoint", args.runs / "b0" / "model.safetensors",
+                     "--pairs", shared_data() / "faces" / split, "-n", str(args.pairs * (2 if split == "train" else 1)),
+                     "--out", out)
+        report = json.loads((out / "report.json").read_text())
+        lines.append(f"probe over faces/{split}: identity transfer (cross-reenactment, driving value into the source "
+                     "branch; CSIM change toward the driver), mean ± std over pairs")
+        rows = [v for v in report["variants"] if v["direction"] == "to_source"]
+        for v in sorted(rows, key=lambda v: v["rank"]):
+            st = v["summary"]["cross"]["identity_transfer"]
+            lines.append(f"  {v['name'] + ('*' if v['group'] else ''):22s} {st['mean']:+.3f} ± {st['std']:.3f} "
+                         f"(n={st['n']})")
+    text = "\n".join(lines) + "\n(* a group of levels; identity* is the backbone's default identity level)\n"
+    print(text)
+    (args.runs / "eval").mkdir(parents=True, exist_ok=True)
+    (args.runs / "eval" / "probe.txt").write_text(text)
 
 
 def export(args) -> None:
     """Store one variant's weights in fp16 as the package's embedded default model."""
-    import torch
-
     from plugtalk.checkpoint import load_safetensors, save_safetensors
     from plugtalk.pretrained import DEFAULT_MODEL_FILE
 
@@ -254,7 +270,7 @@ def main() -> None:
     ap.add_argument("command", choices=("train", "evaluate", "probe", "table", "export"))
     ap.add_argument("--runs", type=Path, default=Path("runs/reference"), help="where runs and results go")
     ap.add_argument("--b0-steps", type=int, default=15000, help="steps of the from-scratch baseline B0")
-    ap.add_argument("--steps", type=int, default=3000, help="steps of each variant after B0 (the shared budget)")
+    ap.add_argument("--steps", type=int, default=2000, help="steps of each variant after B0 (the shared budget)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--frames", type=int, default=100, help="frames per evaluation video (25 fps)")
     ap.add_argument("--model-size", type=int, default=64, help="model resolution (for the 64px-ceiling row)")
