@@ -137,10 +137,20 @@ def _nanmean(values: list[float]) -> float:
     return float(v[ok].mean()) if ok.any() else float("nan")
 
 
+def _skip_frames(batches: Iterator[np.ndarray], skip: int) -> Iterator[np.ndarray]:
+    """``batches`` without its first ``skip`` frames."""
+    for b in batches:
+        if skip >= len(b):
+            skip -= len(b)
+            continue
+        yield b[skip:]
+        skip = 0
+
+
 def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | str | os.PathLike | None = None, *,
                     source: np.ndarray | str | os.PathLike | None = None,
                     settings: EvalSettings | None = None, suite: tuple[MetricSuite, object | None] | None = None,
-                    chunk: int = 32, max_frames: int | None = None, resize: int | None = None,
+                    chunk: int = 32, max_frames: int | None = None, resize: int | None = None, skip: int = 0,
                     on_progress: Callable[[int, int | None], None] | None = None) -> dict:
     """Metrics of predicted frames (a video or an image folder) against reference frames and/or a source.
 
@@ -159,6 +169,8 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
         resize: score every frame (pred, ref and source) resized to ``resize x resize`` px (Lanczos),
             e.g. to compare a small model's output with full-resolution references, or to give
             NIQE (96 px patches) and the face models enough pixels.
+        skip: leave out the first ``skip`` frames of ``pred`` and ``ref`` (e.g. 1 in self-reenactment
+            when the source is the clip's first frame: a copy of it would score PSNR ``inf``).
 
     Returns:
         ``{"metrics": {name: mean}, "frames", "pred", "ref", "source", "pred_frames", "ref_frames",
@@ -178,6 +190,8 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
         raise InputError(f"chunk must be >= 1, got {chunk}")
     if resize is not None and resize < 16:
         raise InputError(f"resize must be at least 16 px, got {resize}")
+    if skip < 0:
+        raise InputError(f"skip must be >= 0, got {skip}")
     if resize is not None and src_img is not None:
         src_img = resize_square(src_img[None], resize)[0]
 
@@ -190,11 +204,12 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     feats_p: list[np.ndarray] = []
     feats_r: list[np.ndarray] = []
     n_done = 0
-    known = [c for c in (p_src.count, r_src.count if r_src else None, max_frames) if c is not None]
+    known = [c - skip for c in (p_src.count, r_src.count if r_src else None) if c is not None]
+    known = [max(c, 0) for c in known] + ([max_frames] if max_frames is not None else [])
     total = min(known) if known else None
 
-    p_iter = p_src.batches(chunk)
-    r_iter = r_src.batches(chunk) if r_src is not None else None
+    p_iter = _skip_frames(p_src.batches(chunk), skip)
+    r_iter = _skip_frames(r_src.batches(chunk), skip) if r_src is not None else None
     p_buf = r_buf = None
     p_end = r_end = False
     while max_frames is None or n_done < max_frames:
@@ -242,12 +257,14 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
             on_progress(n_done, total)
 
     if n_done == 0:
-        raise InputError(f"no frames to evaluate in {p_src}" + (f" / {r_src}" if r_src else ""))
+        raise InputError(f"no frames to evaluate in {p_src}" + (f" / {r_src}" if r_src else "")
+                         + (f" after skipping {skip}" if skip else ""))
     # lengths: the frames left in the longer input
-    p_total, r_total = _length(p_src, p_end, p_buf, n_done), (_length(r_src, r_end, r_buf, n_done) if r_src else None)
+    seen = n_done + skip
+    p_total, r_total = _length(p_src, p_end, p_buf, seen), (_length(r_src, r_end, r_buf, seen) if r_src else None)
     if r_src is not None and max_frames is None and p_total != r_total:
         notes.append(f"pred has {p_total} frames and ref {r_total}; "
-                     f"evaluated the first {n_done} pairs")
+                     f"evaluated the first {n_done} pairs" + (f" after the first {skip}" if skip else ""))
 
     metrics: dict[str, float] = {}
     for m in suite_.metrics:
@@ -269,7 +286,8 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     return {"metrics": metrics, "better": {m: METRIC_INFO[m][2] for m in metrics}, "frames": n_done,
             "pred": str(p_src), "ref": str(r_src) if r_src else None,
             "source": str(source) if isinstance(source, (str, os.PathLike)) else None,
-            "pred_frames": p_total, "ref_frames": r_total, "resize": resize, **info, "skipped_frames": skipped,
+            "pred_frames": p_total, "ref_frames": r_total, "resize": resize, "skip": skip, **info,
+            "skipped_frames": skipped,
             "face_frames_skipped": face_skipped,
             "not_computed": {k: v for k, v in not_computed.items() if k not in metrics}, "warnings": notes}
 

@@ -186,3 +186,27 @@ def test_resize_scores_small_predictions_against_full_size_references(tmp_path):
         evaluate_frames(pred_v, ref_v, settings=EvalSettings(metrics=["psnr"]))
     r = evaluate_frames(pred_v, ref_v, settings=EvalSettings(metrics=["psnr"]), resize=96)
     assert r["resize"] == 96 and r["frames"] == 3 and 5 < r["metrics"]["psnr"] < 40
+
+
+def test_skip_leaves_out_the_first_frames_across_chunk_boundaries(tmp_path):
+    """A copy of the source (frame 0) scores PSNR inf; --skip 1 scores only the frames after it."""
+    rng = np.random.default_rng(4)
+    ref = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    copy = np.broadcast_to(ref[0], ref.shape).copy()
+    pred_v, ref_v = write_video(tmp_path / "p.mp4", copy), write_video(tmp_path / "r.mp4", ref)
+    psnr = EvalSettings(metrics=["psnr"])
+    assert evaluate_frames(pred_v, ref_v, settings=psnr)["metrics"]["psnr"] == float("inf")
+    expected = np.mean([10 * np.log10(255.0 ** 2 / np.mean((copy[i].astype(float) - ref[i]) ** 2)) for i in range(1, 7)])
+    for chunk in (1, 3, 32):
+        r = evaluate_frames(pred_v, ref_v, settings=psnr, skip=1, chunk=chunk)
+        assert r["frames"] == 6 and r["skip"] == 1 and r["pred_frames"] == 7
+        assert r["metrics"]["psnr"] == pytest.approx(expected, rel=1e-6)
+    assert evaluate_frames(pred_v, ref_v, settings=psnr, skip=3, max_frames=2)["frames"] == 2
+    with pytest.raises(InputError, match="after skipping 7"):
+        evaluate_frames(pred_v, ref_v, settings=psnr, skip=7)
+    res, text = cli("eval", "--pred", pred_v, "--ref", ref_v, "--metrics", "psnr", "--skip", "1", "--no-progress")
+    import re
+
+    shown = re.search(r"PSNR \(dB\) │ (\S+)", text)
+    assert res.exit_code == 0 and shown, text
+    assert float(shown.group(1)) == pytest.approx(expected, abs=1e-3)

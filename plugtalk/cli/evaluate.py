@@ -75,6 +75,8 @@ def evaluate(
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights",
                                                      help="torchvision inception_v3 state dict: enables FID"),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="evaluate at most this many frames"),
+    skip: int = typer.Option(0, "--skip", min=0, help="leave out the first N frames of pred and ref (e.g. 1: the "
+                                                      "source frame itself in self-reenactment)"),
     resize: Optional[int] = typer.Option(None, "--resize", min=16,
                                          help="score all frames resized to N x N px (Lanczos), e.g. a 64 px model vs 256 px refs"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the results to this JSON file"),
@@ -83,7 +85,7 @@ def evaluate(
 ) -> None:
     """Evaluate generated talking-head frames: fidelity, identity (CSIM), motion (LMD, AKD) and quality (NIQE, CPBD).
 
-    Face models are loaded once; frames without a detectable face are left out of the face metrics and counted. PSNR is inf for identical frames (written as Infinity in the JSON).
+    Face models are loaded once; frames without a detectable face are left out of the face metrics and counted. PSNR is inf for identical frames (the string "inf" in the strict-JSON report).
     """
     import contextlib
 
@@ -100,7 +102,7 @@ def evaluate(
         bar, update = progress_bar("evaluating")
         with bar if progress else contextlib.nullcontext():
             result = evaluate_frames(pred, ref, source=source, suite=suite, max_frames=frames, resize=resize,
-                                     on_progress=update if progress else None)
+                                     skip=skip, on_progress=update if progress else None)
         if json_out is not None:
             write_json(json_out, result)
     print_table(result_table(result))
