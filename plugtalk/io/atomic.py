@@ -57,9 +57,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     tmp_path = Path(tmp)
     # keep an overwritten file's permissions; a new file gets the usual umask-based ones, not 0o600
-    os.chmod(tmp_path, (dest.stat().st_mode & 0o7777) if dest.is_file() else _FILE_MODE)
+    mode = (dest.stat().st_mode & 0o7777) if dest.is_file() else _FILE_MODE
+    os.chmod(tmp_path, mode)
     try:
         yield tmp_path
+        os.chmod(tmp_path, mode)  # again: some writers (safetensors) replace the file with a 0o600 one
         os.replace(tmp_path, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
