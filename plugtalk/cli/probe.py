@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from ._common import console, err_console, user_errors
+from ._common import console, err_console, print_table, user_errors
 
 _DIRECTIONS = {"both": ["to_source", "to_driving"], "to-source": ["to_source"], "to-driving": ["to_driving"]}
 
@@ -164,7 +164,7 @@ def probe(
             err_console.print(f"[yellow]note:[/] {n}", highlight=False)
         out.mkdir(parents=True, exist_ok=True)
         result = _run(run_spec, ProbeWarning, run_probe)
-        console.print(ranking_table(result))
+        print_table(ranking_table(result))
         files = write_report(result, out)
         tm = result.timing
         console.print(f"{tm['pairs']} pairs x {tm['distinct_variants']} variants: {tm['images_rendered']} images "
