@@ -19,7 +19,8 @@ Protocol (configs in examples/reference_model/):
   ``emi`` (FixTalk stage 1: backbone + EMI), ``edi`` (FixTalk stage 2: EDI only, backbone frozen),
   ``both`` (stage 1 with EMI for half the steps, then stage 2 with EDI for the other half);
 * evaluation at 256 px (``plugtalk eval --resize 256``; the model renders 64 px): self-reenactment
-  (source = first frame of a test clip, driving = that clip) -> PSNR, SSIM, F-LMD; cross-reenactment
+  (source = first frame of a test clip, driving = that clip; frame 0 itself left out) -> PSNR, SSIM,
+  F-LMD; cross-reenactment
   (source = first frame of one test identity, driving = another's clip) -> CSIM to the source
   (dlib's ResNet embedding, a substitute for the paper's ArcFace), NIQE, CPBD.  Absolute motion
   throughout (identity leakage shows there; relative motion cancels part of it by construction).
@@ -39,8 +40,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "reference_model"
 VARIANTS = ("baseline", "emi", "edi", "both")
-SELF_METRICS = ("psnr", "ssim", "f_lmd")
-CROSS_METRICS = ("csim", "niqe", "cpbd")
+SELF_METRICS = ("psnr", "ssim", "f_lmd", "csim")    # csim here: output vs the true frame (is it the person?)
+CROSS_METRICS = ("csim", "niqe", "cpbd")            # csim here: output vs the source (identity kept?)
+#: Table columns besides the metrics: the share of output frames in which dlib finds a face (cross-reenactment;
+#: CSIM is averaged over those frames only, so a model whose faces fall apart must not look better for it).
+FACE_RATE = "faces_found"
 EVAL_SIZE = 256
 
 
@@ -134,11 +138,22 @@ def write_references(root: Path, frames: int, model_size: int) -> dict[str, Path
     return out
 
 
+def _row(source: str, driving: str, report: dict) -> dict:
+    row = {"source": source, "driving": driving, **report["metrics"]}
+    if "csim" in report["metrics"]:
+        row[FACE_RATE] = 1.0 - report.get("skipped_frames", {}).get("csim", 0) / max(report["frames"], 1)
+    return row
+
+
 def score(pred: Path, report: Path, metrics: tuple[str, ...], ref: Path | None = None,
           source: Path | None = None, frames: int | None = None) -> dict:
+    """``plugtalk eval`` of one video (cached in ``report``).  Self-reenactment (``ref`` given) leaves out
+    frame 0: it is the source frame itself."""
     if not report.exists():
         args = ["eval", "--pred", pred, "--metrics", ",".join(metrics), "--resize", str(EVAL_SIZE),
                 "--json", report, "--no-progress"]
+        if ref is not None:
+            args += ["--skip", "1"]
         if ref is not None:
             args += ["--ref", ref]
         if source is not None:
@@ -174,18 +189,18 @@ def evaluate(args) -> None:
                 else:
                     r = score(video, video.with_suffix(".json"), CROSS_METRICS, source=stills[identity(src)],
                               frames=args.frames)
-                rows[variant][kind].append({"source": identity(src), "driving": identity(drv), **r["metrics"]})
+                rows[variant][kind].append(_row(identity(src), identity(drv), r))
     for clip in clips:
         ident = identity(clip)
         for ref_row in ("copy-source", "64px-ceiling"):
             video = root / "inputs" / f"{ref_row}_{ident}.mp4"
             r = score(video, root / "inputs" / f"{ref_row}_{ident}_self.json", SELF_METRICS, ref=clip,
                       frames=args.frames)
-            rows[ref_row]["self"].append({"source": ident, "driving": ident, **r["metrics"]})
+            rows[ref_row]["self"].append(_row(ident, ident, r))
         video = root / "inputs" / f"copy-source_{ident}.mp4"
         r = score(video, root / "inputs" / f"copy-source_{ident}_cross.json", CROSS_METRICS,
                   source=stills[ident], frames=args.frames)
-        rows["copy-source"]["cross"].append({"source": ident, "driving": ident, **r["metrics"]})
+        rows["copy-source"]["cross"].append(_row(ident, ident, r))
     (root / "pairs.json").write_text(json.dumps(rows, indent=1))
     table(args)
 
@@ -197,11 +212,28 @@ def _stat(values: list) -> tuple[float, float, int] | None:
     return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0), len(v)
 
 
+def train_budget(run: Path) -> dict | None:
+    """Steps, images and seconds of one training run, from its metrics.jsonl (the last record of each step,
+    so a resumed run is not counted twice)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    config = __import__("yaml").safe_load((run / "config.yaml").read_text())
+    batch, every = config["data"]["batch_size"], config["log"]["every"]
+    records = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if "speed/images_per_s" in r:
+            records[r["step"]] = r["speed/images_per_s"]
+    steps = max(records, default=0)
+    return {"steps": steps, "images": steps * batch, "seconds": sum(every * batch / v for v in records.values() if v > 0)}
+
+
 def table(args) -> None:
     root = args.runs / "eval"
     rows = json.loads((root / "pairs.json").read_text())
-    cols = [("cross", m) for m in CROSS_METRICS] + [("self", m) for m in SELF_METRICS]
-    arrows = {"csim": "↑", "niqe": "↓", "cpbd": "↑", "psnr": "↑", "ssim": "↑", "f_lmd": "↓"}
+    cols = [("cross", m) for m in (*CROSS_METRICS, FACE_RATE)] + [("self", m) for m in SELF_METRICS]
+    arrows = {"csim": "↑", "niqe": "↓", "cpbd": "↑", "psnr": "↑", "ssim": "↑", "f_lmd": "↓", FACE_RATE: "↑"}
     head = "| model | " + " | ".join(f"{m.upper().replace('_', '-')} {arrows[m]} ({k})" for k, m in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     summary = {}
@@ -210,15 +242,40 @@ def table(args) -> None:
         for kind, metric in cols:
             st = _stat([p.get(metric) for p in kinds.get(kind, [])])
             summary[name][f"{kind}.{metric}"] = st
-            cells.append("-" if st is None else f"{st[0]:.3f} ± {st[1]:.3f}")
+            short = st is not None and st[2] < len(kinds.get(kind, []))  # some pairs had no value (no face)
+            cells.append("-" if st is None else f"{st[0]:.3f} ± {st[1]:.3f}" + (f" (n={st[2]})" if short else ""))
         if any(c != "-" for c in cells):
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     n_self = max((len(k.get("self", [])) for k in rows.values()), default=0)
     n_cross = max((len(k.get("cross", [])) for k in rows.values()), default=0)
-    note = (f"\nmean ± std over pairs ({n_self} self-reenactment, {n_cross} cross-reenactment pairs of the held-out "
-            f"identities; {args.frames} frames each), scored at {EVAL_SIZE} px by `plugtalk eval --resize "
-            f"{EVAL_SIZE}`; CSIM with dlib's ResNet (a substitute for ArcFace).\n")
-    text = "\n".join(lines) + "\n" + note
+    note = (f"\nMean ± std over pairs ({n_self} self-reenactment, {n_cross} cross-reenactment pairs of the held-out "
+            f"identities; {args.frames} frames each; self-reenactment without frame 0, the source), scored at "
+            f"{EVAL_SIZE} px by `plugtalk eval --resize {EVAL_SIZE}`. CSIM (dlib's ResNet, a substitute for ArcFace): "
+            "cross = output vs the source image, self = output vs the true frame, over the frames in which a face is "
+            f"found; {FACE_RATE.upper().replace('_', '-')} = the share of cross-reenactment output frames with a face; "
+            "(n=k): pairs with no face found in any frame are left out of that cell.\n")
+    paired = ["", "Paired differences to `baseline` over the same pairs (variant minus baseline, mean ± std):", "",
+              "| model | " + " | ".join(f"Δ{m.upper().replace('_', '-')} ({k})" for k, m in cols) + " |",
+              "|" + "---|" * (len(cols) + 1)]
+    base = rows.get("baseline", {})
+    for name in VARIANTS[1:]:
+        if name not in rows or not base:
+            continue
+        cells = []
+        for kind, metric in cols:
+            ref = {(p["source"], p["driving"]): p.get(metric) for p in base.get(kind, [])}
+            diffs = [float(p[metric]) - float(ref[(p["source"], p["driving"])]) for p in rows[name].get(kind, [])
+                     if _stat([p.get(metric)]) and _stat([ref.get((p["source"], p["driving"]))])]
+            st = _stat(diffs)
+            summary[name][f"{kind}.{metric}.minus_baseline"] = st
+            cells.append("-" if st is None else f"{st[0]:+.3f} ± {st[1]:.3f}")
+        paired.append(f"| {name} | " + " | ".join(cells) + " |")
+    budget = ["", "| run | steps | images seen | training time (sum over logged steps) |", "|---|---|---|---|"]
+    for run in ("b0", "baseline", "emi", "edi", "both-stage1", "both"):
+        b = train_budget(args.runs / run)
+        if b is not None:
+            budget.append(f"| {run} | {b['steps']} | {b['images']} | {b['seconds'] / 3600:.2f} h |")
+    text = "\n".join(lines) + "\n" + note + "\n".join(paired) + "\n" + "\n".join(budget) + "\n"
     print(text)
     (root / "results.md").write_text(text)
     (root / "results.json").write_text(json.dumps(summary, indent=1))
