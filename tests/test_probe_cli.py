@@ -155,12 +155,16 @@ def test_probe_command_end_to_end_on_real_faces(shared_data, tmp_path, backbone)
     res = run("--backbone", backbone, "--pairs", shared_data / "faces", "--num-pairs", 2, "--taps", "pyramid.2",
               "--groups", "identity", "--directions", "to-source", "--batch-size", 4, "--out", out)
     assert res.exit_code == 0, res.output
-    assert "RANDOM weights" in res.output and "identity transfer ranking" in res.output
+    # without --checkpoint: the embedded default model where it fits the backbone (a lia), else random weights
+    from plugtalk.pretrained import default_model_path
+
+    random_weights = not (backbone == "lia" and default_model_path() is not None)
+    assert ("RANDOM weights" in res.output) == random_weights and "identity transfer ranking" in res.output
     report = json.loads((out / "report.json").read_text())
     assert {p["kind"] for p in report["pairs"]} == {"self", "cross"} and report["skipped_pairs"] == []
     assert [v["key"] for v in report["variants"]] in (["pyramid.2:d->s", "identity:d->s"],
                                                        ["identity:d->s", "pyramid.2:d->s"])
-    assert report["model"]["random_weights"] and report["model"]["identity_level"] == "pyramid.2"
+    assert report["model"]["random_weights"] == random_weights and report["model"]["identity_level"] == "pyramid.2"
     assert report["timing"]["images_rendered"] == 4 and report["spec"]["backbone"] == backbone
     for name in ("grid.png", "identity_shift.png"):
         with Image.open(out / name) as im:
