@@ -20,17 +20,30 @@ from .atomic import atomic_path
 __all__ = ["to_jsonable", "write_json"]
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Recursively convert numpy values, paths and non-finite floats to strict-JSON values."""
+def to_jsonable(obj: Any, nonfinite: str = "string") -> Any:
+    """Recursively convert numpy values, paths and non-finite floats to strict-JSON values.
+
+    Args:
+        nonfinite: ``"string"``: NaN/inf become ``"nan"``, ``"inf"``, ``"-inf"`` (metric reports, where
+            PSNR inf means identical frames); ``"null"``: they become ``None`` (a value that could not be
+            computed, as in the probe's per-pair scores).
+
+    Raises:
+        ValueError: unknown ``nonfinite``.
+    """
+    if nonfinite not in ("string", "null"):
+        raise ValueError(f"nonfinite must be 'string' or 'null', got {nonfinite!r}")
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v, nonfinite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
+        return [to_jsonable(v, nonfinite) for v in obj]
     if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
+        return to_jsonable(obj.tolist(), nonfinite)
     if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
+        return to_jsonable(obj.item(), nonfinite)
     if isinstance(obj, float) and not math.isfinite(obj):
+        if nonfinite == "null":
+            return None
         return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)

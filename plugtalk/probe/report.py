@@ -4,7 +4,6 @@ table for the terminal (rich)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
+from ..io.jsonfile import write_json as write_strict_json
 from .results import ProbeResult
 
 __all__ = ["REPORT_FILES", "ranking_table", "write_chart", "write_grid", "write_json", "write_report"]
@@ -75,10 +75,7 @@ def ranking_table(result: ProbeResult, limit: int | None = None):
 
 def write_json(result: ProbeResult, path: str | os.PathLike) -> Path:
     """``report.json`` (strict JSON: NaN written as null)."""
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        tmp.write_text(json.dumps(result.to_json(), indent=1, allow_nan=False))
-    return p
+    return write_strict_json(path, result.to_json(), indent=1)
 
 
 def _thumb(img: np.ndarray, size: int):

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.jsonfile import to_jsonable
 from .taps import TapInfo, Variant
 
 __all__ = [
@@ -37,31 +38,12 @@ __all__ = [
     "VariantResult",
     "baseline_scores",
     "derive_scores",
-    "json_safe",
     "rank_variants",
     "summarize",
 ]
 
 KINDS = ("self", "cross")
 SIGN = {"to_source": 1.0, "to_driving": -1.0}
-
-
-def json_safe(value: Any) -> Any:
-    """Nested structure with numpy scalars/arrays made plain and NaN/inf made ``None`` (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def _stats(v: np.ndarray) -> dict[str, float]:
@@ -214,7 +196,7 @@ class ProbeResult:
 
         from .. import __version__
 
-        return json_safe({
+        return to_jsonable({
             "plugtalk_probe_report": 1,
             "spec": self.spec.to_json() if self.spec is not None else None,
             "model": self.model,
@@ -230,4 +212,4 @@ class ProbeResult:
             "timing": self.timing,
             "warnings": self.warnings,
             "versions": {"plugtalk": __version__, "torch": torch.__version__},
-        })
+        }, nonfinite="null")
