@@ -37,13 +37,26 @@ STAGES = ("source", "detect", "decode", "model", "write")
 
 
 @dataclasses.dataclass
-class BenchResult:
+class BenchCase:
+    """What one timing measured: backbone, variant, batch size, device, dtype, options (channels_last, compile)."""
+
     backbone: str
     variant: str
     batch: int
     device: str
     dtype: str
     options: str
+
+
+def _case(name: str, variant: str, batch: int, dev: torch.device, dtype: torch.dtype, channels_last: bool,
+          compile: bool) -> tuple:
+    """The :class:`BenchCase` fields, in order, for a result constructor."""
+    options = ",".join(o for o, on in (("channels_last", channels_last), ("compile", compile)) if on)
+    return name, variant, batch, str(dev), str(dtype).replace("torch.", ""), options
+
+
+@dataclasses.dataclass
+class BenchResult(BenchCase):
     ms_per_batch: float        #: median over iterations
     ms_spread: float           #: (max - min) / 2 over iterations
     fps: float                 #: frames per second = batch / median seconds
@@ -144,9 +157,8 @@ def bench_model(name: str, variant: str = "base", batch: int = 1, device: str | 
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     ms, spread = time_callable(step, dev, warmup, iters)
-    result = BenchResult(name, variant, batch, str(dev), str(dtype).replace("torch.", ""),
-                         ",".join(o for o, on in (("channels_last", channels_last), ("compile", compile)) if on),
-                         ms, spread, batch / (ms / 1000), _peak_memory_mb(dev), total / 1e6, added / 1e6)
+    result = BenchResult(*_case(name, variant, batch, dev, dtype, channels_last, compile), ms, spread,
+                         batch / (ms / 1000), _peak_memory_mb(dev), total / 1e6, added / 1e6)
     gc.collect()
     return result
 
@@ -182,13 +194,7 @@ def run(backbones: Iterable[str], variants: Iterable[str], batches: Iterable[int
 
 # -- end to end ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass
-class EndToEndResult:
-    backbone: str
-    variant: str
-    batch: int
-    device: str
-    dtype: str
-    options: str
+class EndToEndResult(BenchCase):
     frames: int                #: driving frames animated per run
     ms_per_clip: float         #: median wall time of a whole run (ms)
     ms_spread: float           #: (max - min) / 2 over runs
@@ -246,10 +252,8 @@ def bench_end_to_end(name: str, variant: str = "base", batch: int = 1, device: s
     stages = {k: round(statistics.median(r.timings.get(k, 0.0) for r in timed), 4)
               for k in {k for r in timed for k in r.timings}}
     n = timed[0].frames
-    result = EndToEndResult(name, variant, batch, str(dev), str(dtype).replace("torch.", ""),
-                            ",".join(o for o, on in (("channels_last", channels_last), ("compile", compile)) if on),
-                            n, ms, spread, n / (ms / 1000),
-                            n / max(stages.get("model", 0.0), 1e-9), stages, _peak_memory_mb(dev))
+    result = EndToEndResult(*_case(name, variant, batch, dev, dtype, channels_last, compile), n, ms, spread,
+                            n / (ms / 1000), n / max(stages.get("model", 0.0), 1e-9), stages, _peak_memory_mb(dev))
     gc.collect()
     return result
 

@@ -14,6 +14,22 @@ from ._common import console, print_table, user_errors
 _DTYPES = {"float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
 
 
+def _run_into_table(table: Table, message: str, run) -> list[dict]:
+    """Call ``run(on_result)``, adding each timing to ``table`` as it arrives (with a status line); print the
+    table and return the results as dicts for the JSON report."""
+    import dataclasses
+
+    results = []
+    with console.status(message) as status:
+        def show(r):
+            results.append(r)
+            table.add_row(*r.row())
+            status.update(f"timed {r.backbone}/{r.variant}/b{r.batch}")
+        run(show)
+    print_table(table)
+    return [dataclasses.asdict(r) for r in results]
+
+
 @app.command()
 def bench(
     backbone: List[str] = typer.Option(["lia", "edtalk", "dpe"], "--backbone", "-b", help="backbones to time"),
@@ -46,8 +62,6 @@ def bench(
 
     Timings are taken after warm-up (synchronised on CUDA); end-to-end runs also report seconds per stage. Weights are random (speed does not depend on them).
     """
-    import dataclasses
-
     import torch
 
     from .. import bench as B
@@ -76,30 +90,16 @@ def bench(
         if model_only:
             table = Table("backbone", "variant", "batch", "dtype", "options", "ms/batch", "fps", "peak MB",
                           "params M", "added M", title=f"model only: source + driving -> image ({size} px)")
-            results = []
-            with console.status("timing the models...") as status:
-                def show(r):
-                    results.append(r)
-                    table.add_row(*r.row())
-                    status.update(f"timed {r.backbone}/{r.variant}/b{r.batch}")
-                B.run(backbone, variant, batches, device, dtypes, warmup=warmup, iters=iters, size=size,
-                      on_result=show, layouts=layouts)
-            print_table(table)
-            out["model_only"] = [dataclasses.asdict(r) for r in results]
+            out["model_only"] = _run_into_table(table, "timing the models...", lambda show: B.run(
+                backbone, variant, batches, device, dtypes, warmup=warmup, iters=iters, size=size, on_result=show,
+                layouts=layouts))
         if end_to_end:
             table = Table("backbone", "variant", "batch", "dtype", "options", "frames", "s/run", "fps", "model fps",
                           "/".join(B.STAGES) + " s", "non-model s", "peak MB",
                           title="end to end: decode + detect/crop + encode + render + write (plugtalk animate)")
-            e2e = []
-            with console.status("timing end to end...") as status:
-                def show_e2e(r):
-                    e2e.append(r)
-                    table.add_row(*r.row())
-                    status.update(f"timed {r.backbone}/{r.variant}/b{r.batch} end to end")
-                B.run_end_to_end(backbone, variant, batches, device, dtypes, layouts, e2e_warmup, e2e_iters,
-                                 size=size, frames=frames, source=source, video=video, on_result=show_e2e)
-            print_table(table)
-            out["end_to_end"] = [dataclasses.asdict(r) for r in e2e]
+            out["end_to_end"] = _run_into_table(table, "timing end to end...", lambda show: B.run_end_to_end(
+                backbone, variant, batches, device, dtypes, layouts, e2e_warmup, e2e_iters, size=size, frames=frames,
+                source=source, video=video, on_result=show))
         if json_out:
             write_json(json_out, out)
             console.print(f"wrote {json_out}", highlight=False)
