@@ -215,10 +215,12 @@ def _stat(values: list) -> tuple[float, float, int] | None:
 def train_budget(run: Path) -> dict | None:
     """Steps, images and seconds of one training run, from its metrics.jsonl (the last record of each step,
     so a resumed run is not counted twice)."""
+    import yaml
+
     path = run / "metrics.jsonl"
     if not path.is_file():
         return None
-    config = __import__("yaml").safe_load((run / "config.yaml").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text())
     batch, every = config["data"]["batch_size"], config["log"]["every"]
     records = {}
     for line in path.read_text().splitlines():
