@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .backbones import backbone_entry
 from .errors import InputError
 from .face.crop import CropBox, crop_and_resize, crop_portrait, paste_back, video_crop_box
 from .io.atomic import check_output_path
@@ -444,7 +445,8 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         expression_weights: EDTalk expression-bank weights ``(D,)`` (see :func:`parse_expression_weights`).
         crop_source, crop_driving: detect and crop faces (``False``: inputs already are face crops).
         relative: relative motion from each driving video's first frame (LIA's demo) or absolute;
-            ``None``: relative for LIA, absolute otherwise (EDTalk's and DPE's demos).
+            ``None``: the backbone's default (its registry entry's ``motion_mode``: relative for LIA,
+            absolute for EDTalk and DPE, as their demos).
         paste: paste the animated crop back into the full source image (output at the source's size).
         smooth: odd number of taps of a temporal Gaussian on the motion codes (0: off).
         batch_size: driving frames per model call (memory grows with it, not with the video length).
@@ -520,7 +522,7 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         need = "--driving" + (" (or --mouth / --pose / --expression / --audio)" if len(adapter.drivers) > 1 else "")
         raise InputError(f"nothing drives the animation: give {need}")
     if relative is None:
-        relative = adapter.backbone.name == "lia"
+        relative = backbone_entry(adapter.backbone.name).motion_mode == "relative"
 
     # ---- source ----
     with timer("source"):

@@ -122,8 +122,11 @@ class DPEAdapter(Adapter):
 
 
 def adapter_for(backbone, **kwargs) -> Adapter:
-    """The adapter of a plugtalk backbone instance (``kwargs``: e.g. DPE's ``mode``)."""
-    for cls, adapter in ((LIA, LIAAdapter), (EDTalk, EDTalkAdapter), (DPE, DPEAdapter)):
-        if isinstance(backbone, cls):
-            return adapter(backbone, **kwargs)
-    raise TypeError(f"no adapter for {type(backbone).__name__}; wrap it with plugtalk.adapters.HookAdapter")
+    """The adapter of a registered plugtalk backbone instance, from its registry entry (``kwargs``: e.g.
+    DPE's ``mode``, ``identity_level``)."""
+    from ..backbones.registry import _REGISTRY
+
+    entry = _REGISTRY.get(getattr(backbone, "name", None))
+    if entry is None or entry.adapter is None or not isinstance(backbone, entry.cls):
+        raise TypeError(f"no adapter for {type(backbone).__name__}; wrap it with plugtalk.adapters.HookAdapter")
+    return entry.adapter_class()(backbone, **kwargs)
