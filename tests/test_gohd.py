@@ -14,7 +14,7 @@ from plugtalk.backbones.official import convert_state_dict
 from plugtalk.errors import ConversionError, InputError
 from test_backbones import official_state_dict
 
-TINY_GOHD = dict(size=32, channel_base=512, channel_max=32, style_dim=64, sft_from=16)
+TINY_GOHD = dict(size=32, channel_base=512, channel_max=32, style_dim=64, sft_levels=2)
 
 
 def tiny_gohd(seed=0, dtype=torch.float32):
@@ -56,8 +56,9 @@ def test_gaze_channels_move_the_image_and_nothing_else_in_the_source_branch():
 def test_official_defaults_need_25_frames():
     assert GoHDConfig().min_window == 25
     assert GoHDConfig(mapping_layers=2).min_window == 19
-    with pytest.raises(ValueError, match="sft_from"):
-        GoHDConfig(sft_from=48)
+    with pytest.raises(ValueError, match="sft_levels"):
+        GoHDConfig(sft_levels=7)
+    assert GoHDConfig(size=32).sft_levels == 3
 
 
 @pytest.mark.parametrize("coeffs, match", [

@@ -52,7 +52,7 @@ class GoHDConfig(BackboneConfig):
     motion_dim: int = 20       #: motion-dictionary directions
     mlp_depth: int = 5         #: EqualLinear layers of the motion head (2*style_dim -> 4 x style_dim -> motion_dim)
     mapping_layers: int = 3    #: dilated residual units of the coefficient mapping network
-    sft_from: int = 64         #: SFT blocks act on the warped features at this resolution and above
+    sft_levels: int = 3        #: SFT blocks on the warped features of the finest levels (official: 64, 128, 256 px)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,8 +61,9 @@ class GoHDConfig(BackboneConfig):
         if self.mlp_depth < 1 or self.mapping_layers < 0:
             raise ValueError(f"mlp_depth must be >= 1 and mapping_layers >= 0, got {self.mlp_depth}, "
                              f"{self.mapping_layers}")
-        if self.sft_from not in self.pyramid_resolutions:
-            raise ValueError(f"sft_from must be one of {self.pyramid_resolutions}, got {self.sft_from}")
+        if not 0 <= self.sft_levels <= len(self.pyramid_resolutions):
+            raise ValueError(f"sft_levels must be in [0, {len(self.pyramid_resolutions)}] (the pyramid levels "
+                             f"{self.pyramid_resolutions}), got {self.sft_levels}")
 
     @property
     def min_window(self) -> int:
@@ -149,8 +150,8 @@ class SFTBlock(nn.Module):
 
 
 class SFTFlowSynthesis(FlowSynthesis):
-    """LIA's :class:`FlowSynthesis` with an :class:`SFTBlock` on the warped feature at every resolution
-    ``>= config.sft_from``, returning the RGB of every scale.
+    """LIA's :class:`FlowSynthesis` with an :class:`SFTBlock` on the warped feature of each of the
+    ``config.sft_levels`` finest levels, returning the RGB of every scale.
 
     At an SFT scale, with ``x`` the decoder state entering the flow head, ``w`` the masked warped
     feature and ``b = w + x (1 - mask)`` the flow head's blend: ``w' = SFT(w)`` feeds the RGB head and
@@ -160,7 +161,7 @@ class SFTFlowSynthesis(FlowSynthesis):
 
     def __init__(self, config: GoHDConfig):
         super().__init__(config)
-        self.first_sft = config.pyramid_resolutions.index(config.sft_from)
+        self.first_sft = len(config.pyramid_resolutions) - config.sft_levels
         self.sft = nn.ModuleList(SFTBlock(config.channels(r), config.style_dim)
                                  for r in config.pyramid_resolutions[self.first_sft:])
 
@@ -239,6 +240,16 @@ class GoHD(Backbone):
         """``alpha (B, motion_dim)`` -> latent direction ``alpha @ Q^T (B, style_dim)``."""
         return self.dictionary(alpha)
 
+    def motion(self, source_latent: Tensor, embedding: Tensor, tap=None) -> Tensor:
+        """The motion stage (used by :meth:`forward` and the adapter): ``w_s + alpha Q^T`` with
+        ``alpha = MLP([w_s, h])``.  ``tap(name, value) -> value`` (optional) sees ``alpha`` and ``direction``.
+
+        Shapes: ``source_latent (B, style_dim)``, ``embedding (B, style_dim)`` -> latent ``(B, style_dim)``.
+        """
+        tap = tap or (lambda name, value: value)
+        alpha = tap("alpha", self.motion_coefficients(source_latent, embedding))
+        return source_latent + tap("direction", self.direction(alpha))
+
     def decode(self, latent: Tensor, pyramid, taps: dict[str, Tensor] | None = None,
                return_intermediates: bool = False):
         """Render ``latent (B, style_dim)`` from the source ``pyramid``: ``(B, 3, S, S)``."""
@@ -267,20 +278,16 @@ class GoHD(Backbone):
         """
         check_image(source, "source", self.config.size)
         check_coefficients(coefficients, self.config.min_window, batch=source.shape[0])
-        taps: dict[str, Tensor] | None = {} if return_intermediates else None
         src = self.encode(source)
-        mapping_taps: dict[str, Tensor] | None = {} if return_intermediates else None
-        embedding = self.mapping(coefficients, mapping_taps)
-        alpha = self.motion_coefficients(src.latent, embedding)
-        direction = self.direction(alpha)
-        latent = src.latent + direction
         if not return_intermediates:
-            return self.decode(latent, src.pyramid)
-        out = self.decode(latent, src.pyramid, taps=taps, return_intermediates=True)
-        values = {"source.latent": src.latent, "coefficients.embedding": embedding, "alpha": alpha,
-                  "direction": direction, "latent": latent}
-        values.update({f"coefficients.{k}": v for k, v in mapping_taps.items()})
-        values.update(taps)
+            return self.decode(self.motion(src.latent, self.mapping(coefficients)), src.pyramid)
+        taps: dict[str, Tensor] = {}
+        embedding = self.mapping(coefficients, taps)
+        values = {"source.latent": src.latent, "coefficients.embedding": embedding}
+        values.update({f"coefficients.{k}": v for k, v in taps.items()})
+        latent = self.motion(src.latent, embedding, tap=lambda name, v: values.setdefault(name, v))
+        values["latent"] = latent
+        out = self.decode(latent, src.pyramid, taps=values, return_intermediates=True)
         return Reenactment.build(out, src.pyramid, values)
 
     # -- official checkpoints -----------------------------------------------------------------------
@@ -297,8 +304,7 @@ class GoHD(Backbone):
             m.rename[f"{o}first.0.{t}"] = f"mapping.first.{t}"
             for i in range(config.mapping_layers):
                 m.rename[f"{o}encoder{i}.1.{t}"] = f"mapping.units.{i}.{t}"
-        n_sft = len(config.pyramid_resolutions) - config.pyramid_resolutions.index(config.sft_from)
-        for j in range(n_sft):
+        for j in range(config.sft_levels):
             o, p = f"dec.sft.{j}.", f"generator.sft.{j}."
             for branch in ("scale", "shift"):
                 _styled_conv(m, f"{o}{branch}1.", f"{p}{branch}_style.", upsample=False)
