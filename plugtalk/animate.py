@@ -425,6 +425,7 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
             pose: str | os.PathLike | None = None, expression: str | os.PathLike | None = None,
             audio: str | os.PathLike | None = None, audio_model: torch.nn.Module | None = None,
             expression_weights: np.ndarray | Sequence[float] | str | None = None,
+            coefficients: str | os.PathLike | None = None, sequence_options: Mapping[str, Any] | None = None,
             crop_source: bool = True, crop_driving: bool = True, relative: bool | None = None,
             paste: bool = False, smooth: int = 0, batch_size: int = 8, max_frames: int | None = None,
             fps: float | None = None, side_by_side: str | os.PathLike | None = None, mux_audio: bool = True,
@@ -443,6 +444,10 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
             drives the mouth through ``audio_model``; it is always the output's sound.
         audio_model: EDTalk's audio-to-mouth model (:class:`~plugtalk.backbones.EDTalkAudio`).
         expression_weights: EDTalk expression-bank weights ``(D,)`` (see :func:`parse_expression_weights`).
+        coefficients: a per-frame coefficient file, for models whose registry entry accepts the
+            ``coefficients`` control (GoHD: Deep3DFaceRecon coefficients); read by the adapter's
+            ``read_sequence``, one output frame per coefficient frame.
+        sequence_options: options of that reader (GoHD: ``gaze="YAW,PITCH"`` or ``gaze_from=FILE``).
         crop_source, crop_driving: detect and crop faces (``False``: inputs already are face crops).
         relative: relative motion from each driving video's first frame (LIA's demo) or absolute;
             ``None``: the backbone's default (its registry entry's ``motion_mode``: relative for LIA,
@@ -492,6 +497,15 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         raise InputError(f"fps must be a positive number, got {fps}")
     named = {d: v for d, v in (("mouth", mouth), ("pose", pose), ("expression", expression)) if v is not None}
     model_name = type(adapter.backbone).__name__
+    accepted = backbone_entry(adapter.backbone.name).controls
+    if driving is not None and "driving" not in accepted:
+        raise InputError(f"{model_name} takes no driving video (it is driven by {', '.join(accepted)}); "
+                         "give --coefficients")
+    if coefficients is not None and "coefficients" not in accepted:
+        raise InputError(f"--coefficients needs a coefficient-driven model (GoHD); {model_name} is driven by "
+                         f"{', '.join(accepted)}")
+    if sequence_options and coefficients is None:
+        raise InputError(f"{', '.join(sorted(sequence_options))}: these options go with --coefficients")
     for d in named:
         if d not in adapter.drivers:
             raise InputError(f"--{d} needs a model with a {d} driver (EDTalk); {model_name} has "
@@ -516,9 +530,15 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
     else:
         weights = None
 
+    sequence = None
+    if coefficients is not None:
+        sequence = adapter.read_sequence(coefficients, **dict(sequence_options or {}))
+        if max_frames is not None:
+            sequence = sequence[:max_frames]
+
     replaced = set(named) | ({"mouth"} if audio_drives else set()) | ({"expression"} if weights is not None else set())
     videos, assignment = assign_drivers(adapter, driving, named, replaced, notes)
-    if not assignment and not audio_drives and weights is None:
+    if not assignment and not audio_drives and weights is None and sequence is None:
         need = "--driving" + (" (or --mouth / --pose / --expression / --audio)" if len(adapter.drivers) > 1 else "")
         raise InputError(f"nothing drives the animation: give {need}")
     if relative is None:
@@ -553,6 +573,8 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
     counts = {k: c.frame_count for k, c in clips.items()}
     if mouth_coeffs is not None:
         counts["audio"] = int(mouth_coeffs.shape[0])
+    if sequence is not None:
+        counts["coefficients"] = int(sequence.shape[0])
     known = [n for n in counts.values() if n is not None]
     total = min(known) if known else None
     if max_frames is not None:
@@ -601,6 +623,8 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
                 controls["mouth_coefficients"] = payload["mouth"]
             if weights is not None:
                 controls["expression_weights"] = weights.expand(n, -1)
+            if sequence is not None:
+                controls.update(adapter.sequence_batch(sequence, payload["frames"]))
             state = src_state if codes else src_state.expand(n)
             images = model.render(state, DriverState({}, codes, payload.get("images", {})), controls)
             frames = to_uint8(images)
@@ -627,11 +651,14 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         writers = (writer, sbs_writer)
         for batch in _lockstep(clips, batch_size, total, timer):
             n = batch.pop("__n__", None) or len(next(iter(batch.values())))
-            payload: dict[str, Any] = {"n": n, "sbs": batch.get(sbs_key) if sbs_key else None}
+            offset = done + sum(p["n"] for p in pending)
+            payload: dict[str, Any] = {"n": n, "sbs": batch.get(sbs_key) if sbs_key else None,
+                                       "frames": torch.arange(offset, offset + n)}
             if mouth_coeffs is not None:
-                payload["mouth"] = mouth_coeffs[done + sum(p["n"] for p in pending):][:n]
+                payload["mouth"] = mouth_coeffs[offset:][:n]
                 if payload["mouth"].shape[0] < n:  # audio shorter than the declared video length
                     n = payload["n"] = payload["mouth"].shape[0]
+                    payload["frames"] = payload["frames"][:n]
                     if n == 0:
                         break
                     batch = {k: v[:n] for k, v in batch.items()}
@@ -667,6 +694,8 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         drivers_desc["mouth"] = f"audio {Path(audio).name}"
     if weights is not None:
         drivers_desc["expression"] = "expression weights"
+    if sequence is not None:
+        drivers_desc["coefficients"] = Path(coefficients).name
     return AnimateResult(out_path, done, float(out_fps), (h, w), drivers_desc, bool(relative and clips),
                          smooth if smoother else 0, sound_desc, src.box,
                          {k: c.box for k, c in clips.items()}, dict(timer.seconds), sbs_path, notes)

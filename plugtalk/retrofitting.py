@@ -93,6 +93,10 @@ class Retrofitted(nn.Module):
                  freeze_backbone: bool = True):
         super().__init__()
         spec = adapter.feature_spec
+        if emi is not None and not adapter.accepts_emi:
+            raise InputError(f"{type(adapter).__name__}: EMI cannot be plugged into {adapter.backbone.name}: no driving "
+                             "image enters this animator, so there is no driving motion code for EMI to compute; "
+                             "use EDI alone (emi=None)")
         if emi is not None:
             emi.check_spec(spec)
         if edi is not None:
@@ -196,14 +200,15 @@ class Retrofitted(nn.Module):
     def render(self, source: SourceState, drivers: DriverState, controls: dict[str, Any] | None = None,
                start_code: Tensor | None = None) -> Tensor | RetrofitOutput:
         """Render from an encoded source and encoded drivers (source batch 1 broadcasts to the drivers')."""
-        controls = dict(controls or {})
-        batch = next((c.shape[0] for c in drivers.codes.values()), source.code.shape[0])
+        codes = dict(drivers.codes)
+        if start_code is not None:
+            codes = {d: source.code + z - start_code for d, z in codes.items()}
+        from_controls, controls = self.adapter.control_codes(dict(controls or {}), self.taps)
+        codes.update(from_controls)
+        batch = next((c.shape[0] for c in codes.values()), source.code.shape[0])
         if source.code.shape[0] != batch:
             source = source.expand(batch)
         src, z_s = source.encoding, source.code
-        codes = dict(drivers.codes)
-        if start_code is not None:
-            codes = {d: z_s + z - start_code for d, z in codes.items()}
         losses: dict[str, Tensor] = {}
         primary = next(iter(codes), None)
         z_d = codes[primary] if primary is not None else z_s
@@ -214,6 +219,9 @@ class Retrofitted(nn.Module):
         if self.edi is not None:
             k = self.spec.identity_level
             if self.training and primary is not None:
+                if primary not in drivers.encodings:
+                    raise InputError(f"EDI training needs the driving frame's identity map; the {primary!r} driver "
+                                     "is not an image")
                 out = self.edi.forward_train(skips[k], drivers.encodings[primary].pyramid[k], z_s, z_d)
                 losses.update(out.losses)
             else:
