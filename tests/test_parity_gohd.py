@@ -10,21 +10,13 @@ or the 25-frame window move (2.8 - 3.0 on the image), so the check still tells t
 import pytest
 import torch
 
-from plugtalk.backbones.gohd import GoHD
-from plugtalk.backbones.official import convert_state_dict, read_official_checkpoint
+import plugtalk.backbones as B
 from parity_support import ParityReport, load_manifest, load_reference, summarize, write_official_checkpoint
 
 pytestmark = pytest.mark.parity
 
 CASES = {"": "semantics", "t25.": "semantics_t25", "gaze.": "semantics_gaze"}
 IMAGE_KEYS = {"": "outputs.image", "t25.": "outputs.image_t25", "gaze.": "outputs.image_gaze"}
-
-
-def load_gohd(path, dtype):
-    model = GoHD()
-    official = read_official_checkpoint(path, "gen_pose")
-    model.load_state_dict(convert_state_dict(official, GoHD.official_key_map(model.config), model, "gohd"))
-    return model.to(dtype).eval()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +67,7 @@ def run_gohd(model, ref, dtype) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def float64_run(gohd_setup):
     manifest, ref, path = gohd_setup
-    model = load_gohd(path, torch.float64)
+    model = B.load_official("gohd", path, dtype=torch.float64)
     return run_gohd(model, ref, torch.float64)
 
 
@@ -101,7 +93,7 @@ def float32_rel_tol(key: str) -> float:
 
 def test_gohd_float32_tracks_float64(gohd_setup, float64_run):
     _, ref, path = gohd_setup
-    model = load_gohd(path, torch.float32)
+    model = B.load_official("gohd", path, dtype=torch.float32)
     ours32 = run_gohd(model, ref, torch.float32)
     bad = []
     for key, want in float64_run.items():
