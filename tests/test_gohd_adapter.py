@@ -149,3 +149,10 @@ def test_coefficients_need_a_coefficient_driven_model(files, tmp_path):
     res, text = cli("animate", "-c", files["lia"], "-s", files["face"], "--no-crop", "-o", tmp_path / "o.mp4",
                     "--coefficients", files["coeffs"], "--no-progress")
     assert res.exit_code == 2 and "--coefficients needs a coefficient-driven model" in " ".join(text.split()), text
+
+
+def test_probe_refuses_gohd_with_a_reason():
+    from plugtalk.probe.api import load_animator
+
+    with pytest.raises(InputError, match="gohd is driven by coefficients, not by driving images"):
+        load_animator("gohd")

@@ -25,7 +25,7 @@ from ..io.images import to_tensor, to_uint8
 from .patching import ForwardFn, count_images, run_patching
 from .results import ProbeImages, ProbeResult, VariantResult, baseline_scores, derive_scores, rank_variants
 from .scoring import FaceScorer, Scorer
-from .spec import NIQE_MIN_SIZE, SMALL_MODEL_SCORE_SIZE, ProbeSpec, probe_backbones
+from .spec import NIQE_MIN_SIZE, SMALL_MODEL_SCORE_SIZE, ProbeSpec, check_probe_backbone
 from .taps import (
     DIRECTIONS,
     TapInfo,
@@ -319,8 +319,7 @@ def load_animator(backbone: str, checkpoint: str | os.PathLike | None = None, *,
 
     from ..backbones import backbone_entry
 
-    if backbone not in probe_backbones():
-        raise InputError(f"unknown backbone {backbone!r}; choose from {probe_backbones()}")
+    check_probe_backbone(backbone)
     options = dict(options or {})
     allowed = set(backbone_entry(backbone).adapter_options)
     if set(options) - allowed:

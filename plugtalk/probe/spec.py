@@ -19,6 +19,19 @@ __all__ = ["probe_backbones", "PAIR_KINDS", "PairSpec", "ProbeSpec", "load_spec"
 
 
 
+def check_probe_backbone(name: str) -> None:
+    """Raise :class:`InputError` unless the probe can build ``name`` (saying why for non-image animators)."""
+    from ..backbones import animator_backbones, backbone_entry
+
+    if name in probe_backbones():
+        return
+    if name in animator_backbones():
+        raise InputError(f"probe: {name} is driven by {', '.join(backbone_entry(name).controls)}, not by driving "
+                         f"images; the probe swaps taps between a source/driving image pair and supports "
+                         f"{', '.join(probe_backbones())}")
+    raise InputError(f"probe: unknown backbone {name!r}; choose from {probe_backbones()}")
+
+
 def probe_backbones() -> tuple[str, ...]:
     """Backbones the probe can build by name: the registered animators driven by driving frames (the
     probe swaps values between a source/driving pair's runs)."""
@@ -116,8 +129,7 @@ class ProbeSpec:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.backbone not in probe_backbones():
-            raise InputError(f"probe: unknown backbone {self.backbone!r}; choose from {probe_backbones()}")
+        check_probe_backbone(self.backbone)
         self.pairs = [p if isinstance(p, PairSpec) else PairSpec.from_json(p) for p in self.pairs]
         if not self.pairs:
             raise InputError("probe: no source/driving pairs")
