@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..backbones.base import Encoding
+from ..backbones.base import Encoding, identity_tap
 from ..errors import InputError
 from ..features import FeatureSpec, LevelInfo
 
@@ -29,10 +29,6 @@ __all__ = ["Motion", "Adapter", "Tap", "identity_tap", "pyramid_spec"]
 
 #: ``tap(name, value) -> value``: routes an intermediate value through a named hook point.
 Tap = Callable[[str, Tensor], Tensor]
-
-
-def identity_tap(name: str, value: Tensor) -> Tensor:
-    return value
 
 
 @dataclasses.dataclass

@@ -19,7 +19,6 @@ The official checkpoint is ``FaceAnimator_GoHD.pt`` (github.com/Jia1018/GoHD), s
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import torch
