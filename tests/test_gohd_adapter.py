@@ -156,3 +156,12 @@ def test_probe_refuses_gohd_with_a_reason():
 
     with pytest.raises(InputError, match="gohd is driven by coefficients, not by driving images"):
         load_animator("gohd")
+
+
+def test_training_config_refuses_gohd_and_unknown_backbones():
+    from plugtalk.train.config import config_from_mapping
+
+    with pytest.raises(InputError, match="'gohd' is driven by coefficients, not by driving frames"):
+        config_from_mapping({"model": {"backbone": "gohd"}})
+    with pytest.raises(InputError, match="must be one of lia, edtalk, dpe"):
+        config_from_mapping({"model": {"backbone": "nope"}})
