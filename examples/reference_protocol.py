@@ -299,7 +299,7 @@ def run_pair(pair: Pair, indices: tuple[int, ...], variants: list[str]) -> dict:
     from plugtalk.io.images import resize_square
 
     scorer, models = _STATE["scorer"], _STATE["models"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     src = resize_square(source_image(pair.source)[None], SCORE_SIZE)[0]
     drv = resize_square(clip_frames(pair.driving, indices), SCORE_SIZE)
     src_face = scorer.faces(f"source:{pair.source.name}", src[None])[0]
@@ -321,7 +321,7 @@ def run_pair(pair: Pair, indices: tuple[int, ...], variants: list[str]) -> dict:
         size = next(iter(models.values())).adapter.image_size if models else 64
         ceiling = resize_square(resize_square(drv, size), SCORE_SIZE)
         row["scores"][f"{size}px-ceiling"] = score_self(scorer, ceiling, drv, drv_faces)
-    row["seconds"] = time.perf_counter() - t0
+    row["seconds"], row["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
     return row
 
 
