@@ -1,31 +1,35 @@
 """The small reference model: FixTalk's ablation (baseline, +EMI, +EDI, +both) on real faces, end to end.
 
-Everything runs through the project's own commands (``plugtalk train``, ``plugtalk animate``,
-``plugtalk eval``, ``plugtalk probe``), so the table is produced by this script, not typed:
+Training and probing run through the project's own commands (``plugtalk train``, ``plugtalk probe``); the
+evaluation scores every protocol pair in-process with plugtalk's metrics (face models and every variant
+loaded once per worker process: one subprocess per pair would load them 400 times), so the tables are
+produced by this script, not typed:
 
     python examples/reference_model.py train      # B0 from scratch, then the four variants from B0
-    python examples/reference_model.py evaluate   # animate the test identities, score with plugtalk eval
+    python examples/reference_model.py evaluate   # protocol v2 (below) -> eval/pairs.json, results.md/json
     python examples/reference_model.py probe      # plugtalk probe on the trained baseline B0
-    python examples/reference_model.py table      # print / write results.md and results.json
+    python examples/reference_model.py table      # the tables again from eval/pairs.json
     python examples/reference_model.py export     # fp16 weights of one variant -> the package's default model
 
-Data: ``faces/train`` of the shared folder (8 identities) for training, ``faces/test`` (3 held-out
-identities) for evaluation; nothing is tuned on the test identities.  Every step is resumable: a
-finished run is skipped, an interrupted one continues from its last checkpoint.
+Data: ``faces/train`` of the shared folder (v2: 34 identities) for training; ``faces/test`` (9 held-out
+identities) and ``stills/`` for evaluation; nothing is tuned on them.  Every step is resumable: a finished
+run is skipped, an interrupted one continues from its last checkpoint; scored pairs are cached in
+``eval/rows.jsonl``.
 
-Protocol (configs in examples/reference_model/):
-* B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``);
-* then, from B0 and with the same number of optimizer steps each: ``baseline`` (B0 trained on),
-  ``emi`` (FixTalk stage 1: backbone + EMI), ``edi`` (FixTalk stage 2: EDI only, backbone frozen),
-  ``both`` (stage 1 with EMI for half the steps, then stage 2 with EDI for the other half);
-* evaluation at 256 px (``plugtalk eval --resize 256``; the model renders 64 px): self-reenactment
-  (source = first frame of a test clip, driving = that clip; frame 0 itself left out) -> PSNR, SSIM,
-  F-LMD; cross-reenactment
-  (source = first frame of one test identity, driving = another's clip) -> CSIM to the source
-  (dlib's ResNet embedding, a substitute for the paper's ArcFace), NIQE, CPBD.  Absolute motion
-  throughout (identity leakage shows there; relative motion cancels part of it by construction).
-  Reference rows: ``copy-source`` (the source frame repeated) and, for self-reenactment,
-  ``64px-ceiling`` (the true frames down-sampled to 64 px and back: the best any 64 px model can do).
+Protocol v2 (pairs and frames: examples/reference_protocol.py; written down in docs/model_card.md):
+* B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``); then, from B0 and with the same
+  number of optimizer steps each: ``baseline`` (B0 trained on), ``emi`` (FixTalk stage 1: backbone + EMI),
+  ``edi`` (stage 2: EDI only, backbone frozen), ``both`` (stage 1 for half the steps, then stage 2);
+* cross-reenactment: every still and the first frame of every test clip, driven by every test clip of
+  another identity (``--frames`` frames evenly spaced over the driver's first 100), absolute motion ->
+  CSIM to the source (dlib's ResNet, a substitute for ArcFace), identity shift toward the driver
+  (CSIM(output, driving) - CSIM(source, driving)), NIQE, CPBD, share of frames with a face; all at 256 px;
+* self-reenactment: each test clip from its own first frame (``--self-frames`` frames after it) ->
+  PSNR, SSIM, F-LMD, CSIM to the true frame;
+* tables: all pairs, photo vs stylised sources, the top third by head-pose difference and by expression
+  distance; paired differences to ``baseline`` with 95 % bootstrap CIs over pairs; reference rows
+  ``copy-source`` (the source frame repeated) and, for self-reenactment, ``64px-ceiling`` (the true frames
+  down-sampled to the model's size and back); the shipped default by :data:`SELECTION_RULE`.
 """
 
 from __future__ import annotations
