@@ -210,6 +210,27 @@ def subsets(cross: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def tercile_lines(cross: list[dict], variants: list[str], key: str, label: str) -> tuple[list[str], dict]:
+    """Paired identity-shift and CSIM differences to the baseline per tercile of ``key`` (low, middle, top)."""
+    known = sorted((r for r in cross if math.isfinite(float(r.get(key, float("nan"))))), key=lambda r: float(r[key]))
+    if len(known) < 3 or "baseline" not in variants:
+        return [], {}
+    thirds = [known[i * len(known) // 3:(i + 1) * len(known) // 3] for i in range(3)]
+    lines = [f"Paired difference to `baseline` by {label} tercile, mean [95 % CI]; ✓: resolved:", "",
+             "| model | metric | " + " | ".join(f"{name} {float(t[0][key]):.3g}–{float(t[-1][key]):.3g} (n={len(t)})"
+                                               for name, t in zip(("low", "middle", "top"), thirds)) + " |",
+             "|---|---|---|---|---|"]
+    out: dict = {}
+    for v in variants:
+        if v == "baseline":
+            continue
+        for m in ("identity_shift", "csim"):
+            ds = [_delta(v, "baseline", t, m, 2) for t in thirds]
+            out.setdefault(v, {})[m] = ds
+            lines.append(f"| {v} | {m} | " + " | ".join(_delta_cell(d, len(t)) for d, t in zip(ds, thirds)) + " |")
+    return lines + [""], out
+
+
 def metric_table(rows: list[dict], models: list[str], metrics: tuple[str, ...], base: str | None, seed: int = 0
                  ) -> tuple[list[str], dict]:
     """Markdown lines (means ± sd over pairs, then paired differences to ``base`` with 95 % bootstrap CIs)."""
@@ -278,6 +299,9 @@ def table(args) -> None:
         out += [f"### Cross-reenactment: {label} ({len(sub)} pairs)", ""]
         lines, summary["cross"][label] = metric_table(sub, [*variants, "copy-source"], CROSS_METRICS, base)
         out += lines + [""]
+    for key, label in (("pose_diff", "head-pose difference (degrees)"), ("expression_dist", "expression distance")):
+        lines, summary.setdefault("terciles", {})[key] = tercile_lines(cross, variants, key, label)
+        out += lines
     out += [f"### Self-reenactment ({len(own)} clips)", ""]
     lines, summary["self"] = metric_table(own, [*variants, *refs], SELF_METRICS, base)
     out += lines + ["", "Against copying the source frame (model minus copy-source, PSNR / SSIM; ✓: resolved):", "",

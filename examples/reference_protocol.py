@@ -21,6 +21,7 @@ clip frames are photos.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -337,7 +338,10 @@ def evaluate_pairs(pairs: list[Pair], models: dict[str, Path], *, frames: int, s
     done: dict[str, dict] = {}
     if cache is not None and cache.is_file():
         for line in cache.read_text().splitlines():
-            r = json.loads(line)
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by an interruption: scored again
+                continue
             done[r["cache_key"]] = r
     variants = list(models)
     tasks, rows = [], {}
@@ -352,32 +356,31 @@ def evaluate_pairs(pairs: list[Pair], models: dict[str, Path], *, frames: int, s
         f"({', '.join(variants)}) on {jobs} process(es)")
     models_str = {v: str(p) for v, p in models.items()}
     t0 = time.perf_counter()
-    sink = open(cache, "a") if cache is not None else None
-    try:
-        if jobs <= 1:
-            init_worker(models_str, threads=1)
-            results = (_run_pair_task(a) for _, a in tasks)
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
 
-            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=init_worker, initargs=(models_str, 1))
-            results = pool.map(_run_pair_task, [a for _, a in tasks], chunksize=1)
-        for i, ((ck, _), row) in enumerate(zip(tasks, results), 1):
-            row["cache_key"] = ck
-            rows[ck] = row
-            if sink is not None:
-                sink.write(json.dumps(row) + "\n")
-                sink.flush()
-            if i % 10 == 0 or i == len(tasks):
-                el = time.perf_counter() - t0
-                log(f"  {i}/{len(tasks)} pairs scored, {el:.0f} s elapsed, ~{el / i * (len(tasks) - i):.0f} s left")
-        if jobs > 1:
-            pool.shutdown()
-    finally:
-        if sink is not None:
-            sink.close()
+    def collect(results) -> None:
+        with open(cache, "a") if cache is not None else contextlib.nullcontext() as sink:
+            for i, ((ck, _), row) in enumerate(zip(tasks, results), 1):
+                row["cache_key"] = ck
+                rows[ck] = row
+                if sink is not None:
+                    sink.write(json.dumps(row) + "\n")
+                    sink.flush()
+                if i % 10 == 0 or i == len(tasks):
+                    el = time.perf_counter() - t0
+                    log(f"  {i}/{len(tasks)} pairs scored, {el:.0f} s elapsed, ~{el / i * (len(tasks) - i):.0f} s left")
+
+    if not tasks:
+        pass
+    elif jobs <= 1:
+        init_worker(models_str, threads=1)
+        collect(_run_pair_task(a) for _, a in tasks)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                                 initargs=(models_str, 1)) as pool:
+            collect(pool.map(_run_pair_task, [a for _, a in tasks], chunksize=1))
     order = [json.dumps([p.kind, p.key, pair_indices(p, frames, self_frames), stamp], sort_keys=True) for p in pairs]
     return [rows[k] for k in order]
 

@@ -75,6 +75,8 @@ def test_reference_model_table_cis_subsets_selection_and_budget(tmp_path):
     top = [k for k in summary["cross"] if k.startswith("top third by head-pose")][0]
     assert allp["baseline"]["identity_shift"]["n"] == 30 and summary["cross"][top]["baseline"]["identity_shift"]["n"] == 10
     assert summary["cross"]["photo sources"]["baseline"]["csim"]["n"] == 20
+    terciles = summary["terciles"]["pose_diff"]["emi"]["identity_shift"]
+    assert [t["n"] for t in terciles] == [10, 10, 10] and all(t["estimate"] == pytest.approx(-0.01) for t in terciles)
     assert summary["self"]["emi"]["minus_copy-source"]["psnr"]["estimate"] == pytest.approx(-1.7)
     assert summary["selection"]["chosen"] == "emi"  # PSNR within 0.5 dB of the best and the lower shift
     assert "| emi | 100 | 800 | 0.01 h |" in text  # 50*8/10 + 50*8/40 = 50 s
