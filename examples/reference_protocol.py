@@ -225,33 +225,60 @@ def _nanmean(v) -> float:
     return float(v[ok].mean()) if ok.any() else float("nan")
 
 
-def score_cross(scorer: Scorer, outputs: np.ndarray, src: Face, drivers: list[Face]) -> dict:
-    """Pair means of CSIM to the source, identity shift toward the driver, NIQE, CPBD and the share of
-    frames with a face, for 256 px ``outputs``."""
-    from plugtalk.metrics import cosine_similarity, cpbd, niqe
+def _cross_scores(e: np.ndarray, found: np.ndarray, niqe_v, cpbd_v, src: Face, drivers: list[Face]) -> dict:
+    from plugtalk.metrics import cosine_similarity
     from plugtalk.metrics.identity_shift import identity_shift_from_embeddings
 
-    boxes = scorer.boxes(outputs)
-    e = scorer.embed(outputs, boxes)
     d = np.stack([f.embedding for f in drivers])
     shift = identity_shift_from_embeddings(e, src.embedding, d)["shift"]
     return {"csim": _nanmean(cosine_similarity(e, src.embedding)), "identity_shift": _nanmean(shift),
-            "niqe": _nanmean(np.atleast_1d(niqe(outputs))), "cpbd": _nanmean(np.atleast_1d(cpbd(outputs))),
-            "faces_found": float(np.mean([b is not None for b in boxes])), "frames": len(outputs)}
+            "niqe": _nanmean(niqe_v), "cpbd": _nanmean(cpbd_v), "faces_found": float(np.mean(found)),
+            "frames": len(e)}
 
 
-def score_self(scorer: Scorer, outputs: np.ndarray, truth: np.ndarray, truth_faces: list[Face]) -> dict:
-    """Pair means of PSNR, SSIM, F-LMD (px at 256 px) and CSIM to the true frames."""
-    from plugtalk.metrics import cosine_similarity, landmark_distance, psnr, ssim
+def score_cross(scorer: Scorer, outputs: np.ndarray, src: Face, drivers: list[Face]) -> dict:
+    """Pair means of CSIM to the source, identity shift toward the driver, NIQE, CPBD and the share of
+    frames with a face, for 256 px ``outputs`` (frame ``t`` driven by ``drivers[t]``)."""
+    from plugtalk.metrics import cpbd, niqe
 
     boxes = scorer.boxes(outputs)
-    e = scorer.embed(outputs, boxes)
-    lm = scorer.landmarks(outputs, boxes)
+    return _cross_scores(scorer.embed(outputs, boxes), np.array([b is not None for b in boxes]),
+                         np.atleast_1d(niqe(outputs)), np.atleast_1d(cpbd(outputs)), src, drivers)
+
+
+def score_copy_source_cross(scorer: Scorer, key: str, image: np.ndarray, src: Face, drivers: list[Face]) -> dict:
+    """:func:`score_cross` of the source repeated once per driving frame, computed from the one image."""
+    from plugtalk.metrics import cpbd, niqe
+
+    if f"quality:{key}" not in scorer.cache:
+        scorer.cache[f"quality:{key}"] = (float(np.atleast_1d(niqe(image[None]))[0]),
+                                          float(np.atleast_1d(cpbd(image[None]))[0]))
+    q, n = scorer.cache[f"quality:{key}"], len(drivers)
+    return _cross_scores(np.repeat(src.embedding[None], n, 0), np.full(n, src.pose is not None), [q[0]] * n,
+                         [q[1]] * n, src, drivers)
+
+
+def score_self(scorer: Scorer, outputs: np.ndarray, truth: np.ndarray, truth_faces: list[Face],
+               output_face: Face | None = None) -> dict:
+    """Pair means of PSNR, SSIM, F-LMD (px at 256 px) and CSIM to the true frames.  ``output_face``: the face
+    data of every output when they are all one image (copy-source), instead of detecting each."""
+    from plugtalk.metrics import cosine_similarity, landmark_distance, psnr, ssim
+
+    if output_face is None:
+        boxes = scorer.boxes(outputs)
+        found = [b is not None for b in boxes]
+        e = scorer.embed(outputs, boxes)
+        lm = scorer.landmarks(outputs, boxes)
+    else:
+        found = [output_face.landmarks is not None] * len(outputs)
+        e = np.repeat(output_face.embedding[None], len(outputs), 0)
+        lm = np.repeat((output_face.landmarks if output_face.landmarks is not None
+                        else np.full((68, 2), np.nan))[None], len(outputs), 0)
     true_lm = np.stack([f.landmarks if f.landmarks is not None else np.full((68, 2), np.nan) for f in truth_faces])
     true_e = np.stack([f.embedding for f in truth_faces])
     return {"psnr": _nanmean(np.atleast_1d(psnr(outputs, truth))), "ssim": _nanmean(np.atleast_1d(ssim(outputs, truth))),
             "f_lmd": _nanmean(landmark_distance(lm, true_lm)), "csim": _nanmean(cosine_similarity(e, true_e)),
-            "faces_found": float(np.mean([b is not None for b in boxes])), "frames": len(outputs)}
+            "faces_found": float(np.mean(found)), "frames": len(outputs)}
 
 
 def pair_geometry(src: Face, drivers: list[Face]) -> dict:
@@ -313,12 +340,12 @@ def run_pair(pair: Pair, indices: tuple[int, ...], variants: list[str]) -> dict:
         for v in variants:
             out = resize_square(render(models[v], src, drv), SCORE_SIZE)
             row["scores"][v] = score_cross(scorer, out, src_face, drv_faces)
-        row["scores"]["copy-source"] = score_cross(scorer, np.repeat(src[None], len(drv), 0), src_face, drv_faces)
+        row["scores"]["copy-source"] = score_copy_source_cross(scorer, pair.source.name, src, src_face, drv_faces)
     else:
         for v in variants:
             out = resize_square(render(models[v], src, drv), SCORE_SIZE)
             row["scores"][v] = score_self(scorer, out, drv, drv_faces)
-        row["scores"]["copy-source"] = score_self(scorer, np.repeat(src[None], len(drv), 0), drv, drv_faces)
+        row["scores"]["copy-source"] = score_self(scorer, np.repeat(src[None], len(drv), 0), drv, drv_faces, src_face)
         size = next(iter(models.values())).adapter.image_size if models else 64
         ceiling = resize_square(resize_square(drv, size), SCORE_SIZE)
         row["scores"][f"{size}px-ceiling"] = score_self(scorer, ceiling, drv, drv_faces)
