@@ -199,7 +199,8 @@ def subsets(cross: list[dict]) -> dict[str, list[dict]]:
     """All cross pairs, by source style, and the top third by pose difference / expression distance."""
     out = {"all cross-reenactment pairs": cross,
            "photo sources": [r for r in cross if r["style"] == "photo"],
-           "stylised sources (paintings, drawings, sculptures, cartoons)": [r for r in cross if r["style"] == "stylised"]}
+           "stylised sources (paintings, drawings, sculptures, cartoons)":
+               [r for r in cross if r["style"] == "stylised"]}
     for key, label in (("pose_diff", "head-pose difference"), ("expression_dist", "expression distance")):
         known = [r for r in cross if math.isfinite(float(r.get(key, float("nan"))))]
         if known:
@@ -244,7 +245,8 @@ def metric_table(rows: list[dict], models: list[str], metrics: tuple[str, ...], 
         vals = {m: _values(rows, model, m) for m in metrics}
         if not any(vals.values()):
             continue
-        summary[model] = {m: {"mean": statistics.fmean(v.values()) if v else None, "n": len(v)} for m, v in vals.items()}
+        summary[model] = {m: {"mean": statistics.fmean(v.values()) if v else None, "n": len(v)}
+                          for m, v in vals.items()}
         lines.append(f"| {model} | " + " | ".join(_cell(vals[m], len(rows)) for m in metrics) + " |")
     if base is not None and base in summary:
         lines += ["", f"Paired difference to `{base}` (model minus {base} on the same pairs), mean [95 % bootstrap CI "
@@ -404,7 +406,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000, help="steps of each variant after B0 (the shared budget)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--frames", type=int, default=10,
-                    help="evaluate: scored frames per cross-reenactment pair (evenly spaced over the driver's first 100)")
+                    help="evaluate: scored frames per cross-reenactment pair (evenly spaced over the driver's "
+                         "first 100)")
     ap.add_argument("--self-frames", type=int, default=40,
                     help="evaluate: scored frames per self-reenactment clip (evenly spaced after the source frame)")
     ap.add_argument("--max-pairs", type=int, default=None, help="evaluate: at most N cross pairs (spread evenly)")

@@ -276,7 +276,8 @@ def score_self(scorer: Scorer, outputs: np.ndarray, truth: np.ndarray, truth_fac
                         else np.full((68, 2), np.nan))[None], len(outputs), 0)
     true_lm = np.stack([f.landmarks if f.landmarks is not None else np.full((68, 2), np.nan) for f in truth_faces])
     true_e = np.stack([f.embedding for f in truth_faces])
-    return {"psnr": _nanmean(np.atleast_1d(psnr(outputs, truth))), "ssim": _nanmean(np.atleast_1d(ssim(outputs, truth))),
+    return {"psnr": _nanmean(np.atleast_1d(psnr(outputs, truth))),
+            "ssim": _nanmean(np.atleast_1d(ssim(outputs, truth))),
             "f_lmd": _nanmean(landmark_distance(lm, true_lm)), "csim": _nanmean(cosine_similarity(e, true_e)),
             "faces_found": float(np.mean(found)), "frames": len(outputs)}
 
@@ -335,16 +336,21 @@ def run_pair(pair: Pair, indices: tuple[int, ...], variants: list[str]) -> dict:
     row = {"kind": pair.kind, "key": pair.key, "source": pair.source.name, "source_identity": pair.source.identity,
            "style": pair.source.style, "driving": pair.driving.stem, "driving_identity": pair.driving_identity,
            "frames": list(indices), "source_face": src_face.pose is not None, "scores": {}}
+    per_model = row["cpu_seconds_per_model"] = {}
     if pair.kind == "cross":
         row.update(pair_geometry(src_face, drv_faces))
         for v in variants:
+            c = time.process_time()
             out = resize_square(render(models[v], src, drv), SCORE_SIZE)
             row["scores"][v] = score_cross(scorer, out, src_face, drv_faces)
+            per_model[v] = time.process_time() - c
         row["scores"]["copy-source"] = score_copy_source_cross(scorer, pair.source.name, src, src_face, drv_faces)
     else:
         for v in variants:
+            c = time.process_time()
             out = resize_square(render(models[v], src, drv), SCORE_SIZE)
             row["scores"][v] = score_self(scorer, out, drv, drv_faces)
+            per_model[v] = time.process_time() - c
         row["scores"]["copy-source"] = score_self(scorer, np.repeat(src[None], len(drv), 0), drv, drv_faces, src_face)
         size = next(iter(models.values())).adapter.image_size if models else 64
         ceiling = resize_square(resize_square(drv, size), SCORE_SIZE)

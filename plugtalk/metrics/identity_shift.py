@@ -8,13 +8,15 @@ that driving frame::
     shift_t = CSIM(output_t, driving_t) - CSIM(source, driving_t)
 
 (FixTalk, Sec. 3.2, describes identity leakage as the driven image's identity leaking into the
-source; the paper gives no formula for it: this one is ours.  ``plugtalk probe``'s ``identity_shift`` is
-another quantity, ``CSIM(output, driving) - CSIM(output, source)``, for ranking patched taps).  ``> 0``: the output looks more like the driver than the
-source does (the driver's identity leaked in); ``0``: a source driven by itself, or an output exactly
-as far from the driver as the source; ``< 0``: the output moved away from the driver.  CSIM is the
-cosine of face-recognition embeddings (dlib's ResNet by default, a substitute for the papers' ArcFace;
-see :mod:`plugtalk.metrics.identity`), so the shift lies in ``[-2, 2]`` and is ~0.1 for strong
-leakage with dlib's embeddings (different people still have cosine ~0.85).
+source; the paper gives no formula for it: this one is ours.  ``plugtalk probe``'s ``identity_shift``
+is another quantity, ``CSIM(output, driving) - CSIM(output, source)``, for ranking patched taps.)
+
+``> 0``: the output looks more like the driver than the source does (the driver's identity leaked in);
+``0``: a source driven by itself, or a copy of the source whatever the driver; ``< 0``: the output moved
+away from the driver.  CSIM is the cosine of face-recognition embeddings (dlib's ResNet by default, a
+substitute for the papers' ArcFace; see :mod:`plugtalk.metrics.identity`), so the shift lies in
+``[-2, 2]``; an output that *is* the driving frame scores ``1 - CSIM(source, driving)``, about 0.1-0.15
+with dlib's embeddings (different people still have cosine ~0.85).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from .identity import cosine_similarity
 __all__ = ["identity_shift", "identity_shift_from_embeddings"]
 
 
-def identity_shift_from_embeddings(output: np.ndarray, source: np.ndarray, driving: np.ndarray) -> dict[str, np.ndarray]:
+def identity_shift_from_embeddings(output: np.ndarray, source: np.ndarray, driving: np.ndarray
+                                   ) -> dict[str, np.ndarray]:
     """Per-frame identity shift from identity embeddings (see the module docstring).
 
     Args:
