@@ -137,12 +137,14 @@ def evaluate(args) -> None:
     rows = P.evaluate_pairs(cross + own, models, frames=args.frames, self_frames=args.self_frames, jobs=args.jobs,
                             cache=root / "rows.jsonl", log=lambda m: print(m, flush=True))
     seconds = time.perf_counter() - t0
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in rows)
     config = {"variants": list(models), "frames": args.frames, "self_frames": args.self_frames,
               "driver_frames": P.DRIVER_FRAMES, "score_size": P.SCORE_SIZE, "jobs": args.jobs,
-              "cross_pairs": len(cross), "self_pairs": len(own), "seconds": seconds}
+              "cross_pairs": len(cross), "self_pairs": len(own), "seconds": seconds, "pair_cpu_seconds": cpu}
     write_json(root / "pairs.json", {"config": config, "rows": rows})
-    print(f"evaluation: {len(rows)} pairs x {len(models)} model(s) in {seconds:.0f} s "
-          f"({seconds / 60:.1f} min, {args.jobs} process(es))", flush=True)
+    print(f"evaluation: {len(rows)} pairs x {len(models)} model(s) in {seconds:.0f} s wall "
+          f"({seconds / 60:.1f} min, {args.jobs} process(es)); {cpu:.0f} s CPU summed over the pairs "
+          "(cached pairs count with their first run)", flush=True)
     table(args)
 
 
