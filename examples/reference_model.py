@@ -296,8 +296,10 @@ def table(args) -> None:
     out = [f"Protocol v2: {len(cross)} cross-reenactment pairs ({config['frames']} frames each, evenly spaced over "
            f"the driver's first {config['driver_frames']}), {len(own)} self-reenactment pairs ({config['self_frames']}"
            f" frames each after the source frame); scored at {config['score_size']} px; mean ± sd over pairs; "
-           f"(n=k): pairs with a value where fewer than all had one (no face found). Evaluation time: "
-           f"{config['seconds'] / 60:.1f} min on {config['jobs']} process(es).", ""]
+           f"(n=k): pairs with a value where fewer than all had one (no face found). Evaluation: "
+           f"{config.get('pair_cpu_seconds', float('nan')) / 60:.1f} CPU-min summed over the pairs; the last "
+           f"`evaluate` call took {config['seconds'] / 60:.1f} min wall on {config['jobs']} process(es) "
+           "(pairs scored earlier are read from eval/rows.jsonl).", ""]
     summary: dict = {"config": config, "cross": {}, "self": {}}
     for label, sub in subsets(cross).items():
         out += [f"### Cross-reenactment: {label} ({len(sub)} pairs)", ""]
