@@ -146,3 +146,26 @@ def test_reference_model_evaluate_end_to_end_on_three_pairs(tmp_path, shared_dat
     assert 10 < rows[2]["scores"]["both"]["psnr"] < 40 and rows[2]["frames"][0] >= 1  # frame 0 is the source
     text = (tmp_path / "eval" / "results.md").read_text()
     assert "Shipped-default rule" in text and "| both |" in text and "evaluation:" in res.stdout
+
+
+@pytest.mark.slow
+def test_reference_protocol_copy_source_shortcut_equals_scoring_every_frame(shared_data):
+    """The copy-source row is scored from the one source image; scoring the repeated frames gives the same."""
+    import numpy as np
+
+    rm = _reference_model_module()
+    import reference_protocol as P
+
+    from plugtalk.io.images import resize_square
+
+    pair = P.cross_pairs(shared_data)[0]
+    idx = P.pair_indices(pair, 3, 3)
+    scorer = P.Scorer()
+    src = resize_square(P.source_image(pair.source)[None], 256)[0]
+    drv = resize_square(P.clip_frames(pair.driving, idx), 256)
+    src_face = scorer.faces("s", src[None])[0]
+    drv_faces = scorer.faces("d", drv)
+    full = P.score_cross(scorer, np.repeat(src[None], len(drv), 0), src_face, drv_faces)
+    quick = P.score_copy_source_cross(scorer, "s", src, src_face, drv_faces)
+    assert quick == pytest.approx(full, abs=1e-9)
+    assert quick["identity_shift"] == 0.0 and rm is not None
