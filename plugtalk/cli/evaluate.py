@@ -65,6 +65,11 @@ def evaluate(
                                                                  "video or a folder of images, paired by position"),
     source: Optional[Path] = typer.Option(None, "--source", "-s",
                                           help="source image: CSIM against it (cross-reenactment); else against --ref"),
+    driving: Optional[Path] = typer.Option(None, "--driving", "-d",
+                                           help="the driving video / frames folder that produced --pred (needs "
+                                                "--source): adds the identity shift toward the driver, "
+                                                "CSIM(pred, driving) - CSIM(source, driving) per frame, to the "
+                                                "metrics, the JSON and a plot next to it"),
     metrics: Optional[List[str]] = typer.Option(
         None, "--metrics", "-m", help="comma-separated or repeated: psnr, ssim, csim, f_lmd, m_lmd, akd, niqe, cpbd, "
                                       "fid (default: all but fid; fid is added with --inception-weights)"),
@@ -85,26 +90,36 @@ def evaluate(
 ) -> None:
     """Evaluate generated talking-head frames: fidelity, identity (CSIM), motion (LMD, AKD) and quality (NIQE, CPBD).
 
+    With --driving (and --source): the identity shift toward the driver, CSIM(pred, driving) - CSIM(source, driving) per frame (identity leakage; > 0: the output took on the driver's identity), in the JSON per frame and plotted next to it (X_identity_shift.png).
+
     Face models are loaded once; frames without a detectable face are left out of the face metrics and counted. PSNR is inf for identical frames (the string "inf" in the strict-JSON report).
     """
     import contextlib
 
-    from ..evaluate import EvalSettings, build_suite, evaluate_frames
+    from ..errors import InputError
+    from ..evaluate import EvalSettings, build_suite, evaluate_frames, write_identity_shift_plot
     from ..io.atomic import check_output_path
     from ..io.jsonfile import write_json
 
     with user_errors(), warnings_to_console():
         if json_out is not None:
             check_output_path(json_out)
+        if driving is not None and source is None:
+            raise InputError("--driving needs --source: the identity shift is CSIM(pred, driving) - "
+                             "CSIM(source, driving)")
         settings = EvalSettings(metrics=_metric_list(metrics), identity_model=identity_model,
-                                arcface_weights=arcface_weights, inception_weights=inception_weights, device=device)
+                                arcface_weights=arcface_weights, inception_weights=inception_weights, device=device,
+                                identity_shift=driving is not None)
         suite = build_suite(settings)
         bar, update = progress_bar("evaluating")
         with bar if progress else contextlib.nullcontext():
-            result = evaluate_frames(pred, ref, source=source, suite=suite, max_frames=frames, resize=resize,
-                                     skip=skip, on_progress=update if progress else None)
+            result = evaluate_frames(pred, ref, source=source, driving=driving, suite=suite, max_frames=frames,
+                                     resize=resize, skip=skip, on_progress=update if progress else None)
+        plot = None
         if json_out is not None:
             write_json(json_out, result)
+            if "identity_shift" in result["per_frame"]:
+                plot = write_identity_shift_plot(result, identity_shift_plot_path(json_out))
     print_table(result_table(result))
     for w in result["warnings"]:
         err_console.print(f"[bold yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
@@ -112,3 +127,10 @@ def evaluate(
         console.print(f"CSIM encoder: {result.get('csim_encoder')}", highlight=False, soft_wrap=True)
     if json_out is not None:
         console.print(f"wrote {json_out}", highlight=False, soft_wrap=True)
+    if plot is not None:
+        console.print(f"wrote {plot} (identity shift per frame)", highlight=False, soft_wrap=True)
+
+
+def identity_shift_plot_path(json_out: Path) -> Path:
+    """Where ``plugtalk eval --driving ... --json X.json`` puts its plot: ``X_identity_shift.png``."""
+    return json_out.with_name(json_out.stem + "_identity_shift.png")
