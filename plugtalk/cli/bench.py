@@ -72,8 +72,8 @@ def bench(
 
     with user_errors():
         if json_out is not None:
-            require_suffix(json_out, (".json",), "--json")
             check_outputs({"--json": json_out}, {"--source": source, "--video": video})
+            require_suffix(json_out, (".json",), "--json")
             check_output_path(json_out)
         parse_device(device)
         if threads:

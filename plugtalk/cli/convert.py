@@ -24,8 +24,8 @@ def convert(
     from ..io.paths import check_outputs, require_suffix
 
     with user_errors():
-        require_suffix(out, (".safetensors",), "output")
         check_outputs({"output": out}, {"checkpoint": official})
+        require_suffix(out, (".safetensors",), "output")
         model = backbones.load_official(backbone, official)
         model.save_pretrained(out, {"converted_from": official.name})
     n = sum(p.numel() for p in model.parameters())

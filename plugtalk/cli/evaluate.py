@@ -98,10 +98,10 @@ def evaluate(
 
     with user_errors(), warnings_to_console():
         if json_out is not None:
-            require_suffix(json_out, (".json",), "--json")
             check_outputs({"--json": json_out}, {"--pred": pred, "--ref": ref, "--source": source,
                                                  "--arcface-weights": arcface_weights,
                                                  "--inception-weights": inception_weights})
+            require_suffix(json_out, (".json",), "--json")
             check_output_path(json_out)
         parse_device(device)
         settings = EvalSettings(metrics=_metric_list(metrics), identity_model=identity_model,
