@@ -295,6 +295,7 @@ def _long_video(path: Path, frames: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # a subprocess: ~10-25 s, mostly importing torch and starting up
 def test_sigterm_during_animate_leaves_no_partial_file(files, tmp_path):
     """``timeout`` / ``kill`` (SIGTERM) in the middle of writing: exit 143, no hidden ``.partial`` file, no
     output - as for Ctrl-C."""
