@@ -237,6 +237,9 @@ def test_cuda_without_a_gpu_says_so(work, monkeypatch):
         res, text = cli(*cmd[:-1], cmd[-1], "--device", "cuda")
         refused(res, text, "CUDA is not available")
         assert "safetensors" not in text
+    cfg = work / "train.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_mapping(work / "run", device="cuda")))
+    refused(*cli("train", "-c", cfg), "CUDA is not available")
     refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "--device",
                  "tpu9"), "not a device name")
     assert not (work / "demo").exists()
