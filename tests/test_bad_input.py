@@ -234,7 +234,7 @@ def test_cuda_without_a_gpu_says_so(work, monkeypatch):
     for cmd in ([*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4"],
                 ["eval", "--pred", work / "clip.mp4", "--ref", work / "clip.mp4", "--no-progress"],
                 ["demo", "-o", work / "demo", "--no-progress"]):
-        res, text = cli(*cmd[:-1], cmd[-1], "--device", "cuda")
+        res, text = cli(*cmd, "--device", "cuda")
         refused(res, text, "CUDA is not available")
         assert "safetensors" not in text
     cfg = work / "train.yaml"
