@@ -57,12 +57,14 @@ class LoadedAnimator:
 
 
 def _kind(path: Path) -> tuple[str, dict]:
-    """``("retrofit" | "backbone" | "official", metadata)`` of a weights file."""
+    """``("retrofit" | "backbone" | "official", metadata)`` of a weights file, judged by its content (a
+    safetensors file works under any name)."""
     from .checkpoint import read_metadata
+    from .weights_file import sniff_format
 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
+    if sniff_format(path) == "safetensors":
         meta = read_metadata(path)
         kind = meta.get("kind")
         if kind not in ("retrofit", "backbone"):

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import torch
 
 from ..checkpoint import read_metadata
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from .base import Backbone
 from .official import OfficialKeyMap, convert_state_dict, read_official_checkpoint
 
@@ -47,7 +47,7 @@ def _entry(name: str) -> BackboneEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}") from None
+        raise InputError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}") from None
 
 
 def get_backbone_class(name: str) -> type[Backbone]:

