@@ -1,37 +1,42 @@
 """The small reference model: FixTalk's ablation (baseline, +EMI, +EDI, +both) on real faces, end to end.
 
-Everything runs through the project's own commands (``plugtalk train``, ``plugtalk animate``,
-``plugtalk eval``, ``plugtalk probe``), so the table is produced by this script, not typed:
+Training and probing run through the project's own commands (``plugtalk train``, ``plugtalk probe``); the
+evaluation scores every protocol pair in-process with plugtalk's metrics (face models and every variant
+loaded once per worker process: one subprocess per pair would load them 400 times), so the tables are
+produced by this script, not typed:
 
     python examples/reference_model.py train      # B0 from scratch, then the four variants from B0
-    python examples/reference_model.py evaluate   # animate the test identities, score with plugtalk eval
+    python examples/reference_model.py evaluate   # protocol v2 (below) -> eval/pairs.json, results.md/json
     python examples/reference_model.py probe      # plugtalk probe on the trained baseline B0
-    python examples/reference_model.py table      # print / write results.md and results.json
+    python examples/reference_model.py table      # the tables again from eval/pairs.json
     python examples/reference_model.py export     # fp16 weights of one variant -> the package's default model
 
-Data: ``faces/train`` of the shared folder (8 identities) for training, ``faces/test`` (3 held-out
-identities) for evaluation; nothing is tuned on the test identities.  Every step is resumable: a
-finished run is skipped, an interrupted one continues from its last checkpoint.
+Data: ``faces/train`` of the shared folder (v2: 34 identities) for training; ``faces/test`` (9 held-out
+identities) and ``stills/`` for evaluation; nothing is tuned on them.  Every step is resumable: a finished
+run is skipped, an interrupted one continues from its last checkpoint; scored pairs are cached in
+``eval/rows.jsonl``.
 
-Protocol (configs in examples/reference_model/):
-* B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``);
-* then, from B0 and with the same number of optimizer steps each: ``baseline`` (B0 trained on),
-  ``emi`` (FixTalk stage 1: backbone + EMI), ``edi`` (FixTalk stage 2: EDI only, backbone frozen),
-  ``both`` (stage 1 with EMI for half the steps, then stage 2 with EDI for the other half);
-* evaluation at 256 px (``plugtalk eval --resize 256``; the model renders 64 px): self-reenactment
-  (source = first frame of a test clip, driving = that clip; frame 0 itself left out) -> PSNR, SSIM,
-  F-LMD; cross-reenactment
-  (source = first frame of one test identity, driving = another's clip) -> CSIM to the source
-  (dlib's ResNet embedding, a substitute for the paper's ArcFace), NIQE, CPBD.  Absolute motion
-  throughout (identity leakage shows there; relative motion cancels part of it by construction).
-  Reference rows: ``copy-source`` (the source frame repeated) and, for self-reenactment,
-  ``64px-ceiling`` (the true frames down-sampled to 64 px and back: the best any 64 px model can do).
+Protocol v2 (pairs and frames: examples/reference_protocol.py; written down in docs/model_card.md):
+* B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``); then, from B0 and with the same
+  number of optimizer steps each: ``baseline`` (B0 trained on), ``emi`` (FixTalk stage 1: backbone + EMI),
+  ``edi`` (stage 2: EDI only, backbone frozen), ``both`` (stage 1 for half the steps, then stage 2);
+* cross-reenactment: every still and the first frame of every test clip, driven by every test clip of
+  another identity (``--frames`` frames evenly spaced over the driver's first 100), absolute motion ->
+  CSIM to the source (dlib's ResNet, a substitute for ArcFace), identity shift toward the driver
+  (CSIM(output, driving) - CSIM(source, driving)), NIQE, CPBD, share of frames with a face; all at 256 px;
+* self-reenactment: each test clip from its own first frame (``--self-frames`` frames after it) ->
+  PSNR, SSIM, F-LMD, CSIM to the true frame;
+* tables: all pairs, photo vs stylised sources, the top third by head-pose difference and by expression
+  distance; paired differences to ``baseline`` with 95 % bootstrap CIs over pairs; reference rows
+  ``copy-source`` (the source frame repeated) and, for self-reenactment, ``64px-ceiling`` (the true frames
+  down-sampled to the model's size and back); the shipped default by :data:`SELECTION_RULE`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -39,13 +44,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "reference_model"
+sys.path.insert(0, str(HERE.parent))  # reference_protocol.py lives next to this script
 VARIANTS = ("baseline", "emi", "edi", "both")
 SELF_METRICS = ("psnr", "ssim", "f_lmd", "csim")    # csim here: output vs the true frame (is it the person?)
-CROSS_METRICS = ("csim", "niqe", "cpbd")            # csim here: output vs the source (identity kept?)
-#: Table columns besides the metrics: the share of output frames in which dlib finds a face (cross-reenactment;
-#: CSIM is averaged over those frames only, so a model whose faces fall apart must not look better for it).
-FACE_RATE = "faces_found"
-EVAL_SIZE = 256
+#: csim: output vs the source (identity kept?); identity_shift: CSIM(output, driving) - CSIM(source, driving)
+#: (identity leakage toward the driver); faces_found: the share of output frames in which dlib finds a face (CSIM
+#: and the shift are averaged over those frames only, so a model whose faces fall apart must not look better).
+CROSS_METRICS = ("csim", "identity_shift", "niqe", "cpbd", "faces_found")
 
 
 def plugtalk(*args: str) -> None:
@@ -101,115 +106,231 @@ def train(args) -> None:
             disc = last_checkpoint(runs / name) / "discriminator.safetensors"
 
 
-# -- evaluation ------------------------------------------------------------------------------------------
-def test_clips() -> list[Path]:
-    return sorted((shared_data() / "faces" / "test").glob("*.mp4"))
-
-
-def identity(clip: Path) -> str:
-    return clip.stem.split("__")[0]
-
-
-def write_references(root: Path, frames: int, model_size: int) -> dict[str, Path]:
-    """Source stills (first frame of each test clip) and the reference-row videos."""
-    import numpy as np
-    from PIL import Image
-
-    from plugtalk.io.images import save_image
-    from plugtalk.io.video import VideoWriter, read_frames
-
-    out: dict[str, Path] = {}
-    root.mkdir(parents=True, exist_ok=True)
-    for clip in test_clips():
-        video = read_frames(clip, max_frames=frames)
-        still = root / f"source_{identity(clip)}.png"
-        if not still.exists():
-            save_image(still, video[0])
-        out[identity(clip)] = still
-        copy = root / f"copy-source_{identity(clip)}.mp4"
-        if not copy.exists():
-            with VideoWriter(copy, fps=25, lossless=True) as w:
-                w.write(np.broadcast_to(video[0], video.shape))
-        ceiling = root / f"64px-ceiling_{identity(clip)}.mp4"
-        if not ceiling.exists():
-            small = [Image.fromarray(f).resize((model_size, model_size), Image.LANCZOS) for f in video]
-            with VideoWriter(ceiling, fps=25, lossless=True) as w:
-                w.write(np.stack([np.asarray(s.resize(video.shape[2:0:-1], Image.LANCZOS)) for s in small]))
+# -- evaluation (protocol v2: examples/reference_protocol.py) ---------------------------------------------
+def model_files(runs: Path, variants) -> dict[str, Path]:
+    """The trained variants' weights (variants not trained yet are skipped with a note)."""
+    out = {}
+    for v in variants:
+        f = runs / v / "model.safetensors"
+        if f.is_file():
+            out[v] = f
+        else:
+            print(f"skipping {v}: {f} not trained yet", flush=True)
     return out
 
 
-def _row(source: str, driving: str, report: dict) -> dict:
-    row = {"source": source, "driving": driving, **report["metrics"]}
-    if "csim" in report["metrics"]:
-        row[FACE_RATE] = 1.0 - report.get("skipped_frames", {}).get("csim", 0) / max(report["frames"], 1)
-    return row
-
-
-def score(pred: Path, report: Path, metrics: tuple[str, ...], ref: Path | None = None,
-          source: Path | None = None, frames: int | None = None) -> dict:
-    """``plugtalk eval`` of one video (cached in ``report``).  Self-reenactment (``ref`` given) leaves out
-    frame 0: it is the source frame itself."""
-    if not report.exists():
-        args = ["eval", "--pred", pred, "--metrics", ",".join(metrics), "--resize", str(EVAL_SIZE),
-                "--json", report, "--no-progress"]
-        if ref is not None:
-            args += ["--skip", "1"]
-        if ref is not None:
-            args += ["--ref", ref]
-        if source is not None:
-            args += ["--source", source]
-        if frames is not None:
-            args += ["--frames", str(frames)]
-        plugtalk(*args)
-    return json.loads(report.read_text())
-
-
 def evaluate(args) -> None:
-    runs, root = args.runs, args.runs / "eval"
-    clips = test_clips()
-    stills = write_references(root / "inputs", args.frames, args.model_size)
-    rows = {v: {"self": [], "cross": []} for v in (*args.variants, "copy-source", "64px-ceiling")}
-    for variant in args.variants:
-        model = runs / variant / "model.safetensors"
-        if not model.is_file():
-            print(f"skipping {variant}: {model} not trained yet", flush=True)
-            continue
-        out = root / variant
-        out.mkdir(parents=True, exist_ok=True)
-        for src in clips:
-            for drv in clips:
-                kind = "self" if src == drv else "cross"
-                video = out / f"{kind}_{identity(src)}__{identity(drv)}.mp4"
-                if not video.exists():
-                    plugtalk("animate", "--source", stills[identity(src)], "--driving", drv, "--checkpoint", model,
-                             "--out", video, "--no-crop", "--driving-cropped", "--absolute", "--frames",
-                             str(args.frames), "--lossless", "--no-audio", "--no-progress")
-                if kind == "self":
-                    r = score(video, video.with_suffix(".json"), SELF_METRICS, ref=drv, frames=args.frames)
-                else:
-                    r = score(video, video.with_suffix(".json"), CROSS_METRICS, source=stills[identity(src)],
-                              frames=args.frames)
-                rows[variant][kind].append(_row(identity(src), identity(drv), r))
-    for clip in clips:
-        ident = identity(clip)
-        for ref_row in ("copy-source", "64px-ceiling"):
-            video = root / "inputs" / f"{ref_row}_{ident}.mp4"
-            r = score(video, root / "inputs" / f"{ref_row}_{ident}_self.json", SELF_METRICS, ref=clip,
-                      frames=args.frames)
-            rows[ref_row]["self"].append(_row(ident, ident, r))
-        video = root / "inputs" / f"copy-source_{ident}.mp4"
-        r = score(video, root / "inputs" / f"copy-source_{ident}_cross.json", CROSS_METRICS,
-                  source=stills[ident], frames=args.frames)
-        rows["copy-source"]["cross"].append(_row(ident, ident, r))
-    (root / "pairs.json").write_text(json.dumps(rows, indent=1))
+    """Score every protocol pair with every trained variant in-process (face models and variants loaded once
+    per worker), write eval/pairs.json, then the tables."""
+    import time
+
+    import reference_protocol as P
+
+    t0 = time.perf_counter()
+    data, root = shared_data(), args.runs / "eval"
+    root.mkdir(parents=True, exist_ok=True)
+    cross, own = P.cross_pairs(data), P.self_pairs(data)
+    print(f"protocol: {len(cross)} cross-reenactment pairs ({len(P.sources(data))} sources x the test clips of "
+          f"other identities), {len(own)} self-reenactment pairs", flush=True)
+    cross, own = P.spread(cross, args.max_pairs), P.spread(own, args.max_self)
+    models = model_files(args.runs, args.variants)
+    rows = P.evaluate_pairs(cross + own, models, frames=args.frames, self_frames=args.self_frames, jobs=args.jobs,
+                            cache=root / "rows.jsonl", log=lambda m: print(m, flush=True))
+    seconds = time.perf_counter() - t0
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in rows)
+    config = {"variants": list(models), "frames": args.frames, "self_frames": args.self_frames,
+              "driver_frames": P.DRIVER_FRAMES, "score_size": P.SCORE_SIZE, "jobs": args.jobs,
+              "cross_pairs": len(cross), "self_pairs": len(own), "seconds": seconds, "pair_cpu_seconds": cpu}
+    write_json(root / "pairs.json", {"config": config, "rows": rows})
+    print(f"evaluation: {len(rows)} pairs x {len(models)} model(s) in {seconds:.0f} s wall "
+          f"({seconds / 60:.1f} min, {args.jobs} process(es)); {cpu:.0f} s CPU summed over the pairs "
+          "(cached pairs count with their first run)", flush=True)
     table(args)
 
 
-def _stat(values: list) -> tuple[float, float, int] | None:
-    v = [float(x) for x in values if x is not None and str(x) not in ("nan", "inf", "-inf")]
-    if not v:
+def write_json(path: Path, obj) -> None:
+    from plugtalk.io.jsonfile import write_json as _write
+
+    _write(path, obj)
+
+
+# -- tables ----------------------------------------------------------------------------------------------
+#: The rule that picks the shipped default, fixed before any evaluation: among the trained variants whose
+#: mean self-reenactment PSNR is within PSNR_TOLERANCE_DB of the best variant's, the one with the lowest
+#: mean identity shift toward the driver over all cross-reenactment pairs (ties: the higher cross CSIM).
+PSNR_TOLERANCE_DB = 0.5
+SELECTION_RULE = (f"among the variants whose mean self-reenactment PSNR is within {PSNR_TOLERANCE_DB} dB of the "
+                  "best variant's, the lowest mean identity shift over all cross-reenactment pairs "
+                  "(ties: higher cross CSIM)")
+
+
+def _values(rows: list[dict], model: str, metric: str) -> dict[str, float]:
+    out = {}
+    for r in rows:
+        v = r["scores"].get(model, {}).get(metric)
+        if v is not None and math.isfinite(float(v)):
+            out[r["key"]] = float(v)
+    return out
+
+
+def _cell(values: dict[str, float], total: int) -> str:
+    if not values:
+        return "-"
+    v = list(values.values())
+    sd = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{statistics.fmean(v):.3f} ± {sd:.3f}" + (f" (n={len(v)})" if len(v) < total else "")
+
+
+def _delta(model: str, base: str, rows: list[dict], metric: str, seed: int) -> dict | None:
+    from plugtalk.metrics.bootstrap import paired_difference
+
+    a, b = _values(rows, model, metric), _values(rows, base, metric)
+    if not a or not b:
         return None
-    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0), len(v)
+    return paired_difference(a, b, n_resamples=10000, seed=seed).as_dict()
+
+
+def _delta_cell(d: dict | None, total: int | None = None) -> str:
+    if d is None or d["n"] == 0:
+        return "-"
+    return (f"{d['estimate']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" + (" ✓" if d["resolved"] else "")
+            + (f" (n={d['n']})" if total is None or d["n"] < total else ""))
+
+
+def subsets(cross: list[dict]) -> dict[str, list[dict]]:
+    """All cross pairs, by source style, and the top third by pose difference / expression distance."""
+    out = {"all cross-reenactment pairs": cross,
+           "photo sources": [r for r in cross if r["style"] == "photo"],
+           "stylised sources (paintings, drawings, sculptures, cartoons)":
+               [r for r in cross if r["style"] == "stylised"]}
+    for key, label in (("pose_diff", "head-pose difference"), ("expression_dist", "expression distance")):
+        known = [r for r in cross if math.isfinite(float(r.get(key, float("nan"))))]
+        if known:
+            cut = statistics.quantiles([float(r[key]) for r in known], n=3)[1] if len(known) > 2 else \
+                min(float(r[key]) for r in known)
+            out[f"top third by {label} (≥ {cut:.3g}{'°' if key == 'pose_diff' else ''})"] = \
+                [r for r in known if float(r[key]) >= cut]
+    return out
+
+
+def tercile_lines(cross: list[dict], variants: list[str], key: str, label: str) -> tuple[list[str], dict]:
+    """Paired identity-shift and CSIM differences to the baseline per tercile of ``key`` (low, middle, top)."""
+    known = sorted((r for r in cross if math.isfinite(float(r.get(key, float("nan"))))), key=lambda r: float(r[key]))
+    if len(known) < 3 or "baseline" not in variants:
+        return [], {}
+    thirds = [known[i * len(known) // 3:(i + 1) * len(known) // 3] for i in range(3)]
+    lines = [f"Paired difference to `baseline` by {label} tercile, mean [95 % CI]; ✓: resolved:", "",
+             "| model | metric | " + " | ".join(f"{name} {float(t[0][key]):.3g}–{float(t[-1][key]):.3g} (n={len(t)})"
+                                               for name, t in zip(("low", "middle", "top"), thirds)) + " |",
+             "|---|---|---|---|---|"]
+    out: dict = {}
+    for v in variants:
+        if v == "baseline":
+            continue
+        for m in ("identity_shift", "csim"):
+            ds = [_delta(v, "baseline", t, m, 2) for t in thirds]
+            out.setdefault(v, {})[m] = ds
+            lines.append(f"| {v} | {m} | " + " | ".join(_delta_cell(d, len(t)) for d, t in zip(ds, thirds)) + " |")
+    return lines + [""], out
+
+
+def metric_table(rows: list[dict], models: list[str], metrics: tuple[str, ...], base: str | None, seed: int = 0
+                 ) -> tuple[list[str], dict]:
+    """Markdown lines (means ± sd over pairs, then paired differences to ``base`` with 95 % bootstrap CIs)."""
+    arrows = {"csim": "↑", "identity_shift": "↓", "niqe": "↓", "cpbd": "↑", "faces_found": "↑", "psnr": "↑",
+              "ssim": "↑", "f_lmd": "↓"}
+    name = lambda m: m.upper().replace("_", "-").replace("IDENTITY-SHIFT", "ID shift")  # noqa: E731
+    lines = ["| model | " + " | ".join(f"{name(m)} {arrows[m]}" for m in metrics) + " |",
+             "|" + "---|" * (len(metrics) + 1)]
+    summary: dict = {}
+    for model in models:
+        vals = {m: _values(rows, model, m) for m in metrics}
+        if not any(vals.values()):
+            continue
+        summary[model] = {m: {"mean": statistics.fmean(v.values()) if v else None, "n": len(v)}
+                          for m, v in vals.items()}
+        lines.append(f"| {model} | " + " | ".join(_cell(vals[m], len(rows)) for m in metrics) + " |")
+    if base is not None and base in summary:
+        lines += ["", f"Paired difference to `{base}` (model minus {base} on the same pairs), mean [95 % bootstrap CI "
+                  "over pairs]; ✓: the CI excludes 0 (resolved):", "",
+                  "| model | " + " | ".join(f"Δ{name(m)}" for m in metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
+        for model in models:
+            if model == base or model not in summary:
+                continue
+            deltas = {m: _delta(model, base, rows, m, seed) for m in metrics}
+            summary[model]["minus_" + base] = deltas
+            lines.append(f"| {model} | " + " | ".join(_delta_cell(deltas[m], len(rows)) for m in metrics) + " |")
+    return lines, summary
+
+
+def select_default(summary: dict, variants: list[str]) -> tuple[str | None, str]:
+    """Apply :data:`SELECTION_RULE` to the summary of ``table``; returns the variant and the reasoning."""
+    psnr = {v: summary["self"].get(v, {}).get("psnr", {}).get("mean") for v in variants}
+    psnr = {v: p for v, p in psnr.items() if p is not None}
+    if not psnr:
+        return None, "no self-reenactment PSNR: nothing selected"
+    best = max(psnr.values())
+    eligible = [v for v, p in psnr.items() if p >= best - PSNR_TOLERANCE_DB]
+    cross = summary["cross"]["all cross-reenactment pairs"]
+
+    def key(v):
+        s = cross.get(v, {})
+        shift, csim = s.get("identity_shift", {}).get("mean"), s.get("csim", {}).get("mean")
+        return (shift if shift is not None else math.inf, -(csim if csim is not None else -math.inf))
+
+    chosen = min(eligible, key=key)
+    why = (f"self PSNR: " + ", ".join(f"{v} {p:.2f} dB" for v, p in psnr.items()) + f"; eligible (within "
+           f"{PSNR_TOLERANCE_DB} dB of {best:.2f}): {', '.join(eligible)}; lowest identity shift: {chosen}")
+    return chosen, why
+
+
+def table(args) -> None:
+    root = args.runs / "eval"
+    data = json.loads((root / "pairs.json").read_text())
+    rows, config = data["rows"], data["config"]
+    variants = [v for v in VARIANTS if v in config["variants"]]
+    cross = [r for r in rows if r["kind"] == "cross"]
+    own = [r for r in rows if r["kind"] == "self"]
+    refs = sorted({m for r in own for m in r["scores"]} - set(variants))
+    base = "baseline" if "baseline" in variants else None
+    out = [f"Protocol v2: {len(cross)} cross-reenactment pairs ({config['frames']} frames each, evenly spaced over "
+           f"the driver's first {config['driver_frames']}), {len(own)} self-reenactment pairs ({config['self_frames']}"
+           f" frames each after the source frame); scored at {config['score_size']} px; mean ± sd over pairs; "
+           f"(n=k): pairs with a value where fewer than all had one (no face found). Evaluation: "
+           f"{config.get('pair_cpu_seconds', float('nan')) / 60:.1f} CPU-min summed over the pairs; the last "
+           f"`evaluate` call took {config['seconds'] / 60:.1f} min wall on {config['jobs']} process(es) "
+           "(pairs scored earlier are read from eval/rows.jsonl).", ""]
+    summary: dict = {"config": config, "cross": {}, "self": {}}
+    for label, sub in subsets(cross).items():
+        out += [f"### Cross-reenactment: {label} ({len(sub)} pairs)", ""]
+        lines, summary["cross"][label] = metric_table(sub, [*variants, "copy-source"], CROSS_METRICS, base)
+        out += lines + [""]
+    for key, label in (("pose_diff", "head-pose difference (degrees)"), ("expression_dist", "expression distance")):
+        lines, summary.setdefault("terciles", {})[key] = tercile_lines(cross, variants, key, label)
+        out += lines
+    out += [f"### Self-reenactment ({len(own)} clips)", ""]
+    lines, summary["self"] = metric_table(own, [*variants, *refs], SELF_METRICS, base)
+    out += lines + ["", "Against copying the source frame (model minus copy-source, PSNR / SSIM; ✓: resolved):", "",
+                    "| model | ΔPSNR | ΔSSIM | beats copy-source |", "|---|---|---|---|"]
+    for v in variants:
+        d = {m: _delta(v, "copy-source", own, m, 1) for m in ("psnr", "ssim")}
+        summary["self"].setdefault(v, {})["minus_copy-source"] = d
+        beats = all(x is not None and x["low"] > 0 for x in d.values())
+        out.append(f"| {v} | {_delta_cell(d['psnr'], len(own))} | {_delta_cell(d['ssim'], len(own))} | "
+                   f"{'yes' if beats else 'no'} |")
+    no_face = sorted({(r["source"], r["style"]) for r in cross if not r["source_face"]})
+    out += ["", f"Sources in which dlib finds no face: {len(no_face)}"
+            + (f" ({', '.join(f'{n} [{s}]' for n, s in no_face)})" if no_face else "") + "; "
+            + "their pairs stay in every table (CSIM and identity shift have no value there, NIQE/CPBD/faces-found do; "
+              "pose and expression are unknown, so they are not in the top-third tables).", ""]
+    chosen, why = select_default(summary, variants)
+    summary["selection"] = {"rule": SELECTION_RULE, "chosen": chosen, "why": why}
+    out += [f"Shipped-default rule (fixed before evaluation): {SELECTION_RULE}.", f"Result: **{chosen}** ({why}).", ""]
+    out += budget_lines(args.runs)
+    text = "\n".join(out) + "\n"
+    print(text)
+    (root / "results.md").write_text(text)
+    write_json(root / "results.json", summary)
 
 
 def train_budget(run: Path) -> dict | None:
@@ -231,56 +352,13 @@ def train_budget(run: Path) -> dict | None:
     return {"steps": steps, "images": steps * batch, "seconds": sum(every * batch / v for v in records.values() if v > 0)}
 
 
-def table(args) -> None:
-    root = args.runs / "eval"
-    rows = json.loads((root / "pairs.json").read_text())
-    cols = [("cross", m) for m in (*CROSS_METRICS, FACE_RATE)] + [("self", m) for m in SELF_METRICS]
-    arrows = {"csim": "↑", "niqe": "↓", "cpbd": "↑", "psnr": "↑", "ssim": "↑", "f_lmd": "↓", FACE_RATE: "↑"}
-    head = "| model | " + " | ".join(f"{m.upper().replace('_', '-')} {arrows[m]} ({k})" for k, m in cols) + " |"
-    lines = [head, "|" + "---|" * (len(cols) + 1)]
-    summary = {}
-    for name, kinds in rows.items():
-        cells, summary[name] = [], {}
-        for kind, metric in cols:
-            st = _stat([p.get(metric) for p in kinds.get(kind, [])])
-            summary[name][f"{kind}.{metric}"] = st
-            short = st is not None and st[2] < len(kinds.get(kind, []))  # some pairs had no value (no face)
-            cells.append("-" if st is None else f"{st[0]:.3f} ± {st[1]:.3f}" + (f" (n={st[2]})" if short else ""))
-        if any(c != "-" for c in cells):
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    n_self = max((len(k.get("self", [])) for k in rows.values()), default=0)
-    n_cross = max((len(k.get("cross", [])) for k in rows.values()), default=0)
-    note = (f"\nMean ± std over pairs ({n_self} self-reenactment, {n_cross} cross-reenactment pairs of the held-out "
-            f"identities; {args.frames} frames each; self-reenactment without frame 0, the source), scored at "
-            f"{EVAL_SIZE} px by `plugtalk eval --resize {EVAL_SIZE}`. CSIM (dlib's ResNet, a substitute for ArcFace): "
-            "cross = output vs the source image, self = output vs the true frame, over the frames in which a face is "
-            f"found; {FACE_RATE.upper().replace('_', '-')} = the share of cross-reenactment output frames with a face; "
-            "(n=k): pairs with no face found in any frame are left out of that cell.\n")
-    paired = ["", "Paired differences to `baseline` over the same pairs (variant minus baseline, mean ± std):", "",
-              "| model | " + " | ".join(f"Δ{m.upper().replace('_', '-')} ({k})" for k, m in cols) + " |",
-              "|" + "---|" * (len(cols) + 1)]
-    base = rows.get("baseline", {})
-    for name in VARIANTS[1:]:
-        if name not in rows or not base:
-            continue
-        cells = []
-        for kind, metric in cols:
-            ref = {(p["source"], p["driving"]): p.get(metric) for p in base.get(kind, [])}
-            diffs = [float(p[metric]) - float(ref[(p["source"], p["driving"])]) for p in rows[name].get(kind, [])
-                     if _stat([p.get(metric)]) and _stat([ref.get((p["source"], p["driving"]))])]
-            st = _stat(diffs)
-            summary[name][f"{kind}.{metric}.minus_baseline"] = st
-            cells.append("-" if st is None else f"{st[0]:+.3f} ± {st[1]:.3f}")
-        paired.append(f"| {name} | " + " | ".join(cells) + " |")
-    budget = ["", "| run | steps | images seen | training time (sum over logged steps) |", "|---|---|---|---|"]
+def budget_lines(runs: Path) -> list[str]:
+    lines = ["| run | steps | images seen | training time (sum over logged steps) |", "|---|---|---|---|"]
     for run in ("b0", "baseline", "emi", "edi", "both-stage1", "both"):
-        b = train_budget(args.runs / run)
+        b = train_budget(runs / run)
         if b is not None:
-            budget.append(f"| {run} | {b['steps']} | {b['images']} | {b['seconds'] / 3600:.2f} h |")
-    text = "\n".join(lines) + "\n" + note + "\n".join(paired) + "\n" + "\n".join(budget) + "\n"
-    print(text)
-    (root / "results.md").write_text(text)
-    (root / "results.json").write_text(json.dumps(summary, indent=1))
+            lines.append(f"| {run} | {b['steps']} | {b['images']} | {b['seconds'] / 3600:.2f} h |")
+    return lines
 
 
 # -- probe and export ------------------------------------------------------------------------------------
@@ -331,11 +409,21 @@ def main() -> None:
     ap.add_argument("--b0-steps", type=int, default=15000, help="steps of the from-scratch baseline B0")
     ap.add_argument("--steps", type=int, default=2000, help="steps of each variant after B0 (the shared budget)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    ap.add_argument("--frames", type=int, default=100, help="frames per evaluation video (25 fps)")
-    ap.add_argument("--model-size", type=int, default=64, help="model resolution (for the 64px-ceiling row)")
+    ap.add_argument("--frames", type=int, default=10,
+                    help="evaluate: scored frames per cross-reenactment pair (evenly spaced over the driver's "
+                         "first 100)")
+    ap.add_argument("--self-frames", type=int, default=40,
+                    help="evaluate: scored frames per self-reenactment clip (evenly spaced after the source frame)")
+    ap.add_argument("--max-pairs", type=int, default=None, help="evaluate: at most N cross pairs (spread evenly)")
+    ap.add_argument("--max-self", type=int, default=None, help="evaluate: at most N self-reenactment clips")
+    ap.add_argument("--jobs", type=int, default=None, help="evaluate: worker processes (default: min(2, CPUs))")
     ap.add_argument("--pairs", type=int, default=8, help="probe pairs")
     ap.add_argument("--variant", default="both", choices=VARIANTS, help="export: which variant ships")
     args = ap.parse_args()
+    if args.jobs is None:
+        import reference_protocol
+
+        args.jobs = reference_protocol.default_jobs()
     if not shutil.which("plugtalk") and not Path(sys.executable).with_name("plugtalk").exists():
         sys.exit("the plugtalk command is not installed (pip install -e .)")
     {"train": train, "evaluate": evaluate, "probe": probe, "table": table, "export": export}[args.command](args)

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
 from .io.atomic import atomic_path
+from .weights_file import check_finite, sniff_format
 
 __all__ = ["FORMAT_VERSION", "save_safetensors", "load_safetensors", "read_metadata", "read_state_dict"]
 
@@ -71,27 +72,29 @@ def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu"
     """Load ``(tensors, metadata)`` from a safetensors file.
 
     Raises:
-        CheckpointError: missing, empty, truncated or not a safetensors file.
+        CheckpointError: missing, empty, truncated or not a safetensors file, or NaN / infinite weights.
     """
     meta = read_metadata(path)
     try:
         tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{str(path)!r} could not be read as safetensors: {e}") from e
+    check_finite(tensors, repr(str(path)))
     return tensors, meta
 
 
 def read_state_dict(path: str | os.PathLike, container: str | None = None) -> dict[str, torch.Tensor]:
-    """State dict of a user-supplied weights file, ``.safetensors`` or a torch ``.pt``/``.pth`` file.
+    """State dict of a user-supplied weights file, safetensors or torch ``.pt``/``.pth`` (told apart by content).
 
     Torch files are read with ``torch.load(weights_only=True)`` (no pickled code runs); a state dict
     nested under ``container`` (or one of ``gen``/``state_dict``/``model``) is unwrapped.
 
     Raises:
-        CheckpointError: missing, empty, truncated, unsafe, or not a state dict of tensors.
+        CheckpointError: missing, empty, truncated, unsafe, not a state dict of tensors, or NaN / infinite
+            weights.
     """
     p = _check_file(path)
-    if p.suffix == ".safetensors":
+    if sniff_format(p) == "safetensors":
         return load_safetensors(p)[0]
     from .backbones.official import read_official_checkpoint
 

@@ -25,7 +25,8 @@ from .errors import InputError
 from .io.images import resize_square
 from .metrics.suite import ALL_METRICS, DEFAULT_METRICS, MetricSuite
 
-__all__ = ["FrameSource", "EvalSettings", "build_suite", "evaluate_frames", "METRIC_INFO", "IMAGE_SUFFIXES"]
+__all__ = ["FrameSource", "EvalSettings", "build_suite", "evaluate_frames", "write_identity_shift_plot", "METRIC_INFO",
+           "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -34,6 +35,7 @@ METRIC_INFO = {
     "psnr": ("PSNR", "dB", "higher"), "ssim": ("SSIM", "", "higher"), "csim": ("CSIM", "", "higher"),
     "f_lmd": ("F-LMD", "px@256", "lower"), "m_lmd": ("M-LMD", "px@256", "lower"), "akd": ("AKD", "px", "lower"),
     "niqe": ("NIQE", "", "lower"), "cpbd": ("CPBD", "", "higher"), "fid": ("FID", "", "lower"),
+    "identity_shift": ("ID shift", "CSIM", "lower"),
 }
 
 
@@ -94,6 +96,7 @@ class EvalSettings:
     arcface_weights: str | os.PathLike | None = None
     inception_weights: str | os.PathLike | None = None
     device: str = "cpu"
+    identity_shift: bool = False  # add identity_shift to the default metrics (a driving video is given)
 
 
 def build_suite(settings: EvalSettings) -> tuple[MetricSuite, object | None]:
@@ -109,6 +112,8 @@ def build_suite(settings: EvalSettings) -> tuple[MetricSuite, object | None]:
         raise InputError(f"unknown metric(s) {unknown}; choose from {', '.join(ALL_METRICS)}")
     if settings.inception_weights is not None and "fid" not in names and not settings.metrics:
         names.append("fid")
+    if settings.identity_shift and "identity_shift" not in names and not settings.metrics:
+        names.append("identity_shift")
     fid_extractor = None
     if "fid" in names:
         if settings.inception_weights is None:
@@ -149,6 +154,7 @@ def _skip_frames(batches: Iterator[np.ndarray], skip: int) -> Iterator[np.ndarra
 
 def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | str | os.PathLike | None = None, *,
                     source: np.ndarray | str | os.PathLike | None = None,
+                    driving: FrameSource | str | os.PathLike | None = None,
                     settings: EvalSettings | None = None, suite: tuple[MetricSuite, object | None] | None = None,
                     chunk: int = 32, max_frames: int | None = None, resize: int | None = None, skip: int = 0,
                     on_progress: Callable[[int, int | None], None] | None = None) -> dict:
@@ -162,6 +168,10 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
             PSNR, SSIM, LMD, AKD and FID.
         source: the source image (file or ``(H, W, 3)`` uint8): CSIM compares every frame with it
             (identity preservation in cross-reenactment); without it CSIM compares with ``ref``.
+        driving: the driving video / frames folder that produced ``pred`` (paired by position, ``skip``
+            applies to it too): with ``source`` it adds ``identity_shift``, per frame
+            ``CSIM(pred_t, driving_t) - CSIM(source, driving_t)`` (toward the driver: identity leakage,
+            see :mod:`plugtalk.metrics.identity_shift`).
         settings: metrics and models (:class:`EvalSettings`); or ``suite`` from :func:`build_suite`
             to reuse loaded models across calls.
         chunk: frames evaluated per step (memory).
@@ -173,9 +183,11 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
             when the source is the clip's first frame: a copy of it would score PSNR ``inf``).
 
     Returns:
-        ``{"metrics": {name: mean}, "frames", "pred", "ref", "source", "pred_frames", "ref_frames",
+        ``{"metrics": {name: mean}, "frames", "pred", "ref", "driving", "source", "pred_frames", "ref_frames",
         "csim_reference", "csim_encoder", "landmark_detector", "fid_features", "skipped_frames",
-        "face_frames_skipped", "not_computed", "warnings", "better": {name: "higher"|"lower"}}``.
+        "face_frames_skipped", "not_computed", "warnings", "better": {name: "higher"|"lower"},
+        "per_frame": {name: [value per evaluated frame, NaN where not scored]}}``; with ``driving`` the
+        per-frame lists also hold ``csim_output_driving`` and ``csim_source_driving``.
 
     Raises:
         InputError: unreadable inputs, frames of different sizes, unknown metrics, missing weights.
@@ -185,6 +197,8 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     suite_, fid_extractor = suite if suite is not None else build_suite(settings or EvalSettings())
     p_src = pred if isinstance(pred, FrameSource) else FrameSource(pred, "pred")
     r_src = None if ref is None else (ref if isinstance(ref, FrameSource) else FrameSource(ref, "ref"))
+    d_src = None if driving is None else (driving if isinstance(driving, FrameSource)
+                                          else FrameSource(driving, "driving"))
     src_img = load_image(source) if isinstance(source, (str, os.PathLike)) else source
     if chunk < 1:
         raise InputError(f"chunk must be >= 1, got {chunk}")
@@ -204,39 +218,29 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     feats_p: list[np.ndarray] = []
     feats_r: list[np.ndarray] = []
     n_done = 0
-    known = [c - skip for c in (p_src.count, r_src.count if r_src else None) if c is not None]
+    known = [c - skip for c in (p_src.count, r_src.count if r_src else None, d_src.count if d_src else None)
+             if c is not None]
     known = [max(c, 0) for c in known] + ([max_frames] if max_frames is not None else [])
     total = min(known) if known else None
 
-    p_iter = _skip_frames(p_src.batches(chunk), skip)
-    r_iter = _skip_frames(r_src.batches(chunk), skip) if r_src is not None else None
-    p_buf = r_buf = None
-    p_end = r_end = False
+    streams = {"pred": p_src, **({"ref": r_src} if r_src is not None else {}),
+               **({"driving": d_src} if d_src is not None else {})}
+    aligned = _Aligned({k: _skip_frames(v.batches(chunk), skip) for k, v in streams.items()})
     while max_frames is None or n_done < max_frames:
-        # refill: pairing must not depend on the two sources' batch boundaries
-        if p_buf is None or len(p_buf) == 0:
-            p_buf = next(p_iter, None)
-            p_end = p_buf is None
-        if r_iter is not None and (r_buf is None or len(r_buf) == 0):
-            r_buf = next(r_iter, None)
-            r_end = r_buf is None
-        if p_end or r_end:
+        got = aligned.next(None if max_frames is None else max_frames - n_done)
+        if got is None:
             break
-        n = len(p_buf) if r_buf is None else min(len(p_buf), len(r_buf))
-        if max_frames is not None:
-            n = min(n, max_frames - n_done)
-        p, p_buf = p_buf[:n], p_buf[n:]
-        r = None
-        if r_buf is not None:
-            r, r_buf = r_buf[:n], r_buf[n:]
+        p, r, d = got["pred"], got.get("ref"), got.get("driving")
+        n = len(p)
         if resize is not None:
             p = resize_square(p, resize)
             r = None if r is None else resize_square(r, resize)
+            d = None if d is None else resize_square(d, resize)
         if r is not None:
             if p.shape[1:] != r.shape[1:]:
                 raise InputError(f"pred frames are {p.shape[2]}x{p.shape[1]} but ref frames are "
                                  f"{r.shape[2]}x{r.shape[1]}; evaluate frames of the same size")
-        res = suite_.evaluate(p, r, src_img, per_frame=True)
+        res = suite_.evaluate(p, r, src_img, driving=d, per_frame=True)
         for m, v in res.pop("per_frame").items():
             per_frame.setdefault(m, []).extend(v)
         for k, v in res.get("skipped_frames", {}).items():
@@ -261,7 +265,8 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
                          + (f" after skipping {skip}" if skip else ""))
     # lengths: the frames left in the longer input
     seen = n_done + skip
-    p_total, r_total = _length(p_src, p_end, p_buf, seen), (_length(r_src, r_end, r_buf, seen) if r_src else None)
+    p_total = _length(p_src, aligned.ended.get("pred", False), aligned.left("pred"), seen)
+    r_total = _length(r_src, aligned.ended.get("ref", False), aligned.left("ref"), seen) if r_src else None
     if r_src is not None and max_frames is None and p_total != r_total:
         notes.append(f"pred has {p_total} frames and ref {r_total}; "
                      f"evaluated the first {n_done} pairs" + (f" after the first {skip}" if skip else ""))
@@ -284,18 +289,94 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     if "csim" in metrics:
         info["csim_reference"] = "source image" if src_img is not None else "reference frames"
     return {"metrics": metrics, "better": {m: METRIC_INFO[m][2] for m in metrics}, "frames": n_done,
-            "pred": str(p_src), "ref": str(r_src) if r_src else None,
+            "pred": str(p_src), "ref": str(r_src) if r_src else None, "driving": str(d_src) if d_src else None,
             "source": str(source) if isinstance(source, (str, os.PathLike)) else None,
             "pred_frames": p_total, "ref_frames": r_total, "resize": resize, "skip": skip, **info,
             "skipped_frames": skipped,
             "face_frames_skipped": face_skipped,
-            "not_computed": {k: v for k, v in not_computed.items() if k not in metrics}, "warnings": notes}
+            "not_computed": {k: v for k, v in not_computed.items() if k not in metrics}, "warnings": notes,
+            "per_frame": {m: v for m, v in per_frame.items() if m in metrics or m.startswith("csim_")}}
 
 
-def _length(src: FrameSource, ended: bool, buf, used: int) -> int | str:
+def _length(src: FrameSource, ended: bool, left: int, used: int) -> int | str:
     """Total frames of an input after evaluation: exact when it ended, else its declared count or '>N'."""
     if ended:
         return used
     if src.count is not None:
         return src.count
-    return f">{used + (0 if buf is None else len(buf))}"
+    return f">{used + left}"
+
+
+class _Aligned:
+    """Frames of several streams paired by position, independent of each stream's batch boundaries."""
+
+    def __init__(self, iters: dict[str, Iterator[np.ndarray]]):
+        self.iters = iters
+        self.bufs: dict[str, np.ndarray | None] = {k: None for k in iters}
+        self.ended: dict[str, bool] = {}
+
+    def left(self, name: str) -> int:
+        buf = self.bufs.get(name)
+        return 0 if buf is None else len(buf)
+
+    def next(self, limit: int | None) -> dict[str, np.ndarray] | None:
+        """The next aligned chunk of every stream (at most ``limit`` frames), or ``None`` when one ended."""
+        for k, it in self.iters.items():
+            if self.bufs[k] is None or len(self.bufs[k]) == 0:
+                self.bufs[k] = next(it, None)
+                if self.bufs[k] is None:
+                    self.ended[k] = True
+        if self.ended:
+            return None
+        n = min(len(b) for b in self.bufs.values())
+        if limit is not None:
+            n = min(n, limit)
+        out = {k: b[:n] for k, b in self.bufs.items()}
+        self.bufs = {k: b[n:] for k, b in self.bufs.items()}
+        return out
+
+
+def write_identity_shift_plot(result: dict, path: str | os.PathLike) -> Path:
+    """PNG of the per-frame identity shift of an :func:`evaluate_frames` result made with ``driving``:
+    ``CSIM(pred_t, driving_t) - CSIM(source, driving_t)`` over the frame index (gaps: no face), its mean
+    as a dashed line, and the two CSIM terms below.  Written atomically.
+
+    Raises:
+        InputError: the result has no per-frame identity shift (evaluated without ``driving``/``source``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .io.atomic import atomic_path
+
+    pf = result.get("per_frame", {})
+    if "identity_shift" not in pf:
+        raise InputError("no per-frame identity shift to plot (evaluate with a source image and --driving)")
+    shift = np.asarray(pf["identity_shift"], dtype=np.float64)
+    t = np.arange(len(shift)) + int(result.get("skip") or 0)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, height_ratios=(3, 2))
+    ax.plot(t, shift, color="tab:red", lw=1.2, marker="." if len(t) < 60 else None)
+    ax.axhline(0, color="black", lw=0.8)
+    mean = result.get("metrics", {}).get("identity_shift", float("nan"))
+    if np.isfinite(mean):
+        ax.axhline(mean, color="tab:red", ls="--", lw=1, label=f"mean {mean:+.4f}")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel("identity shift\n(> 0: toward the driver)")
+    ax.set_title(f"{Path(str(result.get('pred'))).name} driven by {Path(str(result.get('driving'))).name}", fontsize=9,
+                 loc="left")
+    ax2.plot(t, pf.get("csim_output_driving", []), label="CSIM(output, driving)", lw=1)
+    ax2.plot(t, pf.get("csim_source_driving", []), label="CSIM(source, driving)", lw=1)
+    ax2.set_xlabel("frame")
+    ax2.set_ylabel("CSIM")
+    ax2.legend(loc="lower right", fontsize=7)
+    fig.text(0.01, 0.005, f"CSIM encoder: {result.get('csim_encoder', '?')}", fontsize=6, color="gray")
+    fig.tight_layout()
+    p = Path(path)
+    try:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return p

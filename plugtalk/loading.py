@@ -112,18 +112,20 @@ class WeightsFile:
 
 
 def open_weights(path: str | os.PathLike) -> WeightsFile:
-    """Classify a weights file by content (safetensors metadata; anything else is an official checkpoint).
+    """Classify a weights file by content (a safetensors file works under any name: its metadata says what
+    it holds; anything else is an official checkpoint).
 
     Raises:
         CheckpointError: missing file, or a safetensors file that is neither a plugtalk retrofit nor
             backbone file.
     """
     from .checkpoint import read_metadata
+    from .weights_file import sniff_format
 
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
-    if p.suffix != ".safetensors":
+    if sniff_format(p) != "safetensors":
         return WeightsFile(p, "official", None, {})
     meta = read_metadata(p)
     kind = meta.get("kind")

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_MODEL_FILE", "default_model_path", "load_default_model", "DefaultModelMissing"]
+__all__ = ["DEFAULT_MODEL_FILE", "BASELINE_MODEL_FILE", "default_model_path", "baseline_model_path",
+           "load_default_model", "DefaultModelMissing"]
 
 DEFAULT_MODEL_FILE = "plugtalk-small-fixtalk.safetensors"
+#: The reference experiment's baseline (no EMI/EDI) trained under the same budget, shipped only when the
+#: package carries it: ``plugtalk demo`` then also writes ``compare.mp4`` (baseline vs the default model).
+BASELINE_MODEL_FILE = "plugtalk-small-baseline.safetensors"
 
 
 class DefaultModelMissing(FileNotFoundError):
@@ -24,6 +28,12 @@ class DefaultModelMissing(FileNotFoundError):
 def default_model_path() -> Path | None:
     """Path of the embedded default weights, or ``None`` if this installation has none."""
     p = Path(str(resources.files("plugtalk") / "assets" / DEFAULT_MODEL_FILE))
+    return p if p.is_file() else None
+
+
+def baseline_model_path() -> Path | None:
+    """Path of the shipped baseline weights (:data:`BASELINE_MODEL_FILE`), or ``None`` if not installed."""
+    p = Path(str(resources.files("plugtalk") / "assets" / BASELINE_MODEL_FILE))
     return p if p.is_file() else None
 
 

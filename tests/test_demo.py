@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -66,3 +67,27 @@ def test_demo_default_model_or_loud_random_fallback(tmp_path):
     else:
         assert "embedded default model" in text and "RANDOM" not in text
     assert probe_video(out / "animated.mp4").frame_count == 2
+
+
+def test_demo_upscaled_copy_and_comparison_with_a_second_model(tmp_path):
+    """animated_256.mp4 is animated.mp4 upscaled; --compare-with writes driving | other model | demo model."""
+    torch.manual_seed(0)
+    tiny = dict(size=64, channel_base=1024, channel_max=32, style_dim=64)
+    a = B.create("lia", **tiny).save_pretrained(tmp_path / "a.safetensors")
+    b = B.create("lia", **tiny).save_pretrained(tmp_path / "b.safetensors")
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--out", str(out), "--frames", "3", "--checkpoint", str(a), "--compare-with",
+                              str(b), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    animated, big = read_frames(out / "animated.mp4"), read_frames(out / "animated_256.mp4")
+    assert animated.shape == (3, 64, 64, 3) and big.shape == (3, 256, 256, 3)
+    from plugtalk.io.images import resize_square
+    assert abs(resize_square(big, 64).astype(int) - animated).mean() < 6
+    cmp = read_frames(out / "compare.mp4")
+    assert cmp.shape == (3, 276, 768, 3)  # 20 px label band over three 256 px panels
+    demo_panel = resize_square(np.ascontiguousarray(cmp[:, 20:, 512:]), 64)
+    other_panel = resize_square(np.ascontiguousarray(cmp[:, 20:, 256:512]), 64)
+    assert abs(demo_panel.astype(int) - animated).mean() < abs(other_panel.astype(int) - animated).mean()
+    assert "compare.mp4" in " ".join(res.output.split())
+    assert sorted(p.name for p in out.iterdir()) == ["animated.mp4", "animated_256.mp4", "compare.mp4", "side_by_side.mp4",
+                                                     "source.png"]

@@ -31,55 +31,141 @@ def _reference_model_module():
     return module
 
 
-def test_reference_model_table_means_paired_differences_and_budget(tmp_path):
-    """The model card's table: mean ± std per cell, (n=k) where pairs had no face, paired Δ to baseline,
-    and a resumed run's budget counted once."""
+def _row(kind, key, style, scores, pose=10.0, expr=0.1):
+    return {"kind": kind, "key": key, "source": key.split("__")[0], "style": style, "source_face": True,
+            "pose_diff": pose, "expression_dist": expr, "scores": scores}
+
+
+def test_reference_model_table_cis_subsets_selection_and_budget(tmp_path):
+    """The model card's tables: mean ± sd per cell, paired Δ to baseline with a bootstrap CI and ✓ only when it
+    excludes 0, photo / stylised and top-third subsets, the comparison with copy-source, the fixed selection
+    rule, and a resumed run's budget counted once."""
     import json
     import types
 
     rm = _reference_model_module()
-    pairs = {
-        "baseline": {"cross": [{"source": "a", "driving": "b", "csim": 0.8, "niqe": 10.0},
-                               {"source": "b", "driving": "a", "csim": "nan", "niqe": 12.0}],
-                     "self": [{"source": "a", "driving": "a", "psnr": 20.0}]},
-        "emi": {"cross": [{"source": "a", "driving": "b", "csim": 0.9, "niqe": 9.0},
-                          {"source": "b", "driving": "a", "csim": 0.7, "niqe": 13.0}],
-                "self": [{"source": "a", "driving": "a", "psnr": 21.5}]},
-    }
+    rng = __import__("numpy").random.default_rng(0)
+    rows = []
+    for i in range(30):
+        base_shift = float(rng.normal(0.05, 0.02))
+        rows.append(_row("cross", f"s{i}__d", "photo" if i % 3 else "stylised", {
+            "baseline": {"identity_shift": base_shift, "csim": 0.9},
+            "emi": {"identity_shift": base_shift - 0.01, "csim": 0.9 + float(rng.normal(0, 0.01))},   # resolved
+            "copy-source": {"identity_shift": 0.0, "csim": 1.0}}, pose=float(i)))
+    for i in range(4):
+        rows.append(_row("self", f"c{i}__c{i}", "photo", {
+            "baseline": {"psnr": 20.0 + i, "ssim": 0.7}, "emi": {"psnr": 20.3 + i, "ssim": 0.71},
+            "copy-source": {"psnr": 22.0 + i, "ssim": 0.8}}))
     (tmp_path / "eval").mkdir()
-    (tmp_path / "eval" / "pairs.json").write_text(json.dumps(pairs))
+    config = {"variants": ["baseline", "emi"], "frames": 10, "self_frames": 40, "driver_frames": 100,
+              "score_size": 256, "jobs": 1, "seconds": 60.0}
+    (tmp_path / "eval" / "pairs.json").write_text(json.dumps({"config": config, "rows": rows}))
     run = tmp_path / "emi"
     run.mkdir()
     (run / "config.yaml").write_text("data: {batch_size: 8}\nlog: {every: 50}\n")
     logged = [{"step": 50, "speed/images_per_s": 10.0}, {"step": 100, "speed/images_per_s": 20.0},
               {"step": 100, "speed/images_per_s": 40.0}]  # step 100 logged again after a resume
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in logged))
-    rm.table(types.SimpleNamespace(runs=tmp_path, frames=100))
+    rm.table(types.SimpleNamespace(runs=tmp_path))
     text = (tmp_path / "eval" / "results.md").read_text()
     summary = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert "| baseline | 0.800 ± 0.000 (n=1) | 11.000 ± 1.414 |" in text
-    assert summary["emi"]["cross.csim"][:2] == pytest.approx([0.8, 0.1414], abs=1e-4)
-    assert summary["emi"]["cross.csim.minus_baseline"] == pytest.approx([0.1, 0.0, 1])  # only the pair both scored
-    assert summary["emi"]["self.psnr.minus_baseline"][0] == pytest.approx(1.5)
+    allp = summary["cross"]["all cross-reenactment pairs"]
+    d = allp["emi"]["minus_baseline"]["identity_shift"]
+    assert d["estimate"] == pytest.approx(-0.01) and d["resolved"] and d["high"] < 0
+    top = [k for k in summary["cross"] if k.startswith("top third by head-pose")][0]
+    assert allp["baseline"]["identity_shift"]["n"] == 30 and summary["cross"][top]["baseline"]["identity_shift"]["n"] == 10
+    assert summary["cross"]["photo sources"]["baseline"]["csim"]["n"] == 20
+    terciles = summary["terciles"]["pose_diff"]["emi"]["identity_shift"]
+    assert [t["n"] for t in terciles] == [10, 10, 10] and all(t["estimate"] == pytest.approx(-0.01) for t in terciles)
+    assert summary["self"]["emi"]["minus_copy-source"]["psnr"]["estimate"] == pytest.approx(-1.7)
+    assert summary["selection"]["chosen"] == "emi"  # PSNR within 0.5 dB of the best and the lower shift
     assert "| emi | 100 | 800 | 0.01 h |" in text  # 50*8/10 + 50*8/40 = 50 s
+    assert "| emi |" in text and "no |" in text   # does not beat copy-source
+
+
+def test_reference_protocol_pairs_come_from_the_folder(shared_data):
+    """Cross pairs: every source x every test clip of another identity (never the same person on both sides);
+    self pairs: each test clip from its own first frame; counts derived from the folder."""
+    rm = _reference_model_module()  # puts reference_protocol on the path
+    import reference_protocol as P
+
+    data = shared_data
+    clips, srcs = P.test_clips(data), P.sources(data)
+    stills = sorted((data / "stills").glob("*.png"))
+    assert len(srcs) == len(stills) + len(clips)
+    cross = P.cross_pairs(data)
+    assert all(p.source.identity != p.driving_identity for p in cross)
+    expected = sum(sum(P.clip_identity(c, P.manifest(data)) != s.identity for c in clips) for s in srcs)
+    assert len(cross) == expected and len({p.key for p in cross}) == len(cross)
+    assert len(cross) >= 100  # several hundred with the v2 set
+    own = P.self_pairs(data)
+    assert len(own) == len(clips) and all(p.source.path == p.driving for p in own)
+    styles = {s.style for s in srcs}
+    assert styles == {"photo", "stylised"}
+    assert all(s.style == "photo" for s in srcs if s.is_clip)
+    assert P.style_of("marble bust") == "stylised" and P.style_of("black-and-white photo") == "photo"
+    assert rm is not None
+
+
+def test_reference_protocol_frame_choice_and_spread():
+    rm = _reference_model_module()
+    import reference_protocol as P
+
+    assert P.frame_indices(100, 10) == [0, 11, 22, 33, 44, 55, 66, 77, 88, 99]
+    assert P.frame_indices(5, 10, start=1) == [1, 2, 3, 4]      # frame 0 (the source) never scored in self
+    assert P.frame_indices(1, 3, start=1) == []
+    items = list(range(50))
+    assert P.spread(items, 3) == [0, 24, 49] and P.spread(items, None) == items
+    assert rm is not None
 
 
 @pytest.mark.slow
-def test_reference_model_evaluate_runs_plugtalk_animate_and_eval(tmp_path, shared_data):
-    """`evaluate` on a stand-in for a trained variant (the shipped default model), 2 frames per video."""
+def test_reference_model_evaluate_end_to_end_on_three_pairs(tmp_path, shared_data):
+    """`evaluate` on stand-ins for two trained variants (the shipped default model), 2 cross + 1 self pair,
+    2 frames each, in-process."""
     import json
     import shutil
 
     from plugtalk.pretrained import default_model_path
 
-    (tmp_path / "both").mkdir()
-    shutil.copy(default_model_path(), tmp_path / "both" / "model.safetensors")
+    for v in ("baseline", "both"):
+        (tmp_path / v).mkdir()
+        shutil.copy(default_model_path(), tmp_path / v / "model.safetensors")
     res = subprocess.run([sys.executable, str(ROOT / "examples" / "reference_model.py"), "evaluate", "--runs",
-                          str(tmp_path), "--variants", "both", "--frames", "2"], capture_output=True, text=True,
-                         timeout=900)
+                          str(tmp_path), "--max-pairs", "2", "--max-self", "1", "--frames", "2", "--self-frames", "2",
+                          "--jobs", "1"], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    pairs = json.loads((tmp_path / "eval" / "pairs.json").read_text())
-    assert len(pairs["both"]["self"]) == 3 and len(pairs["both"]["cross"]) == 6
-    assert all(10 < float(p["psnr"]) < 40 for p in pairs["both"]["self"])
-    assert all(float(p["psnr"]) != float("inf") for p in pairs["copy-source"]["self"])  # frame 0 left out
-    assert "| both |" in (tmp_path / "eval" / "results.md").read_text()
+    rows = json.loads((tmp_path / "eval" / "pairs.json").read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["cross", "cross", "self"]
+    for r in rows:
+        assert {"baseline", "both", "copy-source"} <= set(r["scores"]) and len(r["frames"]) == 2
+        assert r["scores"]["baseline"] == r["scores"]["both"]  # the same weights score the same
+    cross = rows[0]["scores"]
+    assert 0 <= cross["baseline"]["faces_found"] <= 1 and cross["copy-source"]["faces_found"] == 1
+    assert cross["copy-source"]["identity_shift"] == 0.0 and cross["copy-source"]["csim"] == pytest.approx(1.0)
+    assert 10 < rows[2]["scores"]["both"]["psnr"] < 40 and rows[2]["frames"][0] >= 1  # frame 0 is the source
+    text = (tmp_path / "eval" / "results.md").read_text()
+    assert "Shipped-default rule" in text and "| both |" in text and "evaluation:" in res.stdout
+
+
+@pytest.mark.slow
+def test_reference_protocol_copy_source_shortcut_equals_scoring_every_frame(shared_data):
+    """The copy-source row is scored from the one source image; scoring the repeated frames gives the same."""
+    import numpy as np
+
+    rm = _reference_model_module()
+    import reference_protocol as P
+
+    from plugtalk.io.images import resize_square
+
+    pair = P.cross_pairs(shared_data)[0]
+    idx = P.pair_indices(pair, 3, 3)
+    scorer = P.Scorer()
+    src = resize_square(P.source_image(pair.source)[None], 256)[0]
+    drv = resize_square(P.clip_frames(pair.driving, idx), 256)
+    src_face = scorer.faces("s", src[None])[0]
+    drv_faces = scorer.faces("d", drv)
+    full = P.score_cross(scorer, np.repeat(src[None], len(drv), 0), src_face, drv_faces)
+    quick = P.score_copy_source_cross(scorer, "s", src, src_face, drv_faces)
+    assert quick == pytest.approx(full, abs=1e-9)
+    assert quick["identity_shift"] == 0.0 and rm is not None

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConversionError
 from ..configurable import describe_key_problems
+from ..weights_file import NOT_WEIGHTS, check_finite, sniff_format
 
 __all__ = ["OfficialKeyMap", "read_official_checkpoint", "guess_official_backbone", "convert_state_dict",
            "SAFE_GLOBALS"]
@@ -92,17 +93,21 @@ def read_official_checkpoint(path: str | os.PathLike, container: str | None = No
             the first registered backbone's container (then ``state_dict``, ``model``) present, or uses the file itself if it is a flat state dict.
 
     Raises:
-        CheckpointError: missing/empty/truncated file, a pickle that needs code to load (refused), a file
-            that holds no state dict, or one without ``container`` (naming the keys it has).
+        CheckpointError: missing/empty/truncated file, a file that is no torch checkpoint at all (safetensors,
+            text, random bytes: judged by content), a pickle that needs code to load (refused), a file that
+            holds no state dict, one without ``container`` (naming the keys it has), or NaN / infinite weights.
     """
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(p)!r} is empty")
-    if p.suffix == ".safetensors":
-        raise CheckpointError(f"{str(p)!r} is a safetensors file: load plugtalk files with "
-                              "plugtalk.backbones.load(), not load_official()")
+    fmt = sniff_format(p)
+    if fmt == "safetensors":
+        raise CheckpointError(f"{str(p)!r} is a safetensors file (plugtalk's format), not an official torch "
+                              "checkpoint: use it as it is (plugtalk animate -c FILE, plugtalk.backbones.load())")
+    if fmt == "unknown":
+        raise CheckpointError(f"{_describe_file(p)} is {NOT_WEIGHTS}")
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -110,7 +115,8 @@ def read_official_checkpoint(path: str | os.PathLike, container: str | None = No
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"refusing to load {_describe_file(p)}: it is not a weights-only torch checkpoint "
                               f"(loading it would run pickled code). torch said: {first}") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError,
+            IndexError) as e:
         raise CheckpointError(f"cannot read {_describe_file(p)}: truncated or not a torch checkpoint ({e})") from e
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{str(p)!r} holds a {type(obj).__name__}, not a checkpoint dict")
@@ -128,6 +134,7 @@ def read_official_checkpoint(path: str | os.PathLike, container: str | None = No
         raise CheckpointError(f"{str(p)!r} has no {container!r} entry (top-level keys: {sorted(map(str, obj))[:10]}){hint}")
     if not isinstance(sd, Mapping) or not all(isinstance(v, Tensor) for v in sd.values()):
         raise CheckpointError(f"{str(p)!r}: the {container or 'top-level'} entry is not a state dict of tensors")
+    check_finite(sd, repr(str(p)))
     return dict(sd)
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from ..checkpoint import read_metadata
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from .base import Backbone
 from .official import OfficialKeyMap, convert_state_dict, read_official_checkpoint
 
@@ -114,7 +114,7 @@ def backbone_entry(name: str) -> BackboneEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}") from None
+        raise InputError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}") from None
 
 
 _entry = backbone_entry

@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import typer
 
 from . import app
-from ._common import console, err_console, user_errors
+from ._common import err_console, parse_device, say, tell, user_errors
 
 
 @contextlib.contextmanager
@@ -28,7 +28,7 @@ def warnings_to_console() -> Iterator[None]:
                 text = str(w.message)
                 if text not in seen:
                     seen.add(text)
-                    err_console.print(f"[bold yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
+                    tell("warning", text)
 
 
 def progress_bar(description: str):
@@ -111,13 +111,17 @@ def animate(
 
     Long videos stream through in constant memory (--batch-size frames at a time); the output is written atomically, with the driving video's sound or --audio.
     """
-    import torch
-
     from ..animate import animate as run_animate
+    from ..io.paths import check_outputs
     from ..loading import load_animator, load_audio_model
 
     with user_errors(), warnings_to_console():
-        dev = torch.device(device)
+        check_outputs({"--out": out, "--side-by-side": side_by_side},
+                      {"--source": source, "--driving": driving, "--mouth": mouth, "--pose": pose,
+                       "--expression": expression, "--audio": audio, "--checkpoint": checkpoint,
+                       "--audio-checkpoint": audio_checkpoint, "--expression-weights": expression_weights,
+                       "--coefficients": coefficients, "--gaze-from": gaze_from})
+        dev = parse_device(device)
         loaded = load_animator(checkpoint, backbone, mode=mode, device=dev)
         audio_model = audio_desc = None
         if audio is not None and "mouth_coefficients" in loaded.model.adapter.control_replaces:
@@ -138,18 +142,17 @@ def animate(
                 mux_audio=not no_audio, detect_every=detect_every, lossless=lossless,
                 on_progress=update if progress else None)
     for note in result.warnings:
-        err_console.print(f"[bold yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        tell("note", note)
     h, w = result.size
     t = result.timings
-    console.print(f"wrote {result.path} ({result.frames} frames, {w}x{h}, {result.fps:g} fps, "
-                  f"{'sound: ' + result.audio if result.audio else 'silent'})", highlight=False, soft_wrap=True)
-    console.print(f"model: {loaded.backbone} {loaded.variant} from {loaded.source}"
-                  + (f"; audio model from {audio_desc}" if audio_desc else ""), highlight=False, soft_wrap=True)
-    console.print("drivers: " + ", ".join(f"{d} <- {v}" for d, v in result.drivers.items())
-                  + f"; {'relative' if result.relative else 'absolute'} motion"
-                  + (f"; motion codes smoothed over {result.smooth} frames" if result.smooth else ""),
-                  highlight=False, soft_wrap=True)
+    say(f"wrote {result.path} ({result.frames} frames, {w}x{h}, {result.fps:g} fps, "
+        f"{'sound: ' + result.audio if result.audio else 'silent'})")
+    say(f"model: {loaded.backbone} {loaded.variant} from {loaded.source}"
+        + (f"; audio model from {audio_desc}" if audio_desc else ""))
+    say("drivers: " + ", ".join(f"{d} <- {v}" for d, v in result.drivers.items())
+        + f"; {'relative' if result.relative else 'absolute'} motion"
+        + (f"; motion codes smoothed over {result.smooth} frames" if result.smooth else ""))
     if result.side_by_side:
-        console.print(f"side by side: {result.side_by_side}", highlight=False, soft_wrap=True)
-    console.print(f"time: {t.get('total', 0):.1f} s ({result.frames / max(t.get('total', 1e-9), 1e-9):.1f} frames/s "
-                  f"end to end; model {t.get('model', 0):.1f} s)", highlight=False, soft_wrap=True)
+        say(f"side by side: {result.side_by_side}")
+    say(f"time: {t.get('total', 0):.1f} s ({result.frames / max(t.get('total', 1e-9), 1e-9):.1f} frames/s "
+        f"end to end; model {t.get('model', 0):.1f} s)")

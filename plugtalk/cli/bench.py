@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from . import app
-from ._common import console, print_table, user_errors
+from ._common import console, parse_device, print_table, say, user_errors
 
 _DTYPES = {"float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
 
@@ -69,13 +69,18 @@ def bench(
     from ..io.atomic import check_output_path
     from ..io.jsonfile import write_json
 
+    from ..io.paths import check_outputs, require_suffix
+
     with user_errors():
         if not backbone:
             from ..backbones import animator_backbones
 
             backbone = list(animator_backbones())
         if json_out is not None:
+            check_outputs({"--json": json_out}, {"--source": source, "--video": video})
+            require_suffix(json_out, (".json",), "--json")
             check_output_path(json_out)
+        parse_device(device)
         if threads:
             torch.set_num_threads(threads)
         unknown = [v for v in variant if v not in B.VARIANTS]
@@ -90,7 +95,7 @@ def bench(
         batches = batch or ([1, 8] if cuda else [1, 4])
         layouts = B.layouts_for(device, channels_last, compile)
         env = B.environment(torch.device(device))
-        console.print("  ".join(f"{k}={v}" for k, v in env.items()), highlight=False, soft_wrap=True)
+        say("  ".join(f"{k}={v}" for k, v in env.items()))
         out: dict = {"environment": env}
         if model_only:
             table = Table("backbone", "variant", "batch", "dtype", "options", "ms/batch", "fps", "peak MB",
@@ -107,4 +112,4 @@ def bench(
                 source=source, video=video, on_result=show))
         if json_out:
             write_json(json_out, out)
-            console.print(f"wrote {json_out}", highlight=False)
+            say(f"wrote {json_out}")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from . import app
-from ._common import console, err_console, print_table, user_errors
+from ._common import parse_device, print_table, say, tell, user_errors
 from .animate import progress_bar, warnings_to_console
 
 
@@ -26,9 +26,11 @@ def result_table(result: dict) -> Table:
     """The metrics of :func:`plugtalk.evaluate.evaluate_frames` as a rich table."""
     from ..evaluate import METRIC_INFO
 
+    from rich.markup import escape
+
     table = Table("metric", "value", "better", "frames used", "notes",
-                  title=f"{result['pred']}  vs  {result['ref'] or result.get('source') or '-'}  "
-                        f"({result['frames']} frames)")
+                  title=escape(f"{result['pred']}  vs  {result['ref'] or result.get('source') or '-'}  "
+                               f"({result['frames']} frames)"))
     skipped = result.get("skipped_frames", {})
     for m, v in result["metrics"].items():
         name, unit, better = METRIC_INFO[m]
@@ -43,9 +45,9 @@ def result_table(result: dict) -> Table:
         elif m == "fid":
             note = result.get("fid_features", "")
         table.add_row(f"{name}" + (f" ({unit})" if unit else ""), _fmt(v), "↑" if better == "higher" else "↓",
-                      str(used), note)
+                      str(used), escape(note))
     for m, why in result.get("not_computed", {}).items():
-        table.add_row(METRIC_INFO.get(m, (m,))[0], "-", "", "0", f"not computed: {why}")
+        table.add_row(METRIC_INFO.get(m, (m,))[0], "-", "", "0", escape(f"not computed: {why}"))
     return table
 
 
@@ -65,6 +67,11 @@ def evaluate(
                                                                  "video or a folder of images, paired by position"),
     source: Optional[Path] = typer.Option(None, "--source", "-s",
                                           help="source image: CSIM against it (cross-reenactment); else against --ref"),
+    driving: Optional[Path] = typer.Option(None, "--driving", "-d",
+                                           help="the driving video / frames folder that produced --pred (needs "
+                                                "--source): adds the identity shift toward the driver, "
+                                                "CSIM(pred, driving) - CSIM(source, driving) per frame, to the "
+                                                "metrics, the JSON and a plot next to it"),
     metrics: Optional[List[str]] = typer.Option(
         None, "--metrics", "-m", help="comma-separated or repeated: psnr, ssim, csim, f_lmd, m_lmd, akd, niqe, cpbd, "
                                       "fid (default: all but fid; fid is added with --inception-weights)"),
@@ -85,30 +92,55 @@ def evaluate(
 ) -> None:
     """Evaluate generated talking-head frames: fidelity, identity (CSIM), motion (LMD, AKD) and quality (NIQE, CPBD).
 
+    With --driving (and --source): the identity shift toward the driver, CSIM(pred, driving) - CSIM(source, driving) per frame (identity leakage; > 0: the output took on the driver's identity), in the JSON per frame and plotted next to it (X_identity_shift.png).
+
     Face models are loaded once; frames without a detectable face are left out of the face metrics and counted. PSNR is inf for identical frames (the string "inf" in the strict-JSON report).
     """
     import contextlib
 
-    from ..evaluate import EvalSettings, build_suite, evaluate_frames
+    from ..errors import InputError
+    from ..evaluate import EvalSettings, build_suite, evaluate_frames, write_identity_shift_plot
     from ..io.atomic import check_output_path
     from ..io.jsonfile import write_json
+    from ..io.paths import check_outputs, require_suffix
 
     with user_errors(), warnings_to_console():
         if json_out is not None:
+            outputs = {"--json": json_out}
+            if driving is not None:
+                outputs["identity-shift plot"] = identity_shift_plot_path(json_out)
+            check_outputs(outputs, {"--pred": pred, "--ref": ref, "--source": source, "--driving": driving,
+                                    "--arcface-weights": arcface_weights, "--inception-weights": inception_weights})
+            require_suffix(json_out, (".json",), "--json")
             check_output_path(json_out)
+        if driving is not None and source is None:
+            raise InputError("--driving needs --source: the identity shift is CSIM(pred, driving) - "
+                             "CSIM(source, driving)")
+        parse_device(device)
         settings = EvalSettings(metrics=_metric_list(metrics), identity_model=identity_model,
-                                arcface_weights=arcface_weights, inception_weights=inception_weights, device=device)
+                                arcface_weights=arcface_weights, inception_weights=inception_weights, device=device,
+                                identity_shift=driving is not None)
         suite = build_suite(settings)
         bar, update = progress_bar("evaluating")
         with bar if progress else contextlib.nullcontext():
-            result = evaluate_frames(pred, ref, source=source, suite=suite, max_frames=frames, resize=resize,
-                                     skip=skip, on_progress=update if progress else None)
+            result = evaluate_frames(pred, ref, source=source, driving=driving, suite=suite, max_frames=frames,
+                                     resize=resize, skip=skip, on_progress=update if progress else None)
+        plot = None
         if json_out is not None:
             write_json(json_out, result)
+            if "identity_shift" in result["per_frame"]:
+                plot = write_identity_shift_plot(result, identity_shift_plot_path(json_out))
     print_table(result_table(result))
     for w in result["warnings"]:
-        err_console.print(f"[bold yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        tell("warning", w)
     if "csim" in result["metrics"]:
-        console.print(f"CSIM encoder: {result.get('csim_encoder')}", highlight=False, soft_wrap=True)
+        say(f"CSIM encoder: {result.get('csim_encoder')}")
     if json_out is not None:
-        console.print(f"wrote {json_out}", highlight=False, soft_wrap=True)
+        say(f"wrote {json_out}")
+    if plot is not None:
+        say(f"wrote {plot} (identity shift per frame)")
+
+
+def identity_shift_plot_path(json_out: Path) -> Path:
+    """Where ``plugtalk eval --driving ... --json X.json`` puts its plot: ``X_identity_shift.png``."""
+    return json_out.with_name(json_out.stem + "_identity_shift.png")

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import app
-from ._common import console, err_console, user_errors
+from ._common import say, tell, user_errors
 
 
 @app.command()
@@ -31,9 +31,11 @@ def prepare(
 
     Videos without a detectable face are skipped with a warning; if none is usable the command fails (exit 2).
     """
-    from ..data.prepare import PrepareSettings, SkippedVideoWarning, prepare_videos
+    from ..data.prepare import PrepareSettings, SkippedVideoWarning, find_videos, prepare_videos
+    from ..io.paths import check_folder_holds_no_inputs, removing_new_folders
 
-    with user_errors():
+    with user_errors(), removing_new_folders(out):
+        check_folder_holds_no_inputs(out, "--out", find_videos(sources), "source video")
         settings = PrepareSettings(size=size, fps=fps, max_seconds=max_seconds, min_seconds=min_seconds,
                                    detect_every=detect_every)
         with warnings.catch_warnings(record=True) as caught:
@@ -43,10 +45,10 @@ def prepare(
             finally:
                 for w in caught:
                     if issubclass(w.category, SkippedVideoWarning):
-                        err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+                        tell("warning", w.message)
                     else:
                         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     seconds = sum(c.frames for c in result.clips) / fps
     used = len({c.source for c in result.clips})
-    console.print(f"wrote {len(result.clips)} clips ({seconds:.1f} s) from {used} videos to {out}"
-                  + (f"; skipped {len(result.skipped)}" if result.skipped else ""))
+    say(f"wrote {len(result.clips)} clips ({seconds:.1f} s) from {used} videos to {out}"
+        + (f"; skipped {len(result.skipped)}" if result.skipped else ""))

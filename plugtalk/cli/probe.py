@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from ._common import console, err_console, print_table, user_errors
+from ._common import console, err_console, parse_device, print_table, say, tell, user_errors
 
 _DIRECTIONS = {"both": ["to_source", "to_driving"], "to-source": ["to_source"], "to-driving": ["to_driving"]}
 
@@ -42,7 +42,7 @@ def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, 
         backbone = _default_backbone()
         if backbone is None:
             raise InputError("give --backbone (lia, edtalk or dpe), or --spec report.json to repeat a run")
-        console.print(f"backbone: {backbone} (the embedded default model)")
+        say(f"backbone: {backbone} (the embedded default model)")
     if (source is None) != (driving is None):
         raise InputError("--source and --driving go together")
     if source is not None and pairs_dirs:
@@ -59,7 +59,7 @@ def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, 
                 raise InputError("no pairs: give --pairs DIR (videos named <identity>__<clip>.mp4) or "
                                  "--source IMG --driving VIDEO")
             pairs_dirs = [faces]
-            console.print(f"pairs from the shared data: {faces}")
+            say(f"pairs from the shared data: {faces}")
         metric_names = _split([metrics]) or []
         if "csim" in metric_names or "lmd" in metric_names:
             pairs, notes = usable_pairs_from_folder(pairs_dirs, num_pairs, seed)
@@ -91,8 +91,8 @@ def _print_taps(backbone: str, checkpoint, mode, seed: int, device: str) -> None
     for ti in d["taps"].values():
         t.add_row(ti.name, ti.source, "\n".join(ti.driving), "x".join(map(str, ti.shape)))
     console.print(t)
-    console.print("groups: " + "; ".join(f"{g} = {', '.join(m)}" for g, m in d["groups"].items()))
-    console.print("not swappable (no counterpart in the other branch): " + ", ".join(d["unpaired"]), highlight=False)
+    say("groups: " + "; ".join(f"{g} = {', '.join(m)}" for g, m in d["groups"].items()))
+    say("not swappable (no counterpart in the other branch): " + ", ".join(d["unpaired"]))
 
 
 @app.command()
@@ -134,9 +134,11 @@ def probe(
     """Swap each tap (feature-pyramid level, latent, motion code) between the source and the driving branch,
     re-render, and rank the taps by how much identity they carry (FixTalk, Sec. 3.2)."""
     from ..errors import InputError
+    from ..io.paths import check_outputs, removing_new_folders
     from ..probe import ProbeWarning, load_spec, ranking_table, run_probe, write_report
 
     with user_errors():
+        parse_device(device)
         if list_taps:
             if backbone is None:
                 raise InputError("--list-taps needs --backbone")
@@ -160,17 +162,20 @@ def probe(
             run_spec, notes = _spec_from_options(backbone, checkpoint, mode, pairs, source, driving, taps, groups,
                                                  directions, num_pairs, metrics, output_faces, seed, batch_size,
                                                  device, score_size)
+        check_outputs({"--out": [out / "report.json", out / "grid.png", out / "identity_shift.png"]},
+                      {"--checkpoint": checkpoint, "--spec": spec, "--source": source, "--driving": driving})
         for n in notes:
-            err_console.print(f"[yellow]note:[/] {n}", highlight=False)
-        out.mkdir(parents=True, exist_ok=True)
-        result = _run(run_spec, ProbeWarning, run_probe)
-        print_table(ranking_table(result))
-        files = write_report(result, out)
+            tell("note", n)
+        with removing_new_folders(out):
+            out.mkdir(parents=True, exist_ok=True)
+            result = _run(run_spec, ProbeWarning, run_probe)
+            print_table(ranking_table(result))
+            files = write_report(result, out)
         tm = result.timing
-        console.print(f"{tm['pairs']} pairs x {tm['distinct_variants']} variants: {tm['images_rendered']} images "
-                      f"rendered in {tm['model_s']:.1f} s ({tm['seconds_per_image']:.2f} s/image), scored in "
-                      f"{tm['scoring_s']:.1f} s; total {tm['total_s']:.1f} s", highlight=False)
-        console.print("wrote " + ", ".join(str(p) for p in files.values()), highlight=False)
+        say(f"{tm['pairs']} pairs x {tm['distinct_variants']} variants: {tm['images_rendered']} images "
+            f"rendered in {tm['model_s']:.1f} s ({tm['seconds_per_image']:.2f} s/image), scored in "
+            f"{tm['scoring_s']:.1f} s; total {tm['total_s']:.1f} s")
+        say("wrote " + ", ".join(str(p) for p in files.values()))
 
 
 def _run(run_spec, warning_class, run_probe):
@@ -188,7 +193,7 @@ def _run(run_spec, warning_class, run_probe):
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, warning_class):
-                bar.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+                tell("warning", message, bar.console)
             else:
                 previous(message, category, filename, lineno, file, line)
 

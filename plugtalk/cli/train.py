@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from ._common import console, user_errors
+from ._common import console, console_warnings, user_errors
 
 
 @app.command()
@@ -37,7 +37,7 @@ def train(
         sets.append(f"data.folder={json.dumps(str(data))}")  # a JSON string is YAML: no reinterpretation
     if output is not None:
         sets.append(f"output_dir={json.dumps(str(output))}")
-    with user_errors():
+    with user_errors(), console_warnings():
         cfg = load_config(config, sets)
         if show:
             console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False, markup=False)

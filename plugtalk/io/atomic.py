@@ -1,20 +1,25 @@
 """Atomic file output: write to a temporary file in the destination folder, then rename.
 
 A crash, a kill or an exception mid-write leaves either the previous file or nothing, never a
-truncated one (``os.replace`` is atomic on POSIX within one filesystem).
+truncated one (``os.replace`` is atomic on POSIX within one filesystem).  The temporary file is removed
+on an exception, on Ctrl-C (SIGINT) and on SIGTERM (``timeout``, ``kill``, job schedulers): while an
+atomic write is open in the main thread, SIGTERM raises ``SystemExit(143)`` instead of killing the
+process outright, unless the program installed its own SIGTERM handler.  Only SIGKILL can leave one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import InputError
 
-__all__ = ["atomic_path", "check_output_path"]
+__all__ = ["atomic_path", "check_output_path", "sigterm_as_exit"]
 
 
 def _file_mode() -> int:
@@ -44,6 +49,34 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return p
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+_sigterm = {"depth": 0, "installed": False}
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Inside the block, SIGTERM raises ``SystemExit(143)`` so ``finally`` / ``except`` clean-up runs, as for
+    Ctrl-C.  Only in the main thread and only over Python's default handler (a program's own handler is
+    kept); blocks may nest and end in any order - the default returns when the last one ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _sigterm["depth"] == 0 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _sigterm["installed"] = True
+    _sigterm["depth"] += 1
+    try:
+        yield
+    finally:
+        _sigterm["depth"] -= 1
+        if _sigterm["depth"] == 0 and _sigterm["installed"]:
+            _sigterm["installed"] = False
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
@@ -52,6 +85,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     exception the temporary file is removed and ``path`` is left untouched.
     """
     dest = check_output_path(path)
+    with sigterm_as_exit():
+        with _atomic_temp(dest, suffix) as tmp_path:
+            yield tmp_path
+
+
+@contextlib.contextmanager
+def _atomic_temp(dest: Path, suffix: str | None) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.partial-", suffix=dest.suffix if suffix is None else suffix,
                                dir=dest.parent)
     os.close(fd)

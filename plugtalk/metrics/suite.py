@@ -14,13 +14,14 @@ from .cpbd import cpbd
 from .fid import FeatureExtractor, fid
 from .fidelity import psnr, ssim
 from .identity import cosine_similarity, encoder_description
+from .identity_shift import identity_shift_from_embeddings
 from .landmarks import akd, landmark_distance, lmd
 from .niqe import PATCH as NIQE_PATCH
 from .niqe import niqe
 
 __all__ = ["MetricSuite", "ALL_METRICS", "DEFAULT_METRICS"]
 
-ALL_METRICS = ("psnr", "ssim", "csim", "f_lmd", "m_lmd", "akd", "niqe", "cpbd", "fid")
+ALL_METRICS = ("psnr", "ssim", "csim", "f_lmd", "m_lmd", "akd", "niqe", "cpbd", "fid", "identity_shift")
 DEFAULT_METRICS = ("psnr", "ssim", "csim", "f_lmd", "m_lmd", "akd", "niqe", "cpbd")
 _NEEDS_REF = {"psnr", "ssim", "f_lmd", "m_lmd", "akd", "fid"}
 _LANDMARK_METRICS = {"f_lmd", "m_lmd", "akd"}
@@ -81,7 +82,7 @@ class MetricSuite:
                 lm[i] = self.landmark_detector.landmarks(f, b, name=f"{name}[{i}]")
         return lm
 
-    def evaluate(self, pred, ref=None, source=None, *, per_frame: bool = False) -> dict:
+    def evaluate(self, pred, ref=None, source=None, *, driving=None, per_frame: bool = False) -> dict:
         """Metrics of one clip.
 
         Args:
@@ -90,6 +91,10 @@ class MetricSuite:
                 AKD, FID; without it those are listed under ``"not_computed"``).
             source: the source image ``(H', W', 3)`` uint8: CSIM compares every frame with it.  Without
                 it CSIM compares ``pred[i]`` with ``ref[i]``.
+            driving: the driving frames ``(N, H'', W'', 3)`` uint8 that produced ``pred`` (frame ``t`` drove
+                ``pred[t]``): with ``source``, enables ``identity_shift`` (toward the driver, see
+                :mod:`plugtalk.metrics.identity_shift`; per frame also ``csim_output_driving`` and
+                ``csim_source_driving``).
             per_frame: also return per-frame values under ``"per_frame"``.
 
         Returns:
@@ -123,6 +128,14 @@ class MetricSuite:
         if "csim" in want and source is None and r is None:
             want.remove("csim")
             res["not_computed"]["csim"] = "needs a source image or reference frames"
+        if "identity_shift" in want and (source is None or driving is None):
+            want.remove("identity_shift")
+            res["not_computed"]["identity_shift"] = "needs a source image and the driving frames (--driving)"
+        d = None
+        if "identity_shift" in want:
+            d, _ = image_batch(driving, "driving")
+            if len(d) != n:
+                raise InputError(f"{n} pred frames but {len(d)} driving frames")
 
         if "psnr" in want:
             frame_vals["psnr"] = np.atleast_1d(psnr(p, r))
@@ -133,22 +146,34 @@ class MetricSuite:
         if "cpbd" in want:
             frame_vals["cpbd"] = np.atleast_1d(cpbd(p, edges=self.cpbd_edges))
 
-        face_wanted = "csim" in want or any(m in want for m in _LANDMARK_METRICS)
+        extra_frame_vals: dict[str, np.ndarray] = {}
+        face_wanted = "csim" in want or "identity_shift" in want or any(m in want for m in _LANDMARK_METRICS)
         skipped_any = np.zeros(n, dtype=bool)
         if face_wanted:
             pbox = self._boxes(p, "pred")
             need_rbox = r is not None and (any(m in want for m in _LANDMARK_METRICS) or source is None)
             rbox = self._boxes(r, "ref") if need_rbox else None
-            if "csim" in want:
-                enc = self.identity_encoder
+            enc = self.identity_encoder
+            if "csim" in want or "identity_shift" in want:
                 res["csim_encoder"] = encoder_description(enc)
                 e_pred = enc.embed(p, boxes=pbox, on_missing="nan", name="pred")
+            e_src = None
+            if source is not None and ("csim" in want or "identity_shift" in want):
+                try:
+                    e_src = enc.embed(np.asarray(source), on_missing="raise", name="source")
+                except NoFaceError as err:
+                    e_src = np.full((1, e_pred.shape[1]), np.nan)
+                    res["warnings"].append(f"CSIM and identity shift not computed: {err}")
+            if "identity_shift" in want:
+                e_drv = enc.embed(d, boxes=self._boxes(d, "driving"), on_missing="nan", name="driving")
+                shift = identity_shift_from_embeddings(e_pred, e_src, e_drv)
+                frame_vals["identity_shift"] = shift["shift"]
+                extra_frame_vals = {k: shift[k] for k in ("csim_output_driving", "csim_source_driving")}
+                res["skipped_frames"]["identity_shift"] = int(np.isnan(shift["shift"]).sum())
+                skipped_any |= np.isnan(shift["shift"])
+            if "csim" in want:
                 if source is not None:
-                    try:
-                        e_ref = enc.embed(np.asarray(source), on_missing="raise", name="source")
-                    except NoFaceError as err:
-                        e_ref = np.full((1, e_pred.shape[1]), np.nan)
-                        res["warnings"].append(f"CSIM not computed: {err}")
+                    e_ref = e_src
                 else:
                     e_ref = enc.embed(r, boxes=rbox, on_missing="nan", name="ref")
                 c = cosine_similarity(e_pred, e_ref)
@@ -187,5 +212,5 @@ class MetricSuite:
         ordered = {m: res.pop(m) for m in self.metrics if m in res}
         res = {**ordered, **res}
         if per_frame:
-            res["per_frame"] = {m: v.tolist() for m, v in frame_vals.items()}
+            res["per_frame"] = {m: v.tolist() for m, v in {**frame_vals, **extra_frame_vals}.items()}
         return res

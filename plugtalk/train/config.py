@@ -260,6 +260,8 @@ def config_from_mapping(values: dict[str, Any] | None, origin: str = "config") -
     values = dict(values or {})
     try:
         return TrainConfig(**_sections(values, origin))
+    except InputError:  # already names its origin
+        raise
     except ValidationError as e:
         raise InputError(f"{origin}: {_describe(e)}") from None
     except (TypeError, ValueError) as e:
@@ -351,7 +353,29 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     try:
         values = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise InputError(f"{p}: not valid YAML: {e}") from None
+        raise InputError(f"{p}: not valid YAML: {_yaml_problem(e)}") from None
     if not isinstance(values, dict):
         raise InputError(f"{p}: expected a mapping of sections at the top level, got {type(values).__name__}")
-    return config_from_mapping(apply_overrides(values, overrides or []), origin=str(p))
+    combined = apply_overrides(values, overrides or [])
+    try:
+        return config_from_mapping(combined, origin=str(p))
+    except InputError:
+        if not overrides or not _valid(values):
+            raise
+    # the file alone is valid: the overrides are at fault, so name them, not the file
+    return config_from_mapping(combined, origin="--set " + " ".join(overrides))
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line for a YAML parse error: what went wrong and where (1-based line and column)."""
+    mark = getattr(e, "problem_mark", None)
+    what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+    return f"{what} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else " ".join(what.split())
+
+
+def _valid(values: dict[str, Any]) -> bool:
+    try:
+        config_from_mapping(values)
+    except InputError:
+        return False
+    return True

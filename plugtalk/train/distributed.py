@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from ..errors import InputError
+
 __all__ = ["DistContext", "ResumableSampler"]
 
 
@@ -42,13 +44,17 @@ class DistContext:
 
         ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.  Each process uses
         ``cuda:LOCAL_RANK``.
+
+        Raises:
+            InputError: ``cuda`` without a GPU torch can use.
         """
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
         use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
         if use_cuda and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+            raise InputError("device 'cuda' requested (config 'device') but CUDA is not available on this machine "
+                             "(no GPU, no driver, or a CPU-only torch build); use --set device=cpu")
         dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
         if use_cuda:
             torch.cuda.set_device(dev)

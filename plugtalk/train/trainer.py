@@ -104,13 +104,16 @@ class Trainer:
         dist: the process-group context (default: from torchrun's environment).
 
     Raises:
-        InputError: bad settings, a dataset too small for one batch, or an ``output_dir`` that
-            already holds checkpoints without ``resume``.
+        InputError: bad settings, a dataset too small for one batch, an ``output_dir`` that is a file, or
+            one that already holds checkpoints without ``resume``.
     """
 
     def __init__(self, config: TrainConfig, dataset: Dataset | None = None, *, resume: bool = False,
                  dist: DistContext | None = None):
         self.cfg = config
+        out = Path(expand_path(config.output_dir))
+        if out.exists() and not out.is_dir():
+            raise InputError(f"output_dir {str(out)!r} is a file, not a folder: choose another output folder (-o)")
         self.dist = dist or DistContext.setup(config.device)
         self.device = self.dist.device
         if config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"):

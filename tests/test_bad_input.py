@@ -1,0 +1,327 @@
+"""Bad input through every command (issue 15): refused with one ``error:`` line and exit 2 before anything is
+written, never a traceback, never a lost input file, no temporary files or empty folders left behind.
+
+Models are tiny random ones (the checks are about the files, not the animation); the few runs that reach the
+model stop after 2 frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+import plugtalk.backbones as B
+from plugtalk.cli import app
+from plugtalk.demo import demo_driving_path, demo_source
+from plugtalk.errors import CheckpointError
+from plugtalk.io.paths import same_file
+from plugtalk.io.video import VideoWriter
+from plugtalk.weights_file import sniff_format
+from test_backbones import official_state_dict
+from train_support import tiny_mapping
+
+TINY = dict(size=64, channel_base=1024, channel_max=32, style_dim=64)
+NOT_WEIGHTS = "not a PyTorch checkpoint or safetensors file"
+runner = CliRunner()
+
+
+def cli(*args):
+    res = runner.invoke(app, [str(a) for a in args])
+    return res, " ".join(res.output.split())  # unwrap rich's line breaks
+
+
+def refused(res, text, expected):
+    """Exit 2, one ``error:`` line naming ``expected``, no traceback."""
+    assert res.exit_code == 2, text
+    assert "error:" in text and expected in text, text
+    assert "Traceback" not in text, text
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert sum(line.startswith("error:") for line in res.output.splitlines()) == 1, res.output
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def partials(folder: Path) -> list[str]:
+    return sorted(p.name for p in Path(folder).rglob("*") if ".partial" in p.name)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A source portrait, a driving clip, a tiny plugtalk LIA file (also renamed ``.pt``), an official-layout
+    EDTalk audio checkpoint, and broken weight files (text, random bytes, NaN, inf)."""
+    d = tmp_path_factory.mktemp("inputs")
+    Image.fromarray(demo_source()).save(d / "face.png")
+    (d / "clip.mp4").write_bytes(Path(demo_driving_path()).read_bytes())
+    torch.manual_seed(0)
+    lia = B.create("lia", **TINY).eval()
+    lia.save_pretrained(d / "lia.safetensors")
+    (d / "renamed.pt").write_bytes((d / "lia.safetensors").read_bytes())
+    audio = B.create("edtalk-audio")
+    official = official_state_dict(audio)
+    torch.save({"audio2lip": official}, d / "Audio2Lip.pt")
+    (d / "text.pt").write_text("this is not a checkpoint\n")
+    (d / "random.pt").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    sd = lia.state_dict()
+    sd["encoder.stem.conv.weight"][0, 0, 0, 0] = float("nan")
+    bad = B.create("lia", **TINY)
+    bad.load_state_dict(sd)
+    bad.save_pretrained(d / "nan.safetensors")
+    key = "audio_encoder.0.conv_block.0.weight"
+    official[key] = official[key].clone()
+    official[key][0] = float("inf")
+    torch.save({"audio2lip": official}, d / "inf.pt")
+    return d
+
+
+@pytest.fixture
+def work(files, tmp_path):
+    """A private copy of the inputs (the tests check that none of them changes)."""
+    for p in files.iterdir():
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    return tmp_path
+
+
+ANIMATE = ("animate", "--no-progress", "--device", "cpu", "--frames", "2")
+
+
+# -- outputs onto inputs (data loss) ----------------------------------------------------------------
+def test_animate_refuses_to_write_onto_any_of_its_inputs(work):
+    before = {p.name: digest(p) for p in work.iterdir()}
+    (work / "link.mp4").symlink_to(work / "clip.mp4")
+    os.link(work / "clip.mp4", work / "hard.mp4")
+    cases = [
+        (["-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "clip.mp4"], "is the --driving input"),
+        (["-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "sub" / ".." / "clip.mp4"], "--driving"),
+        (["-s", work / "face.png", "-d", work / "link.mp4", "-o", work / "clip.mp4"], "--driving"),
+        (["-s", work / "face.png", "-d", work / "hard.mp4", "-o", work / "clip.mp4"], "--driving"),
+        (["-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "--side-by-side",
+          work / "clip.mp4"], "--side-by-side"),
+        (["-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "--side-by-side",
+          work / "o.mp4"], "--out and --side-by-side are the same file"),
+    ]
+    (work / "sub").mkdir()
+    for args, expected in cases:
+        res, text = cli(*ANIMATE, "-c", work / "lia.safetensors", *args)
+        refused(res, text, expected)
+    assert {n: digest(work / n) for n in before} == before
+    assert not (work / "o.mp4").exists() and not partials(work)
+
+
+def test_eval_json_must_be_a_json_name_and_not_an_input(work):
+    before = digest(work / "clip.mp4")
+    base = ("eval", "--pred", work / "clip.mp4", "--ref", work / "clip.mp4", "-m", "psnr", "--frames", "2",
+            "--no-progress")
+    refused(*cli(*base, "--json", work / "clip.mp4"), "is the --pred input")
+    refused(*cli(*base, "--json", work / "out.txt"), "must end in .json")
+    assert digest(work / "clip.mp4") == before and not (work / "out.txt").exists()
+    res, text = cli(*base, "--json", work / "out.json")
+    assert res.exit_code == 0, text
+    assert '"psnr"' in (work / "out.json").read_text()
+
+
+def test_convert_refuses_to_replace_its_input_and_wants_a_safetensors_name(work):
+    before = digest(work / "Audio2Lip.pt")
+    os.link(work / "Audio2Lip.pt", work / "hard.safetensors")
+    refused(*cli("convert", "-b", "edtalk-audio", work / "Audio2Lip.pt", work / "Audio2Lip.pt"),
+            "is the checkpoint input")
+    refused(*cli("convert", "-b", "edtalk-audio", work / "Audio2Lip.pt", work / "hard.safetensors"),
+            "is the checkpoint input")
+    refused(*cli("convert", "-b", "edtalk-audio", work / "Audio2Lip.pt", work / "audio.pt"), ".safetensors")
+    assert digest(work / "Audio2Lip.pt") == before and not (work / "audio.pt").exists()
+
+
+def test_prepare_refuses_an_output_folder_that_holds_its_sources(work):
+    vids = work / "vids"
+    vids.mkdir()
+    (vids / "p1__c1.mp4").write_bytes((work / "clip.mp4").read_bytes())
+    before = digest(vids / "p1__c1.mp4")
+    for src in (vids, vids / "p1__c1.mp4"):
+        refused(*cli("prepare", src, "--out", vids, "--no-progress"), "holds the source video")
+    assert digest(vids / "p1__c1.mp4") == before and sorted(p.name for p in vids.iterdir()) == ["p1__c1.mp4"]
+
+
+# -- tracebacks that become one line ----------------------------------------------------------------
+def test_convert_unknown_backbone(work):
+    refused(*cli("convert", "-b", "foo", work / "Audio2Lip.pt", work / "o.safetensors"), "unknown backbone 'foo'")
+
+
+def test_train_output_that_is_a_file(work):
+    cfg = work / "train.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_mapping(work / "run")))
+    before = digest(work / "face.png")
+    refused(*cli("train", "-c", cfg, "--data", work, "-o", work / "face.png"), "is a file, not a folder")
+    assert digest(work / "face.png") == before
+
+
+@pytest.mark.parametrize("bad", ["text.pt", "random.pt"])
+def test_a_file_that_is_no_checkpoint_is_named_as_such(work, bad):
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "-b", "lia",
+                 "-c", work / bad), NOT_WEIGHTS)
+    refused(*cli("convert", "-b", "lia", work / bad, work / "o.safetensors"), NOT_WEIGHTS)
+    assert not (work / "o.mp4").exists() and not (work / "o.safetensors").exists()
+
+
+def test_weights_format_comes_from_the_content_not_the_name(work):
+    assert sniff_format(work / "renamed.pt") == "safetensors"
+    assert sniff_format(work / "Audio2Lip.pt") == "torch-zip"
+    assert sniff_format(work / "text.pt") == sniff_format(work / "random.pt") == "unknown"
+    # a plugtalk file named .pt animates (with or without a matching --backbone) ...
+    for extra in ([], ["-b", "lia"]):
+        res, text = cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4",
+                        "-c", work / "renamed.pt", *extra)
+        assert res.exit_code == 0, text
+        assert "plugtalk backbone file renamed.pt" in text
+    # ... and convert says it needs no conversion
+    refused(*cli("convert", "-b", "lia", work / "renamed.pt", work / "o.safetensors"), "is a safetensors file")
+
+
+def test_nan_or_inf_weights_are_refused_at_load_naming_file_and_tensor(work):
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4",
+                 "-c", work / "nan.safetensors"), "'encoder.stem.conv.weight' holds 1 NaN value(s)")
+    refused(*cli("convert", "-b", "edtalk-audio", work / "inf.pt", work / "o.safetensors"),
+            "'audio_encoder.0.conv_block.0.weight' holds")
+    res, text = cli("convert", "-b", "edtalk-audio", work / "inf.pt", work / "o.safetensors")
+    assert "inf.pt" in text and "inf value" in text
+    assert not (work / "o.mp4").exists() and not (work / "o.safetensors").exists()
+    with pytest.raises(CheckpointError, match="nan.safetensors"):
+        B.load(work / "nan.safetensors")
+
+
+# -- weak spots -------------------------------------------------------------------------------------
+def test_user_text_in_errors_is_printed_verbatim(work):
+    refused(*cli(*ANIMATE, "-c", work / "lia.safetensors", "-s", work / "[draft]face.png", "-d", work / "clip.mp4",
+                 "-o", work / "o.mp4"), "[draft]face.png")
+    bad = work / "bad.yaml"
+    bad.write_text("stage: [stage1\nmodel: {a: [b]\n")
+    res, text = cli("train", "-c", bad)
+    refused(res, text, "bad.yaml: not valid YAML")
+    assert "(line 2, column" in text and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_set_errors_name_the_override_not_the_packaged_file():
+    res, text = cli("train", "-c", "small-cpu", "--set", "optim.stepz=5")
+    refused(res, text, "--set optim.stepz=5: unknown key(s) ['optim.stepz']")
+    assert "small-cpu.yaml" not in text
+    # an error of the file itself still names the file, once
+    res, text = cli("train", "-c", "small-cpu", "--set", "optim.steps=abc")
+    refused(res, text, "--set optim.steps=abc")
+
+
+def test_yaml_file_errors_name_the_file_once(tmp_path):
+    f = tmp_path / "cfg.yaml"
+    f.write_text(yaml.safe_dump({"stage": "stage1", "optim": {"stepz": 3}}))
+    res, text = cli("train", "-c", f, "--set", "optim.steps=5")
+    refused(res, text, "unknown key(s) ['optim.stepz']")
+    assert text.count("cfg.yaml") == 1
+
+
+def test_cuda_without_a_gpu_says_so(work, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for cmd in ([*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4"],
+                ["eval", "--pred", work / "clip.mp4", "--ref", work / "clip.mp4", "--no-progress"],
+                ["demo", "-o", work / "demo", "--no-progress"]):
+        res, text = cli(*cmd, "--device", "cuda")
+        refused(res, text, "CUDA is not available")
+        assert "safetensors" not in text
+    cfg = work / "train.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_mapping(work / "run", device="cuda")))
+    refused(*cli("train", "-c", cfg), "CUDA is not available")
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "--device",
+                 "tpu9"), "not a device name")
+    assert not (work / "demo").exists()
+
+
+def test_failed_commands_leave_no_new_folders(work):
+    (work / "bad.mp4").write_text("not a video")
+    refused(*cli("probe", "-b", "lia", "-c", work / "text.pt", "--source", work / "face.png", "--driving",
+                 work / "clip.mp4", "-o", work / "new" / "probe"), NOT_WEIGHTS)
+    refused(*cli("prepare", work / "bad.mp4", "--out", work / "new" / "clips", "--no-progress"), "no usable video")
+    refused(*cli("demo", "-b", "lia", "-c", work / "text.pt", "-o", work / "new" / "demo", "--no-progress",
+                 "--device", "cpu"), NOT_WEIGHTS)
+    assert not (work / "new").exists()
+    # a folder that existed before stays, with what it held
+    (work / "kept").mkdir()
+    (work / "kept" / "note.txt").write_text("mine")
+    refused(*cli("prepare", work / "bad.mp4", "--out", work / "kept", "--no-progress"), "no usable video")
+    assert [p.name for p in (work / "kept").iterdir()] == ["note.txt"]
+
+
+def test_train_warnings_are_one_line_each(work, monkeypatch):
+    import plugtalk.train.losses as losses
+
+    monkeypatch.setattr(losses, "_WARNED", False)
+    cfg = tiny_mapping(work / "run", loss={"per": 1.0, "vgg_weights": None})
+    (work / "empty").mkdir()
+    cfg["data"]["folder"] = str(work / "empty")
+    f = work / "train.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    res = runner.invoke(app, ["train", "-c", str(f)])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    warned = [line for line in lines if line.startswith("warning: no VGG19 weights given")]
+    assert len(warned) == 1, res.output
+    assert "UserWarning" not in res.output and "warnings.warn" not in res.output, res.output
+
+
+def test_same_file_is_resolution_and_inode_aware(tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_text("x")
+    os.link(a, tmp_path / "h.txt")
+    (tmp_path / "s.txt").symlink_to(a)
+    assert same_file(a, tmp_path / "h.txt") and same_file(a, tmp_path / "s.txt")
+    assert same_file(a, tmp_path / "d" / ".." / "a.txt")  # not existing on the way: resolved
+    assert same_file(tmp_path / "new.txt", tmp_path / "." / "new.txt")
+    assert not same_file(a, tmp_path / "b.txt")
+
+
+# -- SIGTERM mid-write ------------------------------------------------------------------------------
+def _long_video(path: Path, frames: int) -> Path:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with VideoWriter(path, fps=25) as w:
+        for i in range(frames):
+            w.write(np.roll(base, i, axis=1))
+    return path
+
+
+@pytest.mark.slow  # a subprocess: ~10-25 s, mostly importing torch and starting up
+def test_sigterm_during_animate_leaves_no_partial_file(files, tmp_path):
+    """``timeout`` / ``kill`` (SIGTERM) in the middle of writing: exit 143, no hidden ``.partial`` file, no
+    output - as for Ctrl-C."""
+    video = _long_video(tmp_path / "long.mp4", 400)
+    out = tmp_path / "out" / "o.mp4"
+    out.parent.mkdir()
+    code = "import sys; from plugtalk.cli import main; sys.argv[0] = 'plugtalk'; main()"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code, "animate", "-s", str(files / "face.png"), "-d", str(video),
+                             "-o", str(out), "--no-crop", "--driving-cropped", "-c", str(files / "lia.safetensors"),
+                             "--device", "cpu", "--no-progress", "--batch-size", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while not partials(out.parent) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert partials(out.parent), "the run ended before writing began: " + proc.communicate()[0].decode()[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 128 + signal.SIGTERM, proc.stdout.read().decode()[-2000:]
+    assert not partials(out.parent) and not out.exists()
