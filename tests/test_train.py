@@ -32,6 +32,8 @@ def test_packaged_configs_load_with_the_papers_setting():
     paper = load_config("fixtalk-edtalk256")
     assert (paper.model.backbone, paper.data.batch_size, paper.optim.lr) == ("edtalk", 16, 2e-4)
     assert all(getattr(paper.loss, k) == 1.0 for k in ("rec", "per", "adv", "dis", "dmem", "align"))
+    assert paper.model.emi["inputs"] == "paper"  # FixTalk's EMI wiring, shown by --show-config
+    assert paper.emi_bridge.gate(paper.optim.steps, paper.optim.steps) == 0.0  # the bridge closes by the end
     small = load_config("small-cpu", ["optim.steps=7", "loss.adv=0.5", "data.folder=/x"])
     assert (small.optim.steps, small.loss.adv, small.data.folder) == (7, 0.5, "/x")
 
