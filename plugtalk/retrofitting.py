@@ -227,7 +227,8 @@ class Retrofitted(nn.Module):
         drivers, and each driver's code already holds that frame's whole motion (mouth, pose and
         expression), so summing offsets would count each motion once per driver.
         """
-        values = list({id(z): z for z in codes.values()}.values())
+        # one frame's code is one tensor (or views of the same memory, e.g. a batch sliced per driver)
+        values = list({(z.data_ptr(), tuple(z.shape), z.stride()): z for z in codes.values()}.values())
         if not values:
             return fallback
         return values[0] if len(values) == 1 else torch.stack(values).mean(dim=0)

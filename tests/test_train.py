@@ -166,6 +166,21 @@ def test_emi_bridge_schedule_closes_the_latent_path_by_the_end_of_training(tmp_p
         assert not torch.equal(emi(moved, enc.latent), z)  # ... through P it still reads the identity level
 
 
+def test_stage2_refuses_an_emi_whose_bridge_is_still_open(tmp_path):
+    from plugtalk import retrofit
+    from plugtalk.train.stages import build_model
+    from train_support import TINY_EMI
+
+    r = retrofit(B.create("lia", **TINY_BACKBONE), emi=TINY_EMI, edi=None)
+    r.emi.set_bridge_gate(0.5)  # e.g. an intermediate stage-1 checkpoint
+    path = r.save_pretrained(tmp_path / "mid.safetensors")
+    with pytest.raises(InputError, match="bridge gate 0.5"):
+        build_model(tiny_config(tmp_path / "s2", stage="stage2", model={"checkpoint": str(path)}))
+    r.emi.set_bridge_gate(0.0)
+    path = r.save_pretrained(tmp_path / "done.safetensors")
+    assert build_model(tiny_config(tmp_path / "s2", stage="stage2", model={"checkpoint": str(path)})).emi.bridge_gate == 0
+
+
 def load_retrofitted_backbone(path):
     from plugtalk import retrofit
 
