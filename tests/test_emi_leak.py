@@ -89,7 +89,8 @@ class LeakyToyAdapter(Adapter):
 
     @property
     def feature_spec(self) -> FeatureSpec:
-        levels = (LevelInfo("colour", 3, 1, 1), LevelInfo("identity", 3, 8, 8), LevelInfo("responses", MOTIONS + 3, 4, 4))
+        levels = (LevelInfo("colour", 3, 1, 1), LevelInfo("identity", 3, 8, 8),
+                  LevelInfo("responses", MOTIONS + 3, 4, 4))
         return FeatureSpec(levels, LeakyToy.latent_dim, LeakyToy.latent_dim, identity_level=1)
 
     @property

@@ -178,7 +178,8 @@ def test_stage2_refuses_an_emi_whose_bridge_is_still_open(tmp_path):
         build_model(tiny_config(tmp_path / "s2", stage="stage2", model={"checkpoint": str(path)}))
     r.emi.set_bridge_gate(0.0)
     path = r.save_pretrained(tmp_path / "done.safetensors")
-    assert build_model(tiny_config(tmp_path / "s2", stage="stage2", model={"checkpoint": str(path)})).emi.bridge_gate == 0
+    model = build_model(tiny_config(tmp_path / "s2", stage="stage2", model={"checkpoint": str(path)}))
+    assert model.emi.bridge_gate == 0
 
 
 def load_retrofitted_backbone(path):
