@@ -122,7 +122,10 @@ def build_variant(backbone: nn.Module, variant: str) -> nn.Module:
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    return retrofit(backbone, emi=variant in ("emi", "both"), edi=variant in ("edi", "both"))
+    model = retrofit(backbone, emi=variant in ("emi", "both"), edi=variant in ("edi", "both"))
+    if model.emi is not None:
+        model.emi.set_bridge_gate(0.0)  # time the trained model: EMI's latent bridge closed (same work either way)
+    return model
 
 
 def bench_model(name: str, variant: str = "base", batch: int = 1, device: str | torch.device = "cpu",

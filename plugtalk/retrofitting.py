@@ -7,7 +7,9 @@ The retrofitted forward pass (FixTalk main paper Eq. 1 and Sec. 4):
    backbone's plain motion input, i.e. the latent);
 3. skips: the source pyramid, with the identity-carrying level replaced by ``EDI(f_id^s, z_s, z_d)``
    (training: with the driving map, giving ``L_dmem`` and ``L_align``; inference: recalled through
-   the motion-source memory, no driving map);
+   the motion-source memory, no driving map).  With several drivers (EDTalk's mouth / pose /
+   expression videos) ``z_d`` is their *combined* code (:meth:`Retrofitted.combined_code`), which also
+   enters EMI's ``L_dis``;
 4. motion through the backbone's own heads (:meth:`Adapter.motion`), then decode.
 
 Every value on the way passes through a named hook point (``source.latent``, ``source.pyramid.2``,
@@ -29,7 +31,7 @@ from .backbones.base import Encoding, check_image
 from .checkpoint import load_safetensors, save_safetensors
 from .configurable import load_state_dict_checked
 from .edi import EDI
-from .emi import EMI
+from .emi import EMI, distill_loss
 from .errors import CheckpointError, InputError
 from .hooks import TapSet
 
@@ -37,7 +39,8 @@ __all__ = ["retrofit", "Retrofitted", "RetrofitOutput", "SourceState", "DriverSt
 
 
 class RetrofitOutput(NamedTuple):
-    """Training-mode result: the image and the module losses (``dis``, ``dmem``, ``align`` as present)."""
+    """Training-mode result: the image and the module losses (``dis``, ``distill``, ``dmem``, ``align`` as
+    present; ``distill`` only while EMI's latent bridge is open, ``dis`` only once it starts closing)."""
 
     image: Tensor
     losses: dict[str, Tensor]
@@ -45,11 +48,13 @@ class RetrofitOutput(NamedTuple):
 
 @dataclasses.dataclass
 class SourceState:
-    """An encoded source: image ``(B, 3, S, S)``, its (tapped) encoding and motion code ``z_s (B, D)``."""
+    """An encoded source: image ``(B, 3, S, S)``, its (tapped) encoding and motion code ``z_s (B, D)``;
+    ``free``: EMI's leak-free code (differs from ``code`` only while EMI's latent bridge is open)."""
 
     image: Tensor
     encoding: Encoding
     code: Tensor
+    free: Tensor | None = None
 
     def expand(self, batch: int) -> "SourceState":
         """Broadcast a batch-1 source to ``batch`` (views, no copies)."""
@@ -57,16 +62,18 @@ class SourceState:
             raise InputError(f"source batch {self.code.shape[0]} does not match driver batch {batch}")
         ex = lambda t: t.expand(batch, *t.shape[1:])  # noqa: E731
         return SourceState(ex(self.image), Encoding(ex(self.encoding.latent), tuple(map(ex, self.encoding.pyramid))),
-                           ex(self.code))
+                           ex(self.code), None if self.free is None else ex(self.free))
 
 
 @dataclasses.dataclass
 class DriverState:
-    """Encoded drivers: per driver name, its (tapped) encoding, motion code and image."""
+    """Encoded drivers: per driver name, its (tapped) encoding, motion code and image; ``free``: EMI's
+    leak-free codes (training only, while EMI's latent bridge is open)."""
 
     encodings: dict[str, Encoding]
     codes: dict[str, Tensor]
     images: dict[str, Tensor]
+    free: dict[str, Tensor] = dataclasses.field(default_factory=dict)
 
 
 class Retrofitted(nn.Module):
@@ -128,9 +135,21 @@ class Retrofitted(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     # -- forward --------------------------------------------------------------------------------------
-    def _motion_code(self, prefix: str, enc: Encoding) -> Tensor:
-        z = self.emi(enc.pyramid, enc.latent) if self.emi is not None else self.adapter.motion_input(enc)
-        return self.taps(f"{prefix}.motion_code", z)
+    def _motion_code(self, prefix: str, enc: Encoding, cache: dict | None = None) -> tuple[Tensor, Tensor]:
+        """``(z, z_free)`` of one encoded frame, ``z`` through its hook point (``z_free is z`` unless EMI's
+        latent bridge is open).  ``cache``: codes by encoding (tensor identities), so that one frame
+        driving several drivers (EDTalk's banks) runs EMI once unless a hook changed one driver's inputs."""
+        key = (id(enc.latent), *map(id, enc.pyramid))
+        if cache is not None and key in cache:
+            code, free = cache[key]
+        elif self.emi is None:
+            code = free = self.adapter.motion_input(enc)
+        else:
+            code, free = self.emi.codes(enc.pyramid, enc.latent)
+        if cache is not None:
+            cache[key] = (code, free)
+        z = self.taps(f"{prefix}.motion_code", code)
+        return z, (z if free is code else free)
 
     def _tapped(self, prefix: str, enc: Encoding) -> Encoding:
         latent = self.taps(f"{prefix}.latent", enc.latent)
@@ -179,17 +198,18 @@ class Retrofitted(nn.Module):
     def encode_source(self, source: Tensor) -> SourceState:
         """Encode the source once (latent, pyramid and its motion code ``z_s``), through the hook points."""
         enc = self._tapped("source", self.adapter.encode(source))
-        return SourceState(source, enc, self._motion_code("source", enc))
+        return SourceState(source, enc, *self._motion_code("source", enc))
 
     def encode_drivers(self, frames: dict[str, Tensor]) -> DriverState:
         """Encode each distinct driving tensor once and compute every driver's motion code."""
         encoded: dict[int, Encoding] = {}
+        codes: dict[tuple, tuple[Tensor, Tensor]] = {}
         state = DriverState({}, {}, dict(frames))
         for name, image in frames.items():
             if id(image) not in encoded:
                 encoded[id(image)] = self.adapter.encode(image)
             state.encodings[name] = self._tapped(name, encoded[id(image)])
-            state.codes[name] = self._motion_code(name, state.encodings[name])
+            state.codes[name], state.free[name] = self._motion_code(name, state.encodings[name], codes)
         return state
 
     def start_code(self, start: Tensor) -> Tensor:
@@ -197,32 +217,78 @@ class Retrofitted(nn.Module):
         enc = self.adapter.encode(start)
         return self.emi(enc.pyramid, enc.latent) if self.emi is not None else self.adapter.motion_input(enc)
 
+    @staticmethod
+    def combined_code(codes: dict[str, Tensor], fallback: Tensor) -> Tensor:
+        """The one driving code EDI's query and EMI's L_dis see: the mean of the codes of the distinct
+        driving frames that reach the decoder (EDTalk: the mouth, pose and expression frames, a frame that
+        drives several banks counted once - its code is one tensor; LIA/DPE: the one driver), ``fallback``
+        (the source's code) when no frame drives (coefficients only).
+
+        Why the mean: when one video drives every bank (training, and ``driving=``) it is exactly that
+        video's code, so training and inference agree; every driver moves it (EDTalk's pose video reaches
+        EDI, the case EDI exists for); and it stays on the scale of one code, to which EDI's mapping and the
+        cosine of L_dis are tuned.  A sum of codes, or of offsets from the source, grows with the number of
+        drivers, and each driver's code already holds that frame's whole motion (mouth, pose and
+        expression), so summing offsets would count each motion once per driver.
+        """
+        # one frame's code is one tensor (or views of the same memory, e.g. a batch sliced per driver)
+        values = list({(z.data_ptr(), tuple(z.shape), z.stride()): z for z in codes.values()}.values())
+        if not values:
+            return fallback
+        return values[0] if len(values) == 1 else torch.stack(values).mean(dim=0)
+
+    def _driving_map(self, drivers: DriverState, k: int) -> Tensor:
+        """EDI's training target ``f_k^d``: the identity-level map of the driving frame(s), averaged over the
+        distinct driving tensors (one frame in training, where ``driving=`` fills every driver)."""
+        maps: dict[int, Tensor] = {}
+        for name, enc in drivers.encodings.items():
+            maps.setdefault(id(drivers.images.get(name, enc)), enc.pyramid[k])
+        values = list(maps.values())
+        return values[0] if len(values) == 1 else torch.stack(values).mean(dim=0)
+
+    def _emi_losses(self, source: SourceState, drivers: DriverState, z_s_free: Tensor, z_d_free: Tensor
+                    ) -> dict[str, Tensor]:
+        """EMI's training losses for the bridge's state: ``dis`` (Eq. 4, on the leak-free codes) once the gate
+        is below 1, ``distill`` (leak-free codes onto the backbone's motion inputs) while it is above 0."""
+        gate = self.emi.bridge_gate
+        losses = {}
+        if gate < 1.0:
+            losses["dis"] = self.emi.disentangle_loss(z_s_free, z_d_free)
+        if gate > 0.0:
+            frees = [source.free if source.free is not None else source.code]
+            targets = [self.adapter.motion_input(source.encoding)]
+            for name, enc in drivers.encodings.items():
+                frees.append(drivers.free.get(name, drivers.codes[name]))
+                targets.append(self.adapter.motion_input(enc))
+            losses["distill"] = distill_loss(torch.cat(frees), torch.cat(targets))
+        return losses
+
     def render(self, source: SourceState, drivers: DriverState, controls: dict[str, Any] | None = None,
                start_code: Tensor | None = None) -> Tensor | RetrofitOutput:
         """Render from an encoded source and encoded drivers (source batch 1 broadcasts to the drivers')."""
         codes = dict(drivers.codes)
-        if start_code is not None:
-            codes = {d: source.code + z - start_code for d, z in codes.items()}
+        # motion codes from non-image controls (GoHD: the coefficient window's embedding)
         from_controls, controls = self.adapter.control_codes(dict(controls or {}), self.taps)
-        codes.update(from_controls)
-        batch = next((c.shape[0] for c in codes.values()), source.code.shape[0])
+        batch = next((c.shape[0] for c in [*codes.values(), *from_controls.values()]), source.code.shape[0])
         if source.code.shape[0] != batch:
             source = source.expand(batch)
         src, z_s = source.encoding, source.code
+        z_d = self.combined_code({**codes, **from_controls}, z_s)
+        if start_code is not None:  # relative motion: the mean commutes with the shift
+            codes = {d: z_s + z - start_code for d, z in codes.items()}
+            z_d = z_s + z_d - start_code
+        codes.update(from_controls)
         losses: dict[str, Tensor] = {}
-        primary = next(iter(codes), None)
-        z_d = codes[primary] if primary is not None else z_s
-        if self.emi is not None and self.training and primary is not None:
-            losses["dis"] = self.emi.disentangle_loss(z_s, z_d)
+        if self.emi is not None and self.training and codes:
+            z_s_free = source.free if source.free is not None else z_s
+            z_d_free = self.combined_code({d: drivers.free.get(d, z) for d, z in drivers.codes.items()}, z_s_free)
+            losses.update(self._emi_losses(source, drivers, z_s_free, z_d_free))
 
         skips = list(src.pyramid)
         if self.edi is not None:
             k = self.spec.identity_level
-            if self.training and primary is not None:
-                if primary not in drivers.encodings:
-                    raise InputError(f"EDI training needs the driving frame's identity map; the {primary!r} driver "
-                                     "is not an image")
-                out = self.edi.forward_train(skips[k], drivers.encodings[primary].pyramid[k], z_s, z_d)
+            if self.training and drivers.encodings:
+                out = self.edi.forward_train(skips[k], self._driving_map(drivers, k), z_s, z_d)
                 losses.update(out.losses)
             else:
                 out = self.edi.forward_inference(skips[k], z_s, z_d)
@@ -285,9 +351,10 @@ def retrofit(adapter: Adapter | nn.Module, emi: EMI | dict | bool | None = True,
             (defaults) or ``None``/``False`` (leave it out).
         freeze_backbone: keep the (e.g. officially pretrained) backbone's weights fixed; only the
             modules train.  The backbone's weights are never modified by retrofitting.
-        init: ``"passthrough"`` (modules built here start as the identity: ``z = latent`` and the fused
-            map equals the source map, so the retrofitted model starts out reproducing the backbone) or
-            ``"random"``.
+        init: ``"passthrough"`` (modules built here start as the identity: ``z = latent`` - EMI's latent
+            bridge open, see :mod:`plugtalk.emi` - and the fused map equals the source map, so the
+            retrofitted model starts out reproducing the backbone until trained) or ``"random"`` (EMI's
+            bridge closed from the start).
 
     Returns:
         A :class:`Retrofitted` model.

@@ -68,3 +68,22 @@ def test_default_model_reenacts_a_held_out_identity(shared_data):
     print(f"held-out L1: trained {err_trained:.3f}, random {err_random:.3f}")
     assert err_trained < 0.2, err_trained
     assert err_trained < 0.5 * err_random, (err_trained, err_random)
+
+
+def test_default_model_predates_the_paper_wiring_and_loads_as_the_leaky_ablation():
+    """The shipped file was trained with EMI's pre-issue-11 wiring; its config has no ``inputs`` field and
+    must load as the ``"leaky"`` ablation (every weight used: loading is strict), reading the latent."""
+    _, meta = load_safetensors(default_model_path())
+    stored = meta["emi_config"]
+    stored = json.loads(stored) if isinstance(stored, str) else stored
+    assert "inputs" not in stored
+    model = load_default_model()
+    emi = model.emi
+    assert emi.config.inputs == "leaky" and emi.bridge_gate == 0.0 and emi.config.extractor_grid is None
+    assert emi.layer_names()[-1] == "latent" and f"level_{emi.config.identity_level}" in emi.layer_names()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    with torch.no_grad():
+        enc = model.adapter.encode(x)
+        z = emi(enc.pyramid, enc.latent)
+        assert not torch.equal(emi(enc.pyramid, enc.latent + 1.0), z)

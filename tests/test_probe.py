@@ -396,3 +396,31 @@ def test_retrofitted_models_are_probed_and_loaded_from_files(tmp_path):
         load_animator("dpe", path)
     with pytest.raises(InputError, match="no backbone options other than"):
         load_animator("lia", None, options={"mode": "pose"})
+
+
+def test_hook_adapter_probe_equals_builtin_lia_adapter_probe():
+    """A LIA reached only through forward hooks gives the built-in adapter's report: every swap takes
+    effect, the source-branch (d->s) ones included (they rewrite the rerun animator's source encoding)."""
+    from plugtalk.adapters import HookAdapter, LIAAdapter
+    from plugtalk.retrofitting import retrofit
+
+    m = tiny_backbone("lia", torch.float64)
+    hooked = HookAdapter(m, encoder="encoder", pyramid=[HookSite("encoder", output=(1, i)) for i in range(3)],
+                         latent=HookSite("encoder", output=0), motion_input=HookSite("motion_mlp", kind="input"),
+                         image_size=32)
+    s, d = images(n=3)
+    kinds = ["self", "cross", "cross"]
+    reports = [probe_animator(retrofit(a, emi=None, edi=None, freeze_backbone=False), s, d, kinds=kinds,
+                              scorer=colour_scorer(), batch_size=4) for a in (LIAAdapter(m), hooked)]
+    builtin, via_hooks = reports
+    assert [v.variant.key for v in builtin.variants] == [v.variant.key for v in via_hooks.variants]
+    swaps_to_source = 0
+    for a, b in zip(builtin.variants, via_hooks.variants):
+        for metric, values in a.scores.per_pair.items():
+            np.testing.assert_allclose(b.scores.per_pair[metric], values, rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{a.variant.key} {metric}")
+        if a.variant.direction == "to_source" and a.scores.summary["all"]["pixel_change"]["mean"] > 1e-3:
+            swaps_to_source += 1
+    assert swaps_to_source >= 3  # latent, pyramid levels and groups: the swaps the old decode lost
+    for metric, values in builtin.baseline.per_pair.items():
+        np.testing.assert_allclose(via_hooks.baseline.per_pair[metric], values, rtol=1e-6, atol=1e-9)

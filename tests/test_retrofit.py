@@ -218,3 +218,45 @@ def test_identity_level_option_moves_emi_and_edi_and_survives_saving(tmp_path, n
         torch.testing.assert_close(back(s, d), r(s, d))
     with pytest.raises(InputError, match="identity_level"):
         adapter_for(model, identity_level=7, **options)
+
+
+def test_edtalk_pose_video_reaches_edi_and_l_dis():
+    """EDI's query (and EMI's L_dis) use the combined code of every driving frame: changing only the pose
+    video changes EDI's fused identity map (skip.<identity level>); one video driving every bank gives
+    exactly that video's code."""
+    r = retrofit(tiny_backbone("edtalk"), emi=SMALL_EMI, edi=SMALL_EDI, init="random").eval()
+    s, a, b = images(3)
+    k = r.spec.identity_level
+    sites = tap_sites(r.taps, "taps.")
+    want = {"skip": sites[f"skip.{k}"], "pose": sites["pose.motion_code"], "mouth": sites["mouth.motion_code"]}
+    with torch.no_grad(), capture(r, want) as c1:
+        r(s, mouth=a, pose=a, expression=a)
+    with torch.no_grad(), capture(r, want) as c2:
+        r(s, mouth=a, pose=b, expression=a)
+    assert torch.equal(c1.one("mouth"), c2.one("mouth"))
+    assert (c1.one("skip") - c2.one("skip")).abs().max() > 1e-4
+    # the combined code: one frame -> its code; frames a (mouth, expression) and b (pose) -> their mean
+    z_a, z_b = c1.one("mouth"), c2.one("pose")
+    assert torch.equal(r.combined_code({"mouth": z_a, "pose": z_a, "expression": z_a}, z_b), z_a)
+    torch.testing.assert_close(r.combined_code({"mouth": z_a, "pose": z_b, "expression": z_a}, z_a), (z_a + z_b) / 2)
+    r.train()
+    d1 = r(s, mouth=a, pose=a, expression=a).losses["dis"]
+    d2 = r(s, mouth=a, pose=b, expression=a).losses["dis"]
+    assert not torch.equal(d1, d2)
+
+
+@pytest.mark.parametrize("name,options", CASES[:3], ids=["lia", "edtalk", "dpe"])
+def test_emi_bridge_losses_follow_the_gate(name, options):
+    """Open bridge: the model is the backbone and only the distillation trains EMI; closing: L_dis joins;
+    closed: only L_dis, and no latent is read."""
+    model = tiny_backbone(name)
+    r = retrofit(model, emi=SMALL_EMI, edi=None, **options).train()
+    s, d = images()
+    assert set(r(s, d).losses) == {"distill"}
+    r.emi.set_bridge_gate(0.5)
+    out = r(s, d)
+    assert set(out.losses) == {"distill", "dis"}
+    out.losses["distill"].backward()
+    assert r.emi.token_proj.weight.grad.abs().sum() > 0  # the leak-free path learns the backbone's code
+    r.emi.set_bridge_gate(0.0)
+    assert set(r(s, d).losses) == {"dis"}

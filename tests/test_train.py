@@ -32,6 +32,8 @@ def test_packaged_configs_load_with_the_papers_setting():
     paper = load_config("fixtalk-edtalk256")
     assert (paper.model.backbone, paper.data.batch_size, paper.optim.lr) == ("edtalk", 16, 2e-4)
     assert all(getattr(paper.loss, k) == 1.0 for k in ("rec", "per", "adv", "dis", "dmem", "align"))
+    assert paper.model.emi["inputs"] == "paper"  # FixTalk's EMI wiring, shown by --show-config
+    assert paper.emi_bridge.gate(paper.optim.steps, paper.optim.steps) == 0.0  # the bridge closes by the end
     small = load_config("small-cpu", ["optim.steps=7", "loss.adv=0.5", "data.folder=/x"])
     assert (small.optim.steps, small.loss.adv, small.data.folder) == (7, 0.5, "/x")
 
@@ -125,6 +127,65 @@ def test_retrofit_stage_leaves_every_backbone_weight_bit_identical(tmp_path):
     assert any(not torch.equal(emi0[k], v) for k, v in weights(after.emi).items())
     assert any(not torch.equal(edi0[k], v) for k, v in weights(after.edi).items())
     assert not t.model.adapter.backbone.training, "a frozen backbone stays in eval mode while training"
+
+
+def test_emi_bridge_schedule_closes_the_latent_path_by_the_end_of_training(tmp_path):
+    """Retrofit from pass-through: the gate follows emi_bridge per step (logged), the first step renders the
+    backbone exactly, and the saved model carries gate 0: its EMI reads no latent and no raw identity level."""
+    import json
+
+    from plugtalk.hooks import HookSite, patch
+
+    ckpt = _pretrained_backbone(tmp_path)
+    cfg = tiny_config(tmp_path / "run", stage="retrofit", steps=10, emi_bridge={"warmup": 0.2, "ramp": 0.5},
+                      model={"checkpoint": str(ckpt), "init": "passthrough"})
+    t = Trainer(cfg, SyntheticPairs(16, 32))
+    assert t.drives_bridge and t.model.emi.bridge_gate == 1.0 and t.model.emi.config.inputs == "paper"
+    s, d = SyntheticPairs(2, 32)[0]["source"][None], SyntheticPairs(2, 32)[0]["driving"][None]
+    with torch.no_grad():
+        assert torch.equal(t.model.eval()(s, d), load_retrofitted_backbone(ckpt)(s, d))
+    t.fit()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    gates = [r["emi/gate"] for r in rows if "emi/gate" in r]
+    assert gates == pytest.approx([1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.0, 0.0, 0.0])
+    assert [("loss/distill" in r, "loss/dis" in r) for r in rows][:4] == [(True, False)] * 3 + [(True, True)]
+    assert "loss/distill" not in rows[-1] and "loss/dis" in rows[-1]
+    after = load_retrofitted(tmp_path / "run" / "model.safetensors")
+    emi = after.emi
+    assert emi.bridge_gate == 0.0
+    enc = after.adapter.encode(torch.cat([s, d]))
+    k = emi.config.identity_level
+    with torch.no_grad():
+        z = emi(enc.pyramid, enc.latent)
+        assert torch.equal(emi(enc.pyramid, enc.latent * -3 + 1), z)
+        moved = list(enc.pyramid)
+        moved[k] = moved[k] * 5 + 1
+        tokens = enc.pyramid[k].flatten(2).transpose(1, 2)  # P's input held at the original map
+        with patch(emi, {"t": HookSite("token_proj", kind="input")}, {"t": tokens}):
+            assert torch.equal(emi(moved, enc.latent), z)
+        assert not torch.equal(emi(moved, enc.latent), z)  # ... through P it still reads the identity level
+
+
+def test_stage2_refuses_an_emi_whose_bridge_is_still_open(tmp_path):
+    from plugtalk import retrofit
+    from plugtalk.train.stages import build_model
+    from train_support import TINY_EMI
+
+    r = retrofit(B.create("lia", **TINY_BACKBONE), emi=TINY_EMI, edi=None)
+    r.emi.set_bridge_gate(0.5)  # e.g. an intermediate stage-1 checkpoint
+    path = r.save_pretrained(tmp_path / "mid.safetensors")
+    with pytest.raises(InputError, match="bridge gate 0.5"):
+        build_model(tiny_config(tmp_path / "s2", stage="stage2", model={"checkpoint": str(path)}))
+    r.emi.set_bridge_gate(0.0)
+    path = r.save_pretrained(tmp_path / "done.safetensors")
+    model = build_model(tiny_config(tmp_path / "s2", stage="stage2", model={"checkpoint": str(path)}))
+    assert model.emi.bridge_gate == 0
+
+
+def load_retrofitted_backbone(path):
+    from plugtalk import retrofit
+
+    return retrofit(B.load(path), emi=None, edi=None).eval()
 
 
 def test_stage1_then_stage2_train_the_right_parts(tmp_path):

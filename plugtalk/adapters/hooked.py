@@ -8,9 +8,10 @@ For an animator ``model(source, driving) -> image`` that plugtalk does not know,
   (``HookSite("enc.fc", kind="input")``), with its call index in the full forward pass;
 * which encoder call of the full forward pass encodes the source (``source_call``, default 0).
 
-``encode`` runs the encoder alone and reads the levels; ``decode`` runs the full forward pass with the
-skip pyramid's changed levels written over the source call's outputs and the motion code written
-into the motion module's input.  The encoder therefore runs again inside ``decode`` (a generic
+``encode`` runs the encoder alone and reads the levels; ``decode`` runs the full forward pass with
+every level of the skip pyramid and the source latent (as the retrofitted model holds them: EDI's
+fused map, or a probe's patched value) written over the source call's outputs, and the motion code
+written into the motion module's input.  The encoder therefore runs again inside ``decode`` (a generic
 adapter cannot skip it); the backbone's own weights are untouched.
 """
 
@@ -82,13 +83,15 @@ class HookAdapter(Adapter):
     def image_size(self) -> int:
         return self._image_size
 
+    def _in_encoder(self, site: HookSite) -> bool:
+        return site.module == self.encoder_path or site.module.startswith(self.encoder_path + ".")
+
     def _full_forward_sites(self) -> dict[str, HookSite]:
-        """Pyramid sites re-addressed to the source call of the full forward pass."""
+        """Pyramid and latent sites re-addressed to the source call of the full forward pass."""
         sites = {}
-        for i, s in enumerate(self.pyramid_sites):
-            call = self.source_call if s.module == self.encoder_path or s.module.startswith(self.encoder_path + ".") \
-                else s.call
-            sites[f"pyramid.{i}"] = HookSite(s.module, call=call, output=s.output, kind=s.kind)
+        for name, s in [*((f"pyramid.{i}", s) for i, s in enumerate(self.pyramid_sites)), ("latent", self.latent_site)]:
+            call = self.source_call if self._in_encoder(s) else s.call
+            sites[name] = HookSite(s.module, call=call, output=s.output, kind=s.kind)
         sites["motion_input"] = self.motion_site
         return sites
 
@@ -126,19 +129,27 @@ class HookAdapter(Adapter):
 
     def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
                images: Mapping[str, Tensor] | None = None, **controls: Any) -> Motion:
-        """Records what :meth:`decode` needs: the images (to rerun the animator), the driving motion
-        code, and the source pyramid as encoded (to tell which skip levels were replaced)."""
+        """Records what :meth:`decode` needs: the images (to rerun the animator) and the driving motion
+        code; the decoder style is the source latent (as given, e.g. patched by the probe)."""
         self.check_controls(controls)
         if "driving" not in codes or not images or "driving" not in images:
             raise InputError("HookAdapter: a driving frame is required")
         return Motion(source.latent, {"source_image": images["source"], "driving_image": images["driving"],
-                                      "code": codes["driving"], "source_pyramid": source.pyramid})
+                                      "code": codes["driving"]})
 
     def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
+        """Rerun the animator with the source call's latent and every pyramid level replaced by the given
+        ones (``motion.latent``, ``pyramid``) and the motion module's input by the driving motion code.
+
+        Every level is written, not only those that differ from the encoder's own output: a value the
+        caller changed upstream (a probe's ``d->s`` swap of ``source.pyramid.i`` or ``source.latent``)
+        cannot be told from the encoder's by identity, and writing an unchanged value changes nothing.
+        The latent is written in the encoder's layout (``encode`` flattens it to ``(B, latent_dim)``).
+        """
         cond = motion.condition
-        replacements: dict[str, Tensor] = {"motion_input": cond["code"]}
-        for i, (new, old) in enumerate(zip(pyramid, cond["source_pyramid"])):
-            if new is not old:
-                replacements[f"pyramid.{i}"] = new
-        with patch(self.backbone, self._full_forward_sites(), replacements):
+        sites = self._full_forward_sites()
+        replacements: dict[str, Any] = {"motion_input": cond["code"],
+                                        "latent": lambda old, new=motion.latent: new.reshape(old.shape)}
+        replacements.update({f"pyramid.{i}": level for i, level in enumerate(pyramid)})
+        with patch(self.backbone, sites, replacements):
             return self._forward(self.backbone, cond["source_image"], cond["driving_image"])

@@ -11,6 +11,7 @@ Sections (every key optional; defaults are FixTalk's setting, suppl. Sec. 1.2):
 * ``optim``: Adam (lr 2e-4), betas, gradient clipping, steps, schedule;
 * ``loss``: weights of L_rec, L_per, L_adv, L_dis, L_dmem, L_align (all 1), VGG19 weights file, R1;
 * ``log``: logging / image / checkpoint intervals, how many checkpoints to keep;
+* ``emi_bridge``: the schedule that closes EMI's latent bridge (pass-through start -> leak-free EMI);
 * ``output_dir``, ``seed``, ``precision``, ``device``.
 
 Paths are taken relative to the working directory; ``~`` and ``$VARIABLES`` are expanded.
@@ -30,7 +31,8 @@ from pydantic.dataclasses import dataclass
 
 from ..errors import InputError
 
-__all__ = ["STAGES", "ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "TrainConfig",
+__all__ = ["STAGES", "ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "EMIBridgeSection",
+           "TrainConfig",
            "load_config", "config_from_mapping", "apply_overrides", "packaged_configs", "resolve_config_path",
            "expand_path"]
 
@@ -191,6 +193,40 @@ def _backbone_problems(name: str) -> list[str]:
 
 
 @dataclass(config=_STRICT)
+class EMIBridgeSection:
+    """When EMI starts as a pass-through (``model.init: passthrough``: its latent bridge open, ``z = latent``)
+    the bridge is closed during training so that no path from the latent remains (plugtalk's, not the
+    paper's: see :mod:`plugtalk.emi`).  Fractions are of ``optim.steps``; the gate for step ``t`` is
+
+    * 1 for ``t < warmup * steps`` (the backbone's own motion code drives; EMI's leak-free code is
+      distilled onto it, L_dis off);
+    * falling linearly to 0 over the next ``ramp * steps`` steps (L_dis on, the distillation weighted by the gate);
+    * exactly 0 from ``(warmup + ramp) * steps`` on, so the saved end-of-training model reads no latent.
+
+    The gate is logged as ``emi/gate``.  An EMI whose bridge is closed when training starts (``init: random``,
+    a trained or frozen EMI from a checkpoint) is left alone.
+
+    Attributes:
+        warmup: fraction of the steps with the gate open.
+        ramp: fraction of the steps over which it closes (``warmup + ramp <= 1``).
+        distill: weight of L_distill (:func:`plugtalk.emi.distill_loss`), times the gate.
+    """
+
+    warmup: float = 0.1
+    ramp: float = 0.4
+    distill: float = 1.0
+
+    def gate(self, step: int, steps: int) -> float:
+        """The bridge gate in [0, 1] for 0-based ``step`` of ``steps``."""
+        start, end = self.warmup * steps, (self.warmup + self.ramp) * steps
+        if step < start:
+            return 1.0
+        if step >= end:
+            return 0.0
+        return 1.0 - (step - start) / (end - start)
+
+
+@dataclass(config=_STRICT)
 class TrainConfig:
     """The whole training configuration (see the module docstring)."""
 
@@ -200,6 +236,7 @@ class TrainConfig:
     optim: OptimSection = dataclasses.field(default_factory=OptimSection)
     loss: LossSection = dataclasses.field(default_factory=LossSection)
     log: LogSection = dataclasses.field(default_factory=LogSection)
+    emi_bridge: EMIBridgeSection = dataclasses.field(default_factory=EMIBridgeSection)
     output_dir: str = "runs/plugtalk"
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -220,6 +257,10 @@ class TrainConfig:
         if self.stage in ("stage2", "retrofit") and not self.model.checkpoint:
             what = "stage-1 result" if self.stage == "stage2" else "backbone: official .pt or plugtalk file"
             problems.append(f"stage {self.stage!r} needs model.checkpoint (the pretrained {what})")
+        b = self.emi_bridge
+        if not (0 <= b.warmup <= 1 and 0 <= b.ramp <= 1 and b.warmup + b.ramp <= 1) or b.distill < 0:
+            problems.append(f"emi_bridge: need warmup, ramp in [0, 1] with warmup + ramp <= 1 (the gate must reach 0 "
+                            f"by the end) and distill >= 0 (got {b.warmup}, {b.ramp}, {b.distill})")
         if self.stage == "stage1" and self.model.emi is False:
             problems.append("stage 'stage1' trains EMI: model.emi must not be false (use stage 'baseline')")
         problems += _backbone_problems(self.model.backbone)
@@ -269,7 +310,7 @@ def config_from_mapping(values: dict[str, Any] | None, origin: str = "config") -
 
 
 _SECTION_TYPES = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "loss": LossSection,
-                  "log": LogSection}
+                  "log": LogSection, "emi_bridge": EMIBridgeSection}
 
 
 def _sections(values: dict[str, Any], origin: str) -> dict[str, Any]:

@@ -97,6 +97,10 @@ def build_model(cfg: TrainConfig) -> Retrofitted:
             raise InputError("stage 'stage2' starts from the stage-1 result: model.checkpoint must be a "
                              "retrofitted .safetensors file (e.g. <stage-1 output>/model.safetensors)")
         edi = _module(EDI, loaded_edi, m.edi if m.edi is not False else True, spec, m.init, "edi")
+        if loaded_emi is not None and loaded_emi.bridge_gate > 0:
+            raise InputError(f"model.checkpoint {m.checkpoint!r}: its EMI still passes the latent through (bridge gate "
+                             f"{loaded_emi.bridge_gate:g}); stage 2 freezes EMI, so start it from a finished stage-1 "
+                             "model (<output_dir>/model.safetensors), whose bridge is closed")
         model = Retrofitted(adapter, loaded_emi, edi, freeze_backbone=True)
         if model.emi is not None:
             model.emi.requires_grad_(False)

@@ -5,6 +5,7 @@ Each step, on a batch of self-reenactment pairs (source and driving frame of one
 1. generator step: ``output = model(source, driving)`` (a :class:`~plugtalk.Retrofitted` in training
    mode, which also returns L_dis / L_dmem / L_align); loss
    ``w_rec L_rec + w_per L_per + w_adv L_adv + w_dis L_dis + w_dmem L_dmem + w_align L_align``
+   (+ ``g * w_distill L_distill`` while EMI's latent bridge is open, gate ``g`` from ``emi_bridge``)
    against the driving frame; Adam on the parameters the stage trains;
 2. discriminator step: non-saturating loss on (driving, output), optional lazy R1.
 
@@ -46,7 +47,7 @@ from .stages import build_model, describe, set_train_mode
 __all__ = ["Trainer", "TrainingDiverged", "build_dataset", "LOSS_NAMES"]
 
 #: Generator loss terms and the config weight each is scaled by.
-LOSS_NAMES = ("rec", "per", "adv", "dis", "dmem", "align")
+LOSS_NAMES = ("rec", "per", "adv", "dis", "distill", "dmem", "align")
 _STATE_KIND = "plugtalk-train-state"
 #: Settings a resumed run must share with the checkpoint it continues.
 _RESUME_KEYS = ("stage", "model", "seed", "data.batch_size")
@@ -127,6 +128,10 @@ class Trainer:
 
         _seed_all(config.seed)  # identical initial weights on every rank
         self.model = build_model(config).to(self.device)
+        emi = self.model.emi
+        #: EMI starts with its latent bridge open and trains: ``emi_bridge`` closes the bridge step by step
+        self.drives_bridge = (emi is not None and emi.bridge_gate > 0
+                              and any(p.requires_grad for p in emi.parameters()))
         size = self.model.adapter.image_size
         w = config.loss
         self.perceptual = None
@@ -193,6 +198,7 @@ class Trainer:
         elif latest_checkpoint(self.checkpoint_root) is not None:
             raise InputError(f"{str(self.output)!r} already holds checkpoints: resume with --resume, or choose "
                              "another output_dir")
+        self._apply_bridge()
         _seed_all(config.seed * 1_000_003 + 7919 * self.dist.rank + 1, keep=self.resumed_from is not None)
         if self.dist.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
@@ -208,6 +214,20 @@ class Trainer:
             t = min(1.0, (step - opt.warmup_steps) / max(1, opt.steps - opt.warmup_steps))
             return 0.5 * (1 + math.cos(math.pi * t))
         return 1.0
+
+    def _apply_bridge(self) -> float:
+        """Set EMI's bridge gate for the next step (``self.step``, 0-based); 0 at ``optim.steps``."""
+        if not self.drives_bridge:
+            return self.model.emi.bridge_gate if self.model.emi is not None else 0.0
+        gate = self.cfg.emi_bridge.gate(self.step, self.cfg.optim.steps)
+        self.model.emi.set_bridge_gate(gate)
+        return gate
+
+    def _loss_weight(self, name: str) -> float:
+        """Weight of generator loss ``name`` (``distill``: the ``emi_bridge`` weight times the gate)."""
+        if name == "distill":
+            return self.cfg.emi_bridge.distill * (self.model.emi.bridge_gate if self.model.emi is not None else 0.0)
+        return getattr(self.cfg.loss, name)
 
     # -- data -------------------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
@@ -274,12 +294,14 @@ class Trainer:
                 if w.adv > 0:
                     losses["adv"] = generator_adversarial_loss(logits)
             losses.update({k: v.float() for k, v in out.losses.items()})
-        total = sum(getattr(w, k) * v for k, v in losses.items())
+        total = sum(self._loss_weight(k) * v for k, v in losses.items())
         self._guard({**losses, "total": total})
         self.g_opt.zero_grad(set_to_none=True)
         total.backward()
         logged = {f"loss/{k}": v.detach() for k, v in losses.items()}
         logged["loss/total"] = total.detach()
+        if self.model.emi is not None:
+            logged["emi/gate"] = torch.tensor(self.model.emi.bridge_gate, device=total.device)
         logged["grad_norm/generator"] = self._clip(self.g_params, "generator").detach()
         self.g_opt.step()
         self.g_sched.step()
@@ -330,6 +352,7 @@ class Trainer:
                 for batch in self._loader():
                     logged = self.train_step(batch)
                     self.step += 1
+                    self._apply_bridge()
                     self.batch_in_epoch += 1
                     rolled = self.batch_in_epoch >= self.batches_per_epoch
                     if rolled:
@@ -351,6 +374,9 @@ class Trainer:
                         break
             if saved_at != self.step:
                 self.save_checkpoint()
+            if self.drives_bridge and self.step >= total_steps and self.model.emi.bridge_gate != 0.0:
+                raise PlugtalkError(f"EMI's latent bridge is still open (gate {self.model.emi.bridge_gate}) at the "
+                                    "end of training")  # unreachable: emi_bridge is validated to close by the end
             if self.dist.is_main:
                 final = self.model.save_pretrained(self.output / MODEL_FILE, self._model_metadata())
                 monitor.message(f"done: step {self.step}; model written to {final}")
