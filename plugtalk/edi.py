@@ -32,7 +32,7 @@ Choices that are ours, not the paper's (the paper's setting stays available; see
   parameter, clamped to ``tau >= min_temperature``), started at ``tau = temperature``;
 * **which recall is decoded while training** (``train_recall="scheduled"``): a linear ramp from Eq. 6's
   ``f^_d`` (driving address: the decoder first learns from the true driving detail) to Eq. 9's ``f^_s``
-  (the inference path) over ``recall_ramp`` (fractions of the run; the trainer sets the progress with
+  (the inference path) over ``schedule_ramp`` (fractions of the run; the trainer sets the progress with
   :meth:`EDI.set_progress`), so training ends on exactly what inference uses;
 * **L_align's target** (``align_stop_gradient=True``): the driving address ``Ω_d`` is a fixed target
   for ``Ω_ms`` (the usual reading of a KL alignment); without it the KL also bends ``M_d``'s addressing
@@ -72,7 +72,7 @@ __all__ = ["EDIConfig", "EDI", "EDIOutput", "Compressor", "Decompressor", "Fusio
 
 _OWNER = "EDI"
 TRAIN_RECALL = ("driving", "motion_source", "scheduled")
-ADDRESSING = ("fixed", "learned")
+ADDRESSING = ("fixed", "learned", "annealed")
 DMEM_SCALE = ("paper", "rms")
 #: Values of the options added after the first release, for config dicts (saved files) that lack them.
 LEGACY_OPTIONS: dict[str, Any] = {"addressing": "fixed", "align_stop_gradient": False, "dmem_scale": "paper",
@@ -107,8 +107,8 @@ class EDIConfig(ConfigDict):
             :class:`~plugtalk.layers.CrossAttentionBlock` at ``channels``).
         train_recall: token decoded by :meth:`EDI.forward_train`: ``"driving"`` (Eq. 6's recall with
             the driving address), ``"motion_source"`` (Eq. 9's recall, the inference path) or
-            ``"scheduled"`` (a linear ramp from the first to the second over ``recall_ramp``).
-        recall_ramp: ``(start, end)`` fractions of training over which ``"scheduled"`` moves from the
+            ``"scheduled"`` (a linear ramp from the first to the second over ``schedule_ramp``).
+        schedule_ramp: ``(start, end)`` fractions of training over which ``"scheduled"`` moves from the
             driving recall to the motion-source recall.
         align_stop_gradient: ``L_align`` treats ``Ω_d`` as a constant target.
         dmem_scale: ``"paper"``: ``L_dmem = ||f - f^||`` (Eq. 6); ``"rms"``: divided by ``sqrt(C)``.
@@ -130,7 +130,7 @@ class EDIConfig(ConfigDict):
     fusion_grid: int = 8
     fusion_dim: int = 128
     train_recall: str = "scheduled"
-    recall_ramp: tuple[float, float] = (0.0, 0.5)
+    schedule_ramp: tuple[float, float] = (0.0, 0.5)
     align_stop_gradient: bool = True
     dmem_scale: str = "rms"
 
@@ -159,11 +159,11 @@ class EDIConfig(ConfigDict):
                              "fusion_dim, or channels when fusion_dim is 0)")
         if self.train_recall not in TRAIN_RECALL:
             raise ValueError(f"EDIConfig: train_recall must be one of {TRAIN_RECALL}, got {self.train_recall!r}")
-        ramp = tuple(float(v) for v in self.recall_ramp)
+        ramp = tuple(float(v) for v in self.schedule_ramp)
         if len(ramp) != 2 or not 0 <= ramp[0] <= ramp[1] <= 1:
-            raise ValueError(f"EDIConfig: recall_ramp must be (start, end) with 0 <= start <= end <= 1, "
-                             f"got {self.recall_ramp}")
-        self.recall_ramp = ramp
+            raise ValueError(f"EDIConfig: schedule_ramp must be (start, end) with 0 <= start <= end <= 1, "
+                             f"got {self.schedule_ramp}")
+        self.schedule_ramp = ramp
         if self.dmem_scale not in DMEM_SCALE:
             raise ValueError(f"EDIConfig: dmem_scale must be one of {DMEM_SCALE}, got {self.dmem_scale!r}")
 
@@ -228,26 +228,34 @@ def recall_gap(recalled: Tensor, target: Tensor) -> Tensor:
 class AddressScale(nn.Module):
     """Inverse temperature of one memory's addresses (multiplies the cosines of Eq. 5 / 7).
 
-    ``learned=False``: the constant ``1 / temperature``.  ``learned=True``: ``exp(log_scale)``, a
-    parameter started at ``log(1 / temperature)`` and clamped to ``[0, log(1 / min_temperature)]``
-    (CLIP's learnable ``logit_scale``, Radford et al. 2021).  ``forward()`` -> scalar tensor / float.
+    ``mode="fixed"``: the constant ``1 / temperature``.  ``"learned"``: ``exp(log_scale)``, a parameter
+    started at ``log(1 / temperature)`` and clamped to ``[0, log(1 / min_temperature)]`` (CLIP's
+    learnable ``logit_scale``, Radford et al. 2021).  ``"annealed"``: ``tau`` moves geometrically from
+    ``temperature`` to ``min_temperature`` as :attr:`ramp` goes from 0 to 1 (set by
+    :meth:`EDI.set_progress`; after training it stays at 1, i.e. ``min_temperature``, unless set).
+    ``forward()`` -> scalar tensor (learned) or float.
     """
 
-    def __init__(self, temperature: float, learned: bool, min_temperature: float):
+    def __init__(self, temperature: float, mode: str, min_temperature: float):
         super().__init__()
+        self.mode = mode
         self.temperature = float(temperature)
+        self.min_temperature = float(min_temperature)
         self.max_log_scale = math.log(1.0 / min_temperature)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature))) if learned else None
+        self.ramp = 1.0
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature))) if mode == "learned" else None
 
     def forward(self) -> Tensor | float:
-        if self.log_scale is None:
-            return 1.0 / self.temperature
-        return self.log_scale.clamp(0.0, self.max_log_scale).exp()
+        if self.log_scale is not None:
+            return self.log_scale.clamp(0.0, self.max_log_scale).exp()
+        if self.mode == "annealed":
+            return 1.0 / (self.temperature ** (1.0 - self.ramp) * self.min_temperature ** self.ramp)
+        return 1.0 / self.temperature
 
     def logits(self, query: Tensor, memory: Tensor) -> Tensor:
         """Address logits ``(B, S)`` of ``query (B, K)`` against ``memory (S, K)``."""
         if self.log_scale is None:
-            return memory_logits(query, memory, self.temperature)
+            return memory_logits(query, memory, 1.0 / self())
         return memory_logits(query, memory) * self().to(query.dtype)
 
     def current_temperature(self) -> float:
@@ -388,9 +396,8 @@ class EDI(ConfigurableModule):
         self.compressor = Compressor(c.pool_grid)
         self.memory_d = nn.Parameter(torch.randn(c.num_slots, c.channels))
         self.memory_ms = nn.Parameter(torch.randn(c.num_slots, c.channels + c.motion_dim))
-        learned = c.addressing == "learned"
-        self.scale_d = AddressScale(c.temperature, learned, c.min_temperature)
-        self.scale_ms = AddressScale(c.temperature, learned, c.min_temperature)
+        self.scale_d = AddressScale(c.temperature, c.addressing, c.min_temperature)
+        self.scale_ms = AddressScale(c.temperature, c.addressing, c.min_temperature)
         size = (min(c.fusion_grid, c.height), min(c.fusion_grid, c.width)) if c.fusion_grid else (c.height, c.width)
         self.decompressor = Decompressor(c.channels, c.channels, size, base=min(c.decoder_base, *size),
                                          channels=c.decoder_channels, mapping_layers=c.mapping_layers)
@@ -399,6 +406,7 @@ class EDI(ConfigurableModule):
         else:
             self.fusion = CrossAttentionBlock(c.channels, c.fusion_heads, mlp_ratio=0)
         self.progress = 0.0
+        self.set_progress(1.0 if c.addressing == "annealed" else 0.0)
         self.diagnostics: dict[str, Tensor] = {}
 
     @classmethod
@@ -460,19 +468,25 @@ class EDI(ConfigurableModule):
         return self.scale_d.logits(f_driving, self.memory_d)
 
     def set_progress(self, fraction: float) -> None:
-        """Tell EDI how far training is (``0`` start, ``1`` end); used by ``train_recall="scheduled"``."""
+        """Tell EDI how far training is (``0`` start, ``1`` end); drives ``train_recall="scheduled"``
+        and ``addressing="annealed"``."""
         self.progress = min(1.0, max(0.0, float(fraction)))
+        self.scale_d.ramp = self.scale_ms.ramp = self.ramp()
 
-    def recall_mix(self) -> float:
-        """Weight of Eq. 9's recall in the decoded training token: 0 (``"driving"``), 1
-        (``"motion_source"``), or the ramp over ``recall_ramp`` at :attr:`progress` (``"scheduled"``)."""
-        mode = self.config.train_recall
-        if mode != "scheduled":
-            return 0.0 if mode == "driving" else 1.0
-        start, end = self.config.recall_ramp
+    def ramp(self) -> float:
+        """Position on ``schedule_ramp`` at :attr:`progress`: 0 before ``start``, 1 after ``end``, linear between."""
+        start, end = self.config.schedule_ramp
         if end <= start:
             return 1.0 if self.progress >= end else 0.0
         return min(1.0, max(0.0, (self.progress - start) / (end - start)))
+
+    def recall_mix(self) -> float:
+        """Weight of Eq. 9's recall in the decoded training token: 0 (``"driving"``), 1
+        (``"motion_source"``), or :meth:`ramp` (``"scheduled"``)."""
+        mode = self.config.train_recall
+        if mode != "scheduled":
+            return 0.0 if mode == "driving" else 1.0
+        return self.ramp()
 
     @torch.no_grad()
     def init_passthrough(self) -> "EDI":

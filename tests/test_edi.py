@@ -165,9 +165,9 @@ def test_decoded_token_in_training(train_recall, address):
 
 
 @pytest.mark.parametrize("progress, mix", [(0.0, 0.0), (0.2, 0.0), (0.4, 0.5), (0.6, 1.0), (1.0, 1.0)])
-def test_scheduled_recall_ramps_from_the_driving_to_the_motion_source_recall(progress, mix):
-    """train_recall="scheduled": token = (1 - a) Ω_d M_d + a Ω_ms M_d, a linear over recall_ramp."""
-    config = tiny_config(train_recall="scheduled", recall_ramp=(0.2, 0.6))
+def test_scheduled_schedule_ramps_from_the_driving_to_the_motion_source_recall(progress, mix):
+    """train_recall="scheduled": token = (1 - a) Ω_d M_d + a Ω_ms M_d, a linear over schedule_ramp."""
+    config = tiny_config(train_recall="scheduled", schedule_ramp=(0.2, 0.6))
     edi = EDI(config)
     edi.set_progress(progress)
     assert edi.recall_mix() == pytest.approx(mix)
@@ -235,7 +235,7 @@ def test_diagnostics_entropy_usage_and_recall_gap():
 def test_files_without_the_new_options_load_with_the_old_behaviour(tmp_path):
     """A config saved before `addressing` existed: fixed temperature, full-size restore and fusion."""
     old = {k: v for k, v in tiny_config().to_dict().items() if k not in LEGACY_OPTIONS
-           and k not in ("min_temperature", "recall_ramp")}
+           and k not in ("min_temperature", "schedule_ramp")}
     old["temperature"] = 0.1
     config = EDI.config_from(old)
     assert (config.addressing, config.train_recall, config.align_stop_gradient, config.dmem_scale,
@@ -433,8 +433,8 @@ def test_invalid_config_is_rejected():
         EDIConfig(addressing="sharp")
     with pytest.raises(ValueError, match="min_temperature"):
         EDIConfig(temperature=0.05, min_temperature=0.1)
-    with pytest.raises(ValueError, match="recall_ramp"):
-        EDIConfig(recall_ramp=(0.6, 0.2))
+    with pytest.raises(ValueError, match="schedule_ramp"):
+        EDIConfig(schedule_ramp=(0.6, 0.2))
     with pytest.raises(ValueError, match="dmem_scale"):
         EDIConfig(dmem_scale="log")
     with pytest.raises(ValueError, match="temperature"):
