@@ -454,3 +454,25 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(got.fused.cpu(), ref.fused, rtol=1e-4, atol=1e-4)
     for k in ref.losses:
         torch.testing.assert_close(got.losses[k].cpu(), ref.losses[k], rtol=1e-4, atol=1e-5)
+
+
+def test_the_embedded_default_model_keeps_its_old_edi_behaviour():
+    """plugtalk-small-fixtalk was trained before the addressing options: fixed tau, full-size restore."""
+    from importlib import resources
+
+    from plugtalk import load_retrofitted
+    from plugtalk.layers import CrossAttentionBlock
+
+    path = resources.files("plugtalk") / "assets" / "plugtalk-small-fixtalk.safetensors"
+    edi = load_retrofitted(str(path)).edi
+    c = edi.config
+    assert (c.addressing, c.train_recall, c.align_stop_gradient, c.dmem_scale, c.fusion_grid) == (
+        "fixed", "driving", False, "paper", 0)
+    assert isinstance(edi.fusion, CrossAttentionBlock)
+    src, _, z_s, z_d = make_inputs(c, batch=2)
+    with torch.no_grad():
+        out = edi(src, z_s, z_d)
+        query = torch.cat([edi.compressor(src), z_d - z_s], dim=1)
+        address = memory_logits(query, edi.memory_ms, c.temperature).softmax(-1)
+    torch.testing.assert_close(out.token, address @ edi.memory_d)
+    assert out.restored.shape == src.shape
