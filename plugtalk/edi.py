@@ -41,8 +41,9 @@ Choices that are ours, not the paper's (the paper's setting stays available; see
   does not grow with ``C`` and with the token's scale dwarfing ``L_align`` (nats, at most ``log S``);
 * **cost** (``fusion_grid``, ``fusion_dim``): the decompressor restores a ``g x g`` map (not the full
   ``h x w``) and the fusion attends from every source position to those ``g*g`` tokens at width
-  ``fusion_dim`` - FixTalk calls EDI lightweight; the full-size restore + full-width 1024 x 1024
-  attention cost as much as a quarter of the backbone.
+  ``fusion_dim`` (:class:`Fusion`) - FixTalk calls EDI lightweight; at 512 x 32 x 32 the full-size
+  restore and the full-width 1024 x 1024 attention took 214 ms on one CPU thread, the defaults 35 ms
+  (``benchmarks/edi_cost.py``).  The fusion's output projection still starts at zero (pass-through).
 
 Files written before these options existed load with the old behaviour (:meth:`EDI.config_from`:
 fixed temperature, ``train_recall`` as saved, no stop-gradient, unscaled ``L_dmem``, full-size
