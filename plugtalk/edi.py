@@ -75,8 +75,10 @@ _OWNER = "EDI"
 TRAIN_RECALL = ("driving", "motion_source", "scheduled")
 ADDRESSING = ("fixed", "learned", "annealed")
 DMEM_SCALE = ("paper", "rms")
+MEMORY_INIT = ("random", "data")
 #: Values of the options added after the first release, for config dicts (saved files) that lack them.
 LEGACY_OPTIONS: dict[str, Any] = {"addressing": "fixed", "align_stop_gradient": False, "dmem_scale": "paper",
+                                  "memory_init": "random",
                                   "fusion_grid": 0, "fusion_dim": 0, "train_recall": "driving"}
 
 
@@ -113,6 +115,9 @@ class EDIConfig(ConfigDict):
             driving recall to the motion-source recall.
         align_stop_gradient: ``L_align`` treats ``Ω_d`` as a constant target.
         dmem_scale: ``"paper"``: ``L_dmem = ||f - f^||`` (Eq. 6); ``"rms"``: divided by ``sqrt(C)``.
+        memory_init: ``"random"``: slots ``~ N(0, 1)``; ``"data"``: at the first training batch, slot
+            ``i`` becomes that batch's token ``i mod B`` (``f_pi^d`` for ``M_d``, its query for ``M_ms``)
+            plus its random start scaled to 10 % of the tokens' RMS (VQ codebooks' data init).
     """
 
     channels: int = 512
@@ -134,6 +139,7 @@ class EDIConfig(ConfigDict):
     schedule_ramp: tuple[float, float] = (0.0, 0.5)
     align_stop_gradient: bool = True
     dmem_scale: str = "rms"
+    memory_init: str = "data"
 
     def __post_init__(self) -> None:
         for name in ("channels", "height", "width", "motion_dim", "num_slots", "pool_grid", "decoder_base",
@@ -165,6 +171,8 @@ class EDIConfig(ConfigDict):
             raise ValueError(f"EDIConfig: schedule_ramp must be (start, end) with 0 <= start <= end <= 1, "
                              f"got {self.schedule_ramp}")
         self.schedule_ramp = ramp
+        if self.memory_init not in MEMORY_INIT:
+            raise ValueError(f"EDIConfig: memory_init must be one of {MEMORY_INIT}, got {self.memory_init!r}")
         if self.dmem_scale not in DMEM_SCALE:
             raise ValueError(f"EDIConfig: dmem_scale must be one of {DMEM_SCALE}, got {self.dmem_scale!r}")
 
@@ -406,6 +414,8 @@ class EDI(ConfigurableModule):
             self.fusion: nn.Module = Fusion(c.channels, c.fusion_dim, c.fusion_heads)
         else:
             self.fusion = CrossAttentionBlock(c.channels, c.fusion_heads, mlp_ratio=0)
+        if c.memory_init == "data":  # 0 until the first training batch has initialised the slots
+            self.register_buffer("memory_ready", torch.zeros(()))
         self.progress = 0.0
         self.set_progress(1.0 if c.addressing == "annealed" else 0.0)
         self.diagnostics: dict[str, Tensor] = {}
@@ -528,6 +538,19 @@ class EDI(ConfigurableModule):
             "recall_mix": f_d.new_tensor(mix),
         }
 
+    @torch.no_grad()
+    def _init_memory_from_data(self, f_s: Tensor, f_d: Tensor, z_source: Tensor, z_driving: Tensor) -> None:
+        """``memory_init="data"``: slot ``i`` = batch token ``i mod B`` + its random start at 10 % of the
+        tokens' RMS, once (rank 0's batch under torch.distributed)."""
+        idx = torch.arange(self.config.num_slots, device=f_d.device) % f_d.shape[0]
+        for memory, tokens in ((self.memory_d, f_d), (self.memory_ms, torch.cat([f_s, z_driving - z_source], -1))):
+            tokens = tokens.detach().to(memory.dtype)
+            jitter = 0.1 * tokens.pow(2).mean().sqrt() * memory / memory.pow(2).mean().sqrt().clamp_min(1e-12)
+            memory.copy_(tokens[idx] + jitter)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.broadcast(memory.data, src=0)
+        self.memory_ready.fill_(1.0)
+
     # -- the two paths ----------------------------------------------------------------------------------
     def forward_train(self, source_map: Tensor, driving_map: Tensor, z_source: Tensor, z_driving: Tensor) -> EDIOutput:
         """Training path (self-reenactment pairs: source and driving frames of one identity).
@@ -547,6 +570,8 @@ class EDI(ConfigurableModule):
         self._check(source_map, z_source, z_driving, driving_map)
         c = self.config
         f_s, f_d = self.compressor(source_map), self.compressor(driving_map)
+        if c.memory_init == "data" and not bool(self.memory_ready):
+            self._init_memory_from_data(f_s, f_d, z_source, z_driving)
         logits_d = self.driving_logits(f_d)
         logits_ms = self.motion_source_logits(f_s, z_source, z_driving)
         address_d, address_ms = logits_d.softmax(dim=-1), logits_ms.softmax(dim=-1)

@@ -239,7 +239,8 @@ def test_files_without_the_new_options_load_with_the_old_behaviour(tmp_path):
     old["temperature"] = 0.1
     config = EDI.config_from(old)
     assert (config.addressing, config.train_recall, config.align_stop_gradient, config.dmem_scale,
-            config.fusion_grid, config.fusion_dim) == ("fixed", "driving", False, "paper", 0, 0)
+            config.fusion_grid, config.fusion_dim, config.memory_init) == ("fixed", "driving", False, "paper", 0, 0,
+                                                                          "random")
     edi = EDI(config)
     assert {"fusion.attn.in_proj_weight", "fusion.attn.out_proj.weight"} <= set(edi.state_dict())
     assert not any("scale" in k for k in edi.state_dict())
@@ -437,6 +438,8 @@ def test_invalid_config_is_rejected():
         EDIConfig(schedule_ramp=(0.6, 0.2))
     with pytest.raises(ValueError, match="dmem_scale"):
         EDIConfig(dmem_scale="log")
+    with pytest.raises(ValueError, match="memory_init"):
+        EDIConfig(memory_init="zeros")
     with pytest.raises(ValueError, match="temperature"):
         EDIConfig(temperature=0.0)
 
@@ -476,3 +479,24 @@ def test_the_embedded_default_model_keeps_its_old_edi_behaviour():
         address = memory_logits(query, edi.memory_ms, c.temperature).softmax(-1)
     torch.testing.assert_close(out.token, address @ edi.memory_d)
     assert out.restored.shape == src.shape
+
+
+def test_data_memory_init_puts_the_first_batch_tokens_in_the_slots_once():
+    config = tiny_config(memory_init="data", num_slots=5)
+    edi = EDI(config)
+    assert edi.memory_ready.item() == 0
+    src, drv, z_s, z_d = make_inputs(config, batch=2)
+    edi.forward_train(src, drv, z_s, z_d)
+    assert edi.memory_ready.item() == 1
+    with torch.no_grad():
+        f_d = edi.compressor(drv)
+        keys = torch.cat([edi.compressor(src), z_d - z_s], dim=1)
+    idx = torch.arange(5) % 2   # slot i = token i mod B + a jitter of 10 % of the tokens' RMS
+    for memory, tokens in ((edi.memory_d, f_d), (edi.memory_ms, keys)):
+        jitter = (memory.detach() - tokens[idx]).pow(2).mean().sqrt()
+        assert jitter.item() == pytest.approx(0.1 * tokens.pow(2).mean().sqrt().item(), rel=1e-4)
+    before = edi.memory_d.detach().clone()
+    edi.forward_train(*make_inputs(config, batch=2, seed=1))
+    assert torch.equal(edi.memory_d, before)   # only once
+    assert "memory_ready" in edi.state_dict()
+    assert "memory_ready" not in EDI(tiny_config(memory_init="random")).state_dict()
