@@ -39,6 +39,9 @@ Choices that are ours, not the paper's (the paper's setting stays available; see
   toward the motion-source side;
 * **L_dmem's scale** (``dmem_scale="rms"``): ``||f - f^|| / sqrt(C)`` (per-channel RMS), so the loss
   does not grow with ``C`` and with the token's scale dwarfing ``L_align`` (nats, at most ``log S``);
+* **memory start** (``memory_init="data"``): slots start at the first training batch's tokens (plus
+  10 % jitter), as VQ codebooks are often started; ``N(0, 1)`` slots sat about 3x above the real
+  tokens' scale (64 px faces: token RMS 0.33) and, at the paper's lr 2e-4, move by ~2e-4 a step;
 * **cost** (``fusion_grid``, ``fusion_dim``): the decompressor restores a ``g x g`` map (not the full
   ``h x w``) and the fusion attends from every source position to those ``g*g`` tokens at width
   ``fusion_dim`` (:class:`Fusion`) - FixTalk calls EDI lightweight; at 512 x 32 x 32 the full-size
@@ -46,8 +49,8 @@ Choices that are ours, not the paper's (the paper's setting stays available; see
   (``benchmarks/edi_cost.py``).  The fusion's output projection still starts at zero (pass-through).
 
 Files written before these options existed load with the old behaviour (:meth:`EDI.config_from`:
-fixed temperature, ``train_recall`` as saved, no stop-gradient, unscaled ``L_dmem``, full-size
-restore and fusion).
+fixed temperature, ``train_recall`` as saved, no stop-gradient, unscaled ``L_dmem``, random memory
+start, full-size restore and fusion).
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ class EDIConfig(ConfigDict):
     """Geometry and training options of an :class:`EDI`.  Geometry defaults are FixTalk's (``f_4`` is
     512 x 32 x 32, motion code 512); option defaults are ours (see the module docstring); the paper's
     setting is ``addressing="fixed", temperature=1, train_recall="driving", align_stop_gradient=False,
-    dmem_scale="paper", fusion_grid=0, fusion_dim=0``.
+    dmem_scale="paper", memory_init="random", fusion_grid=0, fusion_dim=0``.
 
     Attributes:
         channels, height, width: shape ``(C, h, w)`` of the identity-carrying map.
