@@ -3,14 +3,11 @@
 
 The task is :mod:`edi_planted`'s: 8 identities, 4 poses, an identity-specific detail only at the
 extreme pose (never in a source), a per-frame colour offset no source can predict, held-out pose
-combinations per identity.  Measured (800 steps, Adam 1e-2): default EDI - Eq. 9 recall gap 0.33,
-Eq. 6 (driving address) 0.20, oracle (the noise-free driving token: the best any source-side recall
-can do) 0.26, entropies 0.63 / 0.65, 44 / 47 of 64 slots used; the paper's plain softmax of cosines
-(tau = 1) - gaps 0.85 / 0.81, entropies 0.99, all 64 slots.
-
-Issue 11 asked for Eq. 9 within 1.5x of the Eq. 6 gap; we measure 1.63x (the driving address also
-fits the per-frame offset, which no source-side query can), so the test bounds it at 2x and asserts
-the 1.5x bound against the oracle instead (measured 1.27x).
+combinations per identity.  Measured (800 steps, Adam 1e-2; identical with ATEN_CPU_CAPABILITY=default
+and avx2): default EDI - Eq. 9 recall gap 0.326, Eq. 6 (driving address) 0.222 (1.47x), oracle (the
+noise-free driving token: the best any source-side recall can do) 0.259 (1.26x), entropies 0.53 / 0.53,
+41 / 40 of 64 slots used; the paper's setting (plain softmax of cosines, tau = 1, random memory start)
+- gaps 0.85 / 0.81, entropies 0.99, all 64 slots.
 """
 
 from __future__ import annotations
@@ -30,8 +27,8 @@ def task():
 def test_default_edi_recalls_at_inference_what_training_stored(task):
     edi, _ = train_planted(planted_config(), task, steps=800, lr=1e-2)
     r = evaluate_planted(edi, task)
+    assert r["recall_gap_ms"] <= 1.5 * r["recall_gap_d"], r          # issue 11's bound
     assert r["recall_gap_ms"] <= 1.5 * r["recall_gap_oracle"], r
-    assert r["recall_gap_ms"] <= 2.0 * r["recall_gap_d"], r
     assert r["recall_gap_d"] < 0.3, r                                # the memory does store f_pi^d
     assert r["entropy_ms"] < 0.8 and r["entropy_d"] < 0.8, r         # addressing is not uniform ...
     assert r["slot_usage_ms"] < planted_config().num_slots, r        # ... nor spread over every slot
@@ -39,7 +36,7 @@ def test_default_edi_recalls_at_inference_what_training_stored(task):
 
 def test_papers_plain_softmax_of_cosines_stays_uniform(task):
     paper = planted_config(addressing="fixed", temperature=1.0, train_recall="driving", align_stop_gradient=False,
-                           dmem_scale="paper")
+                           dmem_scale="paper", memory_init="random")
     edi, _ = train_planted(paper, task, steps=300, lr=1e-2)
     r = evaluate_planted(edi, task)
     assert r["entropy_ms"] > 0.95 and r["entropy_d"] > 0.95, r
