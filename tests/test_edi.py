@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugtalk import EDI, EMI, EDIConfig
-from plugtalk.edi import Compressor, Decompressor, alignment_loss, memory_logits, memory_recall
+from plugtalk.edi import (LEGACY_OPTIONS, Compressor, Decompressor, address_entropy, alignment_loss, memory_logits,
+                          memory_recall, recall_gap, slot_usage)
 from plugtalk.emi import EMIConfig
 from plugtalk.errors import CheckpointError, InputError
 from plugtalk.features import FeatureSpec, LevelInfo
@@ -43,7 +44,9 @@ def edi_setups(draw):
         num_slots=draw(st.integers(1, 5)), temperature=draw(st.sampled_from([1.0, 0.1])),
         pool_grid=draw(st.integers(1, min(h, w, 3))), decoder_base=draw(st.integers(1, 4)),
         decoder_channels=draw(st.integers(1, 6)), mapping_layers=draw(st.integers(0, 2)), fusion_heads=heads,
-        train_recall=draw(st.sampled_from(["driving", "motion_source"])))
+        train_recall=draw(st.sampled_from(["driving", "motion_source", "scheduled"])),
+        addressing=draw(st.sampled_from(["fixed", "learned"])), fusion_grid=draw(st.integers(0, 4)),
+        fusion_dim=heads * draw(st.integers(0, 3)))
     return config, draw(st.integers(1, 3))
 
 
@@ -55,8 +58,10 @@ def test_output_shapes_over_configs(setup):
     edi = EDI(config)
     src, drv, z_s, z_d = make_inputs(config, batch)
     map_shape = (batch, config.channels, config.height, config.width)
+    g = config.fusion_grid
+    restored_shape = (batch, config.channels, *((min(g, config.height), min(g, config.width)) if g else map_shape[2:]))
     for out, train in ((edi.forward_train(src, drv, z_s, z_d), True), (edi.forward_inference(src, z_s, z_d), False)):
-        assert out.fused.shape == out.restored.shape == map_shape
+        assert out.fused.shape == map_shape and out.restored.shape == restored_shape
         assert out.token.shape == (batch, config.channels)
         assert set(out.addresses) == ({"driving", "motion_source"} if train else {"motion_source"})
         for a in out.addresses.values():
@@ -133,9 +138,10 @@ def test_alignment_loss_zero_iff_addresses_equal():
     assert got != pytest.approx(alignment_loss(log_q, log_p).item(), rel=1e-6)  # the direction matters
 
 
-def test_training_losses_follow_eq_6_and_8():
+@pytest.mark.parametrize("dmem_scale, divisor", [("paper", 1.0), ("rms", 8 ** 0.5)])
+def test_training_losses_follow_eq_6_and_8(dmem_scale, divisor):
     torch.manual_seed(0)
-    config = tiny_config()
+    config = tiny_config(dmem_scale=dmem_scale)
     edi = EDI(config)
     src, drv, z_s, z_d = make_inputs(config)
     out = edi.forward_train(src, drv, z_s, z_d)
@@ -144,7 +150,7 @@ def test_training_losses_follow_eq_6_and_8():
         m_d = edi.memory_d.numpy()
         a_d = out.addresses["driving"].numpy()
         a_ms = out.addresses["motion_source"].numpy()
-    dmem = np.linalg.norm(f_d - a_d @ m_d, axis=1).mean()
+    dmem = np.linalg.norm(f_d - a_d @ m_d, axis=1).mean() / divisor
     align = (a_ms * (np.log(a_ms) - np.log(a_d))).sum(1).mean()
     assert out.losses["dmem"].item() == pytest.approx(dmem, rel=1e-5)
     assert out.losses["align"].item() == pytest.approx(align, rel=1e-4, abs=1e-7)
@@ -156,6 +162,100 @@ def test_decoded_token_in_training(train_recall, address):
     edi = EDI(config)
     out = edi.forward_train(*make_inputs(config))
     torch.testing.assert_close(out.token, out.addresses[address] @ edi.memory_d)
+
+
+@pytest.mark.parametrize("progress, mix", [(0.0, 0.0), (0.2, 0.0), (0.4, 0.5), (0.6, 1.0), (1.0, 1.0)])
+def test_scheduled_schedule_ramps_from_the_driving_to_the_motion_source_recall(progress, mix):
+    """train_recall="scheduled": token = (1 - a) Ω_d M_d + a Ω_ms M_d, a linear over schedule_ramp."""
+    config = tiny_config(train_recall="scheduled", schedule_ramp=(0.2, 0.6))
+    edi = EDI(config)
+    edi.set_progress(progress)
+    assert edi.recall_mix() == pytest.approx(mix)
+    out = edi.forward_train(*make_inputs(config))
+    a_d, a_ms = out.addresses["driving"], out.addresses["motion_source"]
+    torch.testing.assert_close(out.token, ((1 - mix) * a_d + mix * a_ms) @ edi.memory_d)
+    assert edi.diagnostics["recall_mix"].item() == pytest.approx(mix)
+
+
+def test_learned_addressing_starts_at_the_temperature_learns_and_is_clamped():
+    config = tiny_config(addressing="learned", temperature=0.2, min_temperature=0.05)
+    edi = EDI(config)
+    src, drv, z_s, z_d = make_inputs(config)
+    with torch.no_grad():
+        f_d = edi.compressor(drv)
+    torch.testing.assert_close(edi.driving_logits(f_d), memory_logits(f_d, edi.memory_d, 0.2))
+    out = edi.forward_train(src, drv, z_s, z_d)
+    (out.losses["dmem"] + out.losses["align"] + out.fused.sum()).backward()
+    assert edi.scale_d.log_scale.grad.abs() > 0 and edi.scale_ms.log_scale.grad.abs() > 0
+    with torch.no_grad():
+        edi.scale_d.log_scale.fill_(10.0)   # far beyond 1 / min_temperature
+    torch.testing.assert_close(edi.driving_logits(f_d), memory_logits(f_d, edi.memory_d, 0.05))
+    assert edi.scale_d.current_temperature() == pytest.approx(0.05)
+    fixed = EDI(tiny_config(addressing="fixed", temperature=0.2))
+    assert not any("scale" in name for name, _ in fixed.named_parameters())
+
+
+@pytest.mark.parametrize("stop_gradient", [True, False])
+def test_align_stop_gradient_keeps_the_driving_side_out_of_l_align(stop_gradient):
+    config = tiny_config(addressing="learned", align_stop_gradient=stop_gradient)
+    edi = EDI(config)
+    out = edi.forward_train(*make_inputs(config))
+    out.losses["align"].backward()
+    driving_side = [edi.memory_d.grad, edi.scale_d.log_scale.grad]
+    if stop_gradient:
+        assert all(g is None or not g.any() for g in driving_side)
+    else:
+        assert all(g is not None and g.abs().sum() > 0 for g in driving_side)
+    assert edi.memory_ms.grad.abs().sum() > 0 and edi.scale_ms.log_scale.grad.abs() > 0
+
+
+def test_diagnostics_entropy_usage_and_recall_gap():
+    uniform = torch.full((3, 8), 1 / 8)
+    one_hot = torch.nn.functional.one_hot(torch.tensor([1, 1, 5]), 8).float()
+    assert address_entropy(uniform).item() == pytest.approx(1.0)
+    assert address_entropy(one_hot).item() == pytest.approx(0.0, abs=1e-6)
+    assert slot_usage(uniform).item() == 8 and slot_usage(uniform, threshold=0.2).item() == 0
+    assert slot_usage(one_hot).item() == 2
+    target = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    assert recall_gap(target + torch.tensor([[0.0, 5.0], [1.0, 0.0]]), target).item() == pytest.approx((1 + 0.5) / 2)
+    config = tiny_config()
+    edi = EDI(config)
+    src, drv, z_s, z_d = make_inputs(config)
+    out = edi.forward_train(src, drv, z_s, z_d)
+    d = edi.diagnostics
+    assert {"entropy_d", "entropy_ms", "slot_usage_d", "slot_usage_ms", "recall_gap_ms", "recall_gap_d"} <= set(d)
+    with torch.no_grad():
+        f_d = edi.compressor(drv)
+    assert d["recall_gap_ms"].item() == pytest.approx(
+        recall_gap(out.addresses["motion_source"] @ edi.memory_d, f_d).item(), rel=1e-5)
+    assert d["entropy_d"].item() == pytest.approx(address_entropy(out.addresses["driving"]).item(), rel=1e-5)
+    assert not any(v.requires_grad for v in d.values())
+
+
+def test_files_without_the_new_options_load_with_the_old_behaviour(tmp_path):
+    """A config saved before `addressing` existed: fixed temperature, full-size restore and fusion."""
+    old = {k: v for k, v in tiny_config().to_dict().items() if k not in LEGACY_OPTIONS
+           and k not in ("min_temperature", "schedule_ramp")}
+    old["temperature"] = 0.1
+    config = EDI.config_from(old)
+    assert (config.addressing, config.train_recall, config.align_stop_gradient, config.dmem_scale,
+            config.fusion_grid, config.fusion_dim, config.memory_init) == ("fixed", "driving", False, "paper", 0, 0,
+                                                                          "random")
+    edi = EDI(config)
+    assert {"fusion.attn.in_proj_weight", "fusion.attn.out_proj.weight"} <= set(edi.state_dict())
+    assert not any("scale" in k for k in edi.state_dict())
+    assert EDI.config_from({**old, "train_recall": "motion_source"}).train_recall == "motion_source"
+    assert EDI.config_from(EDIConfig(channels=8, fusion_heads=2, fusion_dim=4).to_dict()).addressing == "learned"
+
+
+@pytest.mark.parametrize("options", [{}, {"fusion_grid": 0, "fusion_dim": 0}])
+def test_passthrough_fused_map_equals_the_source_map(options):
+    config = tiny_config(**options)
+    edi = EDI(config).init_passthrough()
+    src, drv, z_s, z_d = make_inputs(config)
+    with torch.no_grad():
+        assert torch.equal(edi.eval()(src, z_s, z_d).fused, src)
+        assert torch.equal(edi.train().forward_train(src, drv, z_s, z_d).fused, src)
 
 
 def test_inference_recalls_driven_identity_memory_with_motion_source_address():
@@ -242,13 +342,16 @@ def test_paper_scale_forward():
     torch.manual_seed(0)
     edi = EDI.from_spec(lia_like_spec())
     assert edi.config == EDIConfig()
-    assert edi.decompressor.num_upsamples == 3   # 4 -> 8 -> 16 -> 32
+    assert edi.decompressor.num_upsamples == 1   # 4 -> 8 = fusion_grid
     src, drv, z_s, z_d = make_inputs(edi.config, batch=1)
     with torch.no_grad():
         train = edi.train().forward_train(src, drv, z_s, z_d)
         infer = edi.eval()(src, z_s, z_d)
     assert train.fused.shape == infer.fused.shape == (1, 512, 32, 32)
+    assert train.restored.shape == (1, 512, 8, 8)
     assert torch.isfinite(train.fused).all() and torch.isfinite(infer.fused).all()
+    paper = EDI.from_spec(lia_like_spec(), fusion_grid=0, fusion_dim=0)
+    assert paper.decompressor.num_upsamples == 3   # 4 -> 8 -> 16 -> 32: the full-size restore
 
 
 # -- save / load -----------------------------------------------------------------------------------------------
@@ -324,7 +427,19 @@ def test_invalid_config_is_rejected():
     with pytest.raises(ValueError, match="train_recall"):
         EDIConfig(train_recall="source")
     with pytest.raises(ValueError, match="fusion_heads"):
-        EDIConfig(channels=6, fusion_heads=4)
+        EDIConfig(channels=6, fusion_heads=4, fusion_dim=0)
+    with pytest.raises(ValueError, match="fusion_heads"):
+        EDIConfig(fusion_heads=8, fusion_dim=12)
+    with pytest.raises(ValueError, match="addressing"):
+        EDIConfig(addressing="sharp")
+    with pytest.raises(ValueError, match="min_temperature"):
+        EDIConfig(temperature=0.05, min_temperature=0.1)
+    with pytest.raises(ValueError, match="schedule_ramp"):
+        EDIConfig(schedule_ramp=(0.6, 0.2))
+    with pytest.raises(ValueError, match="dmem_scale"):
+        EDIConfig(dmem_scale="log")
+    with pytest.raises(ValueError, match="memory_init"):
+        EDIConfig(memory_init="zeros")
     with pytest.raises(ValueError, match="temperature"):
         EDIConfig(temperature=0.0)
 
@@ -342,3 +457,46 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(got.fused.cpu(), ref.fused, rtol=1e-4, atol=1e-4)
     for k in ref.losses:
         torch.testing.assert_close(got.losses[k].cpu(), ref.losses[k], rtol=1e-4, atol=1e-5)
+
+
+def test_the_embedded_default_model_keeps_its_old_edi_behaviour():
+    """plugtalk-small-fixtalk was trained before the addressing options: fixed tau, full-size restore."""
+    from importlib import resources
+
+    from plugtalk import load_retrofitted
+    from plugtalk.layers import CrossAttentionBlock
+
+    path = resources.files("plugtalk") / "assets" / "plugtalk-small-fixtalk.safetensors"
+    edi = load_retrofitted(str(path)).edi
+    c = edi.config
+    assert (c.addressing, c.train_recall, c.align_stop_gradient, c.dmem_scale, c.fusion_grid) == (
+        "fixed", "driving", False, "paper", 0)
+    assert isinstance(edi.fusion, CrossAttentionBlock)
+    src, _, z_s, z_d = make_inputs(c, batch=2)
+    with torch.no_grad():
+        out = edi(src, z_s, z_d)
+        query = torch.cat([edi.compressor(src), z_d - z_s], dim=1)
+        address = memory_logits(query, edi.memory_ms, c.temperature).softmax(-1)
+    torch.testing.assert_close(out.token, address @ edi.memory_d)
+    assert out.restored.shape == src.shape
+
+
+def test_data_memory_init_puts_the_first_batch_tokens_in_the_slots_once():
+    config = tiny_config(memory_init="data", num_slots=5)
+    edi = EDI(config)
+    assert edi.memory_ready.item() == 0
+    src, drv, z_s, z_d = make_inputs(config, batch=2)
+    edi.forward_train(src, drv, z_s, z_d)
+    assert edi.memory_ready.item() == 1
+    with torch.no_grad():
+        f_d = edi.compressor(drv)
+        keys = torch.cat([edi.compressor(src), z_d - z_s], dim=1)
+    idx = torch.arange(5) % 2   # slot i = token i mod B + a jitter of 10 % of the tokens' RMS
+    for memory, tokens in ((edi.memory_d, f_d), (edi.memory_ms, keys)):
+        jitter = (memory.detach() - tokens[idx]).pow(2).mean().sqrt()
+        assert jitter.item() == pytest.approx(0.1 * tokens.pow(2).mean().sqrt().item(), rel=1e-4)
+    before = edi.memory_d.detach().clone()
+    edi.forward_train(*make_inputs(config, batch=2, seed=1))
+    assert torch.equal(edi.memory_d, before)   # only once
+    assert "memory_ready" in edi.state_dict()
+    assert "memory_ready" not in EDI(tiny_config(memory_init="random")).state_dict()

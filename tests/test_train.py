@@ -326,3 +326,36 @@ def test_retrofit_from_an_official_lia_checkpoint_keeps_it_bit_identical(tmp_pat
     t.fit()
     assert all(torch.equal(reference[k], v) for k, v in weights(t.model.adapter.backbone).items())
     assert load_retrofitted(tmp_path / "run" / "model.safetensors").backbone.config.size == 256
+
+
+# -- EDI's schedule and diagnostics (issue 11) ---------------------------------------------------------------
+def test_edi_diagnostics_are_logged_per_step_and_the_recall_schedule_follows_the_steps(tmp_path):
+    import json
+    import math
+
+    from train_support import TINY_EDI
+
+    ckpt = _pretrained_backbone(tmp_path)
+    t = Trainer(tiny_config(tmp_path / "run", stage="retrofit", steps=4,
+                            model={"checkpoint": str(ckpt), "emi": False,
+                                   "edi": {**TINY_EDI, "train_recall": "scheduled", "schedule_ramp": [0.0, 0.5]}}),
+                SyntheticPairs(16, 32))
+    t.fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for key in ("edi/entropy_d", "edi/entropy_ms", "edi/slot_usage_d", "edi/slot_usage_ms", "edi/recall_gap_ms",
+                "edi/recall_gap_d"):
+        assert all(key in r and math.isfinite(r[key]) for r in rows), key
+    assert all(0 <= r["edi/entropy_d"] <= 1 and 0 <= r["edi/slot_usage_ms"] <= TINY_EDI["num_slots"] for r in rows)
+    assert [r["edi/recall_mix"] for r in rows] == [0.0, 0.5, 1.0, 1.0]   # progress = step / optim.steps
+
+
+def test_packaged_configs_spell_out_the_edi_defaults():
+    from plugtalk import EDIConfig
+
+    paper = load_config("fixtalk-edtalk256").model.edi
+    defaults = EDIConfig()
+    assert isinstance(paper, dict)
+    assert all(getattr(defaults, k) == (tuple(v) if isinstance(v, list) else v) for k, v in paper.items()), paper
+    assert {"addressing", "temperature", "train_recall", "align_stop_gradient", "dmem_scale", "fusion_grid",
+            "fusion_dim"} <= set(paper)

@@ -63,6 +63,8 @@ class ModelSection:
         emi, edi: ``true`` (defaults), ``false`` (leave out) or a dict of config overrides.  Modules
             present in a retrofitted checkpoint are loaded from it instead.
         init: start of newly built EMI/EDI: ``passthrough`` (reproduce the backbone) or ``random``.
+        fresh_edi: build EDI from ``model.edi`` even when ``model.checkpoint`` holds one (e.g. to
+            retrain EDI with other options on the same backbone and EMI).
         unfreeze_backbone: ``retrofit`` stage only: also train the backbone.
         discriminator: :class:`~plugtalk.train.discriminator.DiscriminatorConfig` overrides
             (``size`` follows the backbone).
@@ -76,6 +78,7 @@ class ModelSection:
     emi: bool | dict[str, Any] = True
     edi: bool | dict[str, Any] = True
     init: Literal["passthrough", "random"] = "passthrough"
+    fresh_edi: bool = False
     unfreeze_backbone: bool = False
     discriminator: dict[str, Any] = dataclasses.field(default_factory=dict)
     discriminator_checkpoint: str | None = None

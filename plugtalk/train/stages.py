@@ -86,7 +86,7 @@ def build_model(cfg: TrainConfig) -> Retrofitted:
                              f"level {was} ({m.checkpoint})")
     spec = adapter.feature_spec
     loaded_emi = loaded.emi if loaded is not None else None
-    loaded_edi = loaded.edi if loaded is not None else None
+    loaded_edi = loaded.edi if loaded is not None and not m.fresh_edi else None
     if stage == "baseline":
         model = Retrofitted(adapter, None, None, freeze_backbone=False)
     elif stage == "stage1":

@@ -6,7 +6,9 @@ Each step, on a batch of self-reenactment pairs (source and driving frame of one
    mode, which also returns L_dis / L_dmem / L_align); loss
    ``w_rec L_rec + w_per L_per + w_adv L_adv + w_dis L_dis + w_dmem L_dmem + w_align L_align``
    (+ ``g * w_distill L_distill`` while EMI's latent bridge is open, gate ``g`` from ``emi_bridge``)
-   against the driving frame; Adam on the parameters the stage trains;
+   against the driving frame; Adam on the parameters the stage trains; EDI's addressing diagnostics
+   (entropy, slot usage, recall gaps: :attr:`plugtalk.EDI.diagnostics`) are logged as ``edi/*`` and
+   EDI is told the fraction of training done (its scheduled training recall);
 2. discriminator step: non-saturating loss on (driving, output), optional lazy R1.
 
 Distributed: one process per device under ``torchrun`` (DistributedDataParallel, NCCL / gloo,
@@ -241,6 +243,20 @@ class Trainer:
                           pin_memory=self.device.type == "cuda", drop_last=True, generator=g,
                           persistent_workers=False, prefetch_factor=2 if w else None)
 
+    # -- EDI's schedule and diagnostics -----------------------------------------------------------------
+    def _edi_schedule(self) -> None:
+        """Tell EDI the fraction of training done (drives ``train_recall="scheduled"``)."""
+        if self.model.edi is not None:
+            self.model.edi.set_progress(self.step / max(1, self.cfg.optim.steps))
+
+    def _edi_diagnostics(self) -> dict[str, Tensor]:
+        """EDI's addressing diagnostics of this step as ``edi/<name>`` (entropy, slot usage, recall gaps;
+        see :attr:`plugtalk.EDI.diagnostics`); empty without a training EDI."""
+        edi = self.model.edi
+        if edi is None or not edi.training:
+            return {}
+        return {f"edi/{k}": v.detach() for k, v in edi.diagnostics.items()}
+
     # -- one step ---------------------------------------------------------------------------------------
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -273,6 +289,7 @@ class Trainer:
         driving = batch["driving"].to(self.device, non_blocking=True)
         D = self.discriminator
         set_train_mode(self.g_net, self.model)
+        self._edi_schedule()
 
         # generator
         if D is not None:
@@ -302,6 +319,7 @@ class Trainer:
         logged["loss/total"] = total.detach()
         if self.model.emi is not None:
             logged["emi/gate"] = torch.tensor(self.model.emi.bridge_gate, device=total.device)
+        logged.update(self._edi_diagnostics())
         logged["grad_norm/generator"] = self._clip(self.g_params, "generator").detach()
         self.g_opt.step()
         self.g_sched.step()
