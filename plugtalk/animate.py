@@ -1,6 +1,9 @@
 """Animate a source portrait with driving videos and/or audio, streaming, in constant memory.
 
-The pipeline (``plugtalk animate``; one code path for every backbone, retrofitted or not):
+The pipeline (``plugtalk animate``; one code path for every backbone, retrofitted or not) is a
+validated :class:`AnimatePlan` (:func:`plan_animation`: every option checked against the model's
+registry entry and adapter before any heavy work) and a typed stream of :class:`FrameBatch` es
+(:func:`stream_batches`), rendered and written batch by batch:
 
 1. **source**: read any image mode (:func:`~plugtalk.io.images.load_image`), detect the face and crop it
    FOMM-style at the model's size (:func:`~plugtalk.face.crop.crop_portrait`), encode it ONCE
@@ -10,7 +13,8 @@ The pipeline (``plugtalk animate``; one code path for every backbone, retrofitte
    pass), then its frames stream through in batches of ``batch_size``, cropped and resized to the
    model's size; EDTalk's mouth / pose / expression banks can each have their own video, or the
    mouth can come from **audio** (EDTalk's 16 kHz, 80-mel, hop 200, window 800 features through the
-   audio-to-mouth model, smoothed with EDTalk's 3-tap Gaussian);
+   audio-to-mouth model, smoothed with EDTalk's 3-tap Gaussian); a coefficient-driven model (GoHD) reads
+   a per-frame coefficient file instead, through its adapter (one output frame per row);
 3. **motion**: per batch, encode the drivers (:meth:`Retrofitted.encode_drivers`); optionally
    smooth their motion codes over time (:class:`~plugtalk.layers.temporal.StreamingSmoother`, a
    lookahead of ``smooth // 2`` frames); *relative* motion (LIA's demo) uses
@@ -40,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .backbones import backbone_entry
 from .errors import InputError
 from .face.crop import CropBox, crop_and_resize, crop_portrait, paste_back, video_crop_box
 from .io.atomic import check_output_path
@@ -47,8 +52,9 @@ from .io.images import load_image, to_tensor, to_uint8
 from .io.video import VideoInfo, VideoReader, VideoWriter, probe_video
 from .retrofitting import DriverState, Retrofitted
 
-__all__ = ["SourceImage", "DrivingClip", "AnimateResult", "Runtime", "prepare_source", "center_box",
-           "parse_expression_weights", "audio_mouth_coefficients", "relative_codes", "assign_drivers", "animate",
+__all__ = ["SourceImage", "DrivingClip", "AnimateResult", "AnimatePlan", "FrameBatch", "Runtime", "prepare_source",
+           "center_box", "parse_expression_weights", "audio_mouth_coefficients", "relative_codes", "assign_drivers",
+           "plan_animation", "stream_batches", "animate",
            "optimize_for_inference", "VIDEO_OUTPUT_SUFFIXES", "AUDIO_FPS"]
 
 #: Output containers the writer produces.
@@ -276,33 +282,6 @@ def assign_drivers(adapter, driving, named: Mapping[str, Any], replaced: set[str
     return videos, assignment
 
 
-def _lockstep(clips: Mapping[str, "DrivingClip"], batch_size: int, total: int | None, timer) -> Iterator[dict]:
-    """Batches ``{video key: (n, S, S, 3) crops}`` of every driving video in step, stopping at the
-    shortest (or ``total``); with no video, ``{"__n__": n}`` counts for audio-only runs."""
-    if not clips:
-        n_all = total or 0
-        for s in range(0, n_all, batch_size):
-            yield {"__n__": min(batch_size, n_all - s)}
-        return
-    gens = {k: c.batches(batch_size) for k, c in clips.items()}
-    produced = 0
-    while True:
-        batch = {}
-        with timer("decode"):
-            for k, g in gens.items():
-                nxt = next(g, None)
-                if nxt is None:
-                    return
-                batch[k] = nxt[0]
-        n = min(len(v) for v in batch.values())
-        if total is not None:
-            n = min(n, total - produced)
-        if n <= 0:
-            return
-        yield {k: v[:n] for k, v in batch.items()}
-        produced += n
-
-
 # -- runtime ------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Runtime:
@@ -419,11 +398,246 @@ def _side_by_side(parts: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts, axis=2)
 
 
+# -- the plan: a validated request, before any heavy work --------------------------------------------------
+@dataclasses.dataclass
+class AnimatePlan:
+    """A validated :func:`animate` request.  Building it (:func:`plan_animation`) checks every option
+    against the model's registry entry and adapter, and reads only small inputs (expression weights, a
+    coefficient file); no video is decoded and no face detected yet.
+
+    Attributes:
+        out, side_by_side: output paths (checked: existing folder, video suffix).
+        videos: video key -> driving video path; ``assignment``: model driver -> video key.
+        audio: sound file (``None``: none); ``audio_drives``: it drives the mouth bank through ``audio_model``.
+        expression_weights: ``(1, D)`` expression-bank weights on the runtime device, or ``None``.
+        sequence: per-frame control sequence from the adapter's :meth:`~plugtalk.adapters.Adapter.read_sequence`
+            (GoHD: ``(T, 72)``), or ``None``; ``sequence_name``: its file name.
+        relative: relative motion (from each driving video's first frame); ``smooth``: temporal taps (0: off).
+        batch_size, max_frames, fps: streaming batch size, frame cap, requested output rate.
+        notes: remarks for the user collected so far.
+    """
+
+    out: Path
+    side_by_side: Path | None
+    videos: dict[str, Any]
+    assignment: dict[str, str]
+    audio: Path | None
+    audio_drives: bool
+    expression_weights: Tensor | None
+    sequence: Tensor | None
+    sequence_name: str | None
+    relative: bool
+    smooth: int
+    batch_size: int
+    max_frames: int | None
+    fps: float | None
+    notes: list[str]
+
+    def describe_drivers(self) -> dict[str, str]:
+        """Which input drives which part of the model (for :class:`AnimateResult`)."""
+        out = {d: Path(self.videos[k]).name for d, k in self.assignment.items()}
+        if self.audio_drives:
+            out["mouth"] = f"audio {self.audio.name}"
+        if self.expression_weights is not None:
+            out["expression"] = "expression weights"
+        if self.sequence is not None:
+            out["coefficients"] = self.sequence_name
+        return out
+
+
+def plan_animation(model: Retrofitted, out: str | os.PathLike, *, driving=None, mouth=None, pose=None,
+                   expression=None, audio=None, audio_model: torch.nn.Module | None = None,
+                   expression_weights=None, coefficients=None, sequence_options: Mapping[str, Any] | None = None,
+                   relative: bool | None = None, smooth: int = 0, batch_size: int = 8, max_frames: int | None = None,
+                   fps: float | None = None, side_by_side=None, runtime: Runtime | None = None) -> AnimatePlan:
+    """Check an :func:`animate` request against the model (its registry entry's controls and default
+    motion mode, its adapter's drivers and controls) and return the :class:`AnimatePlan`.
+
+    Raises:
+        InputError: an option the model does not take, conflicting drivers, nothing driving the animation,
+            bad numbers, or an output path that cannot be written.
+    """
+    adapter = model.adapter
+    runtime = runtime or Runtime.of(model)
+    notes: list[str] = []
+    out_path = _check_video_out(out, "output")
+    sbs_path = _check_video_out(side_by_side, "side-by-side output") if side_by_side is not None else None
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"the number of frames must be >= 1, got {max_frames}")
+    if smooth < 0 or (smooth and smooth % 2 == 0):
+        raise InputError(f"--smooth must be an odd number of frames (3, 5, ...) or 0, got {smooth}")
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise InputError(f"fps must be a positive number, got {fps}")
+    named = {d: v for d, v in (("mouth", mouth), ("pose", pose), ("expression", expression)) if v is not None}
+    model_name = type(adapter.backbone).__name__
+    entry = backbone_entry(adapter.backbone.name)
+    accepted = entry.controls
+    if driving is not None and "driving" not in accepted:
+        raise InputError(f"{model_name} takes no driving video (it is driven by {', '.join(accepted)}); "
+                         "give --coefficients")
+    if coefficients is not None and "coefficients" not in accepted:
+        raise InputError(f"--coefficients needs a coefficient-driven model (GoHD); {model_name} is driven by "
+                         f"{', '.join(accepted)}")
+    if sequence_options and coefficients is None:
+        raise InputError(f"{', '.join(sorted(sequence_options))}: these options go with --coefficients")
+    for d in named:
+        if d not in adapter.drivers:
+            raise InputError(f"--{d} needs a model with a {d} driver (EDTalk); {model_name} has "
+                             f"{', '.join(adapter.drivers)}")
+    audio_drives = audio is not None and "mouth_coefficients" in adapter.control_replaces
+    if audio is not None and not Path(audio).exists():
+        raise InputError(f"audio file {str(audio)!r} does not exist")
+    if audio_drives and "mouth" in named:
+        raise InputError("the mouth is driven by --audio or by --mouth, not both")
+    if audio_model is not None and not audio_drives:
+        raise InputError(f"an audio model needs --audio and a model with a mouth bank (EDTalk), not {model_name}")
+    if audio_drives and audio_model is None:
+        raise InputError("audio-driven mouth needs EDTalk's audio-to-mouth model (audio_model)")
+    weights = None
+    if expression_weights is not None:
+        if "expression_weights" not in adapter.control_replaces:
+            raise InputError(f"expression weights need a model with an expression bank (EDTalk), not {model_name}")
+        if "expression" in named:
+            raise InputError("the expression is driven by --expression-weights or by --expression, not both")
+        exp_dim = getattr(adapter.backbone.config, "expression_dim", None)
+        weights = torch.from_numpy(parse_expression_weights(expression_weights, exp_dim))
+        weights = weights.to(device=runtime.device, dtype=runtime.dtype)
+    sequence = None
+    if coefficients is not None:
+        sequence = adapter.read_sequence(coefficients, **dict(sequence_options or {}))
+        if max_frames is not None:
+            sequence = sequence[:max_frames]
+    replaced = set(named) | ({"mouth"} if audio_drives else set()) | ({"expression"} if weights is not None else set())
+    videos, assignment = assign_drivers(adapter, driving, named, replaced, notes)
+    if not assignment and not audio_drives and weights is None and sequence is None:
+        need = ("--coefficients" if "coefficients" in accepted else "--driving"
+                + (" (or --mouth / --pose / --expression / --audio)" if len(adapter.drivers) > 1 else ""))
+        raise InputError(f"nothing drives the animation: give {need}")
+    if relative is None:
+        relative = entry.motion_mode == "relative"
+    return AnimatePlan(out_path, sbs_path, videos, assignment, Path(audio) if audio is not None else None,
+                       audio_drives, weights, sequence, Path(coefficients).name if coefficients is not None else None,
+                       bool(relative), smooth, batch_size, max_frames, fps, notes)
+
+
+# -- the stream: typed batches of output frames -------------------------------------------------------------
+@dataclasses.dataclass
+class FrameBatch:
+    """One batch of output frames as it streams through :func:`animate`.
+
+    Attributes:
+        frames: ``(n,)`` int64 output frame indices (where per-frame controls are read).
+        crops: video key -> ``(n, S, S, 3)`` uint8 driving crops.
+        mouth: ``(n, mouth_dim)`` audio-driven mouth coefficients, or ``None``.
+        images: driver -> ``(n, 3, S, S)`` model inputs, for adapters that want them (``wants_images``).
+    """
+
+    frames: Tensor
+    crops: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    mouth: Tensor | None = None
+    images: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.frames.shape[0])
+
+    def split(self, k: int) -> tuple["FrameBatch", "FrameBatch"]:
+        """The first ``k`` frames and the rest."""
+        cut = lambda d: ({a: b[:k] for a, b in d.items()}, {a: b[k:] for a, b in d.items()})  # noqa: E731
+        (c0, c1), (i0, i1) = cut(self.crops), cut(self.images)
+        m0, m1 = (None, None) if self.mouth is None else (self.mouth[:k], self.mouth[k:])
+        return FrameBatch(self.frames[:k], c0, m0, i0), FrameBatch(self.frames[k:], c1, m1, i1)
+
+
+def stream_batches(clips: Mapping[str, "DrivingClip"], batch_size: int, total: int | None,
+                   mouth: Tensor | None = None, timer=None) -> Iterator[FrameBatch]:
+    """:class:`FrameBatch` es of every driving video in step, stopping at the shortest input (``total``
+    frames at most; audio-driven mouth coefficients may end earlier); with no video, batches count frames
+    up to ``total`` (audio- or coefficient-driven runs)."""
+    timer = timer or (lambda stage: contextlib.nullcontext())
+    done = 0
+    if not clips:
+        n_all = total or 0
+        while done < n_all:
+            n = min(batch_size, n_all - done)
+            yield FrameBatch(torch.arange(done, done + n), mouth=None if mouth is None else mouth[done:done + n])
+            done += n
+        return
+    gens = {k: c.batches(batch_size) for k, c in clips.items()}
+    while True:
+        crops = {}
+        with timer("decode"):
+            for k, g in gens.items():
+                nxt = next(g, None)
+                if nxt is None:
+                    return
+                crops[k] = nxt[0]
+        n = min(len(v) for v in crops.values())
+        if total is not None:
+            n = min(n, total - done)
+        m = None
+        if mouth is not None:
+            m = mouth[done:done + n]
+            n = min(n, m.shape[0])  # audio shorter than the declared video length
+        if n <= 0:
+            return
+        yield FrameBatch(torch.arange(done, done + n), {k: v[:n] for k, v in crops.items()},
+                         None if m is None else m[:n])
+        done += n
+
+
+class _Renderer:
+    """Renders :class:`FrameBatch` es with their motion codes and writes them (main and side-by-side)."""
+
+    def __init__(self, model: Retrofitted, plan: AnimatePlan, runtime: Runtime, timer, src: SourceImage, src_state,
+                 paste: bool, sbs_key: str | None, writers):
+        self.model, self.plan, self.runtime, self.timer = model, plan, runtime, timer
+        self.src, self.src_state, self.paste, self.sbs_key, self.writers = src, src_state, paste, sbs_key, writers
+        self.starts: dict[str, Tensor] = {}
+
+    def controls(self, batch: FrameBatch) -> dict[str, Any]:
+        plan, adapter = self.plan, self.model.adapter
+        controls: dict[str, Any] = {}
+        if batch.mouth is not None:
+            controls["mouth_coefficients"] = batch.mouth
+        if plan.expression_weights is not None:
+            controls["expression_weights"] = plan.expression_weights.expand(batch.n, -1)
+        if plan.sequence is not None:
+            controls.update(adapter.sequence_batch(plan.sequence, batch.frames))
+        return controls
+
+    def __call__(self, batch: FrameBatch, codes: dict[str, Tensor]) -> int:
+        n = batch.n
+        with torch.inference_mode(), self.runtime.context(), self.timer("model"):
+            if self.plan.relative and codes:
+                if not self.starts:  # the first frame of each driving video
+                    self.starts.update({d: z[:1] for d, z in codes.items()})
+                codes = relative_codes(self.src_state.code, codes, self.starts)
+            state = self.src_state if codes else self.src_state.expand(n)
+            images = self.model.render(state, DriverState({}, codes, batch.images), self.controls(batch))
+            frames = to_uint8(images)
+        with self.timer("write"):
+            main = frames
+            if self.paste:
+                main = np.stack([paste_back(self.src.original, f, self.src.box) for f in frames])
+            self.writers[0].write(main)
+            if self.writers[1] is not None:
+                parts = [np.broadcast_to(self.src.crop, frames.shape)]
+                if self.sbs_key is not None:
+                    parts.append(batch.crops[self.sbs_key])
+                parts.append(frames)
+                self.writers[1].write(_side_by_side(parts))
+        return n
+
+
 def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.PathLike, out: str | os.PathLike, *,
             driving: str | os.PathLike | None = None, mouth: str | os.PathLike | None = None,
             pose: str | os.PathLike | None = None, expression: str | os.PathLike | None = None,
             audio: str | os.PathLike | None = None, audio_model: torch.nn.Module | None = None,
             expression_weights: np.ndarray | Sequence[float] | str | None = None,
+            coefficients: str | os.PathLike | None = None, sequence_options: Mapping[str, Any] | None = None,
             crop_source: bool = True, crop_driving: bool = True, relative: bool | None = None,
             paste: bool = False, smooth: int = 0, batch_size: int = 8, max_frames: int | None = None,
             fps: float | None = None, side_by_side: str | os.PathLike | None = None, mux_audio: bool = True,
@@ -442,9 +656,14 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
             drives the mouth through ``audio_model``; it is always the output's sound.
         audio_model: EDTalk's audio-to-mouth model (:class:`~plugtalk.backbones.EDTalkAudio`).
         expression_weights: EDTalk expression-bank weights ``(D,)`` (see :func:`parse_expression_weights`).
+        coefficients: a per-frame coefficient file, for models whose registry entry accepts the
+            ``coefficients`` control (GoHD: Deep3DFaceRecon coefficients); read by the adapter's
+            ``read_sequence``, one output frame per coefficient frame.
+        sequence_options: options of that reader (GoHD: ``gaze="YAW,PITCH"`` or ``gaze_from=FILE``).
         crop_source, crop_driving: detect and crop faces (``False``: inputs already are face crops).
         relative: relative motion from each driving video's first frame (LIA's demo) or absolute;
-            ``None``: relative for LIA, absolute otherwise (EDTalk's and DPE's demos).
+            ``None``: the backbone's default (its registry entry's ``motion_mode``: relative for LIA,
+            absolute for EDTalk and DPE, as their demos).
         paste: paste the animated crop back into the full source image (output at the source's size).
         smooth: odd number of taps of a temporal Gaussian on the motion codes (0: off).
         batch_size: driving frames per model call (memory grows with it, not with the video length).
@@ -470,59 +689,15 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
     t_start = time.perf_counter()
     if model.training:
         raise InputError("animate needs the model in eval mode (call model.eval())")
-    adapter = model.adapter
-    if runtime is None:
-        runtime = Runtime.of(model)
+    runtime = runtime or Runtime.of(model)
     timer = _Timer(runtime.device)
-    size = adapter.image_size
-    notes: list[str] = []
+    size = model.adapter.image_size
+    plan = plan_animation(model, out, driving=driving, mouth=mouth, pose=pose, expression=expression, audio=audio,
+                          audio_model=audio_model, expression_weights=expression_weights, coefficients=coefficients,
+                          sequence_options=sequence_options, relative=relative, smooth=smooth, batch_size=batch_size,
+                          max_frames=max_frames, fps=fps, side_by_side=side_by_side, runtime=runtime)
+    notes = plan.notes
 
-    # ---- check the request before any heavy work ----
-    out_path = _check_video_out(out, "output")
-    sbs_path = _check_video_out(side_by_side, "side-by-side output") if side_by_side is not None else None
-    if batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {batch_size}")
-    if max_frames is not None and max_frames < 1:
-        raise InputError(f"the number of frames must be >= 1, got {max_frames}")
-    if smooth < 0 or (smooth and smooth % 2 == 0):
-        raise InputError(f"--smooth must be an odd number of frames (3, 5, ...) or 0, got {smooth}")
-    if fps is not None and not (fps > 0 and math.isfinite(fps)):
-        raise InputError(f"fps must be a positive number, got {fps}")
-    named = {d: v for d, v in (("mouth", mouth), ("pose", pose), ("expression", expression)) if v is not None}
-    model_name = type(adapter.backbone).__name__
-    for d in named:
-        if d not in adapter.drivers:
-            raise InputError(f"--{d} needs a model with a {d} driver (EDTalk); {model_name} has "
-                             f"{', '.join(adapter.drivers)}")
-    audio_drives = audio is not None and "mouth_coefficients" in adapter.control_replaces
-    if audio is not None and not Path(audio).exists():
-        raise InputError(f"audio file {str(audio)!r} does not exist")
-    if audio_drives and "mouth" in named:
-        raise InputError("the mouth is driven by --audio or by --mouth, not both")
-    if audio_model is not None and not audio_drives:
-        raise InputError(f"an audio model needs --audio and a model with a mouth bank (EDTalk), not {model_name}")
-    if audio_drives and audio_model is None:
-        raise InputError("audio-driven mouth needs EDTalk's audio-to-mouth model (audio_model)")
-    if expression_weights is not None:
-        if "expression_weights" not in adapter.control_replaces:
-            raise InputError(f"expression weights need a model with an expression bank (EDTalk), not {model_name}")
-        if "expression" in named:
-            raise InputError("the expression is driven by --expression-weights or by --expression, not both")
-        exp_dim = getattr(adapter.backbone.config, "expression_dim", None)
-        weights = torch.from_numpy(parse_expression_weights(expression_weights, exp_dim))
-        weights = weights.to(device=runtime.device, dtype=runtime.dtype)
-    else:
-        weights = None
-
-    replaced = set(named) | ({"mouth"} if audio_drives else set()) | ({"expression"} if weights is not None else set())
-    videos, assignment = assign_drivers(adapter, driving, named, replaced, notes)
-    if not assignment and not audio_drives and weights is None:
-        need = "--driving" + (" (or --mouth / --pose / --expression / --audio)" if len(adapter.drivers) > 1 else "")
-        raise InputError(f"nothing drives the animation: give {need}")
-    if relative is None:
-        relative = adapter.backbone.name == "lia"
-
-    # ---- source ----
     with timer("source"):
         src = source if isinstance(source, SourceImage) else prepare_source(source, size, crop=crop_source)
         if src.crop.shape[:2] != (size, size):
@@ -530,169 +705,112 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
     if paste and not crop_source and not isinstance(source, SourceImage):
         notes.append("paste-back without a source crop replaces the centred square of the source")
 
-    # ---- audio-driven mouth ----
-    mouth_coeffs = None
-    out_fps = fps
-    if audio_drives:
+    mouth_coeffs, out_fps = None, plan.fps
+    if plan.audio_drives:
         out_fps = out_fps or AUDIO_FPS
         with timer("audio"):
-            mouth_coeffs = audio_mouth_coefficients(audio, audio_model, fps=out_fps, max_frames=max_frames)
+            mouth_coeffs = audio_mouth_coefficients(plan.audio, audio_model, fps=out_fps, max_frames=max_frames)
             mouth_coeffs = mouth_coeffs.to(device=runtime.device, dtype=runtime.dtype)
-
-    # ---- driving videos: probe + crop boxes (first pass) ----
     clips: dict[str, DrivingClip] = {}
-    with timer("detect"):
-        for key, path in videos.items():
+    with timer("detect"):   # probe + crop boxes (a first decoding pass)
+        for key, path in plan.videos.items():
             clips[key] = DrivingClip(path, size, crop=crop_driving, fps=out_fps, max_frames=max_frames,
                                      detect_every=detect_every, name=f"{key} video {Path(path).name!r}")
             out_fps = out_fps or clips[key].fps
     out_fps = out_fps or AUDIO_FPS
+    total = _total_frames(clips, mouth_coeffs, plan, notes)
+    sound, sound_desc = _sound(plan, clips) if mux_audio else (None, None)
 
-    counts = {k: c.frame_count for k, c in clips.items()}
-    if mouth_coeffs is not None:
-        counts["audio"] = int(mouth_coeffs.shape[0])
-    known = [n for n in counts.values() if n is not None]
-    total = min(known) if known else None
-    if max_frames is not None:
-        total = max_frames if total is None else min(total, max_frames)
-    if len(set(n for n in counts.values() if n is not None)) > 1:
-        notes.append("inputs differ in length (" + ", ".join(f"{k}: {n} frames" for k, n in counts.items())
-                     + f"); the output stops at the shortest ({total} frames)")
-
-    # ---- sound ----
-    sound, sound_desc = None, None
-    if mux_audio:
-        if audio is not None:
-            sound, sound_desc = str(audio), f"audio {Path(audio).name}"
-        else:
-            first = next(iter(clips.values()), None)
-            if first is not None:
-                track = _video_soundtrack(first.info)
-                if track is not None:
-                    sound, sound_desc = track, f"sound of {first.path.name}"
-
-    # ---- stream ----
-    driver_names = list(assignment)
+    with torch.inference_mode(), runtime.context(), timer("model"):
+        src_state = model.encode_source(runtime.tensor(src.crop))
+    driver_names = list(plan.assignment)
     sbs_key = "driving" if "driving" in clips else next(iter(clips), None)
-    smoother = None
-    if smooth > 1 and driver_names:
-        from .layers.temporal import StreamingSmoother
-
-        smoother = StreamingSmoother(smooth)
-    pending: list[dict[str, Any]] = []   # payload of frames waiting for the smoothing lookahead
     done = 0
-    starts: dict[str, Tensor] = {}
-
-    with torch.inference_mode(), runtime.context():
-        with timer("model"):
-            src_state = model.encode_source(runtime.tensor(src.crop))
-
-    def render(codes: dict[str, Tensor], payload: dict[str, Any], writers) -> int:
-        n = payload["n"]
-        with torch.inference_mode(), runtime.context(), timer("model"):
-            if relative and codes:
-                if not starts:  # the first frame of each driving video
-                    starts.update({d: z[:1] for d, z in codes.items()})
-                codes = relative_codes(src_state.code, codes, starts)
-            controls: dict[str, Tensor] = {}
-            if mouth_coeffs is not None:
-                controls["mouth_coefficients"] = payload["mouth"]
-            if weights is not None:
-                controls["expression_weights"] = weights.expand(n, -1)
-            state = src_state if codes else src_state.expand(n)
-            images = model.render(state, DriverState({}, codes, payload.get("images", {})), controls)
-            frames = to_uint8(images)
-        with timer("write"):
-            main = frames
-            if paste:
-                main = np.stack([paste_back(src.original, f, src.box) for f in frames])
-            writers[0].write(main)
-            if writers[1] is not None:
-                parts = [np.broadcast_to(src.crop, frames.shape)]
-                if payload.get("sbs") is not None:
-                    parts.append(payload["sbs"])
-                parts.append(frames)
-                writers[1].write(_side_by_side(parts))
-        return n
-
     with contextlib.ExitStack() as stack:
         audio_kw = {}
         if sound is not None:
             audio_kw = {"audio": sound[0], "sample_rate": sound[1]} if isinstance(sound, tuple) else {"audio": sound}
-        writer = stack.enter_context(VideoWriter(out_path, fps=out_fps, lossless=lossless, **audio_kw))
-        sbs_writer = stack.enter_context(VideoWriter(sbs_path, fps=out_fps, lossless=lossless, **audio_kw)) \
-            if sbs_path else None
-        writers = (writer, sbs_writer)
-        for batch in _lockstep(clips, batch_size, total, timer):
-            n = batch.pop("__n__", None) or len(next(iter(batch.values())))
-            payload: dict[str, Any] = {"n": n, "sbs": batch.get(sbs_key) if sbs_key else None}
-            if mouth_coeffs is not None:
-                payload["mouth"] = mouth_coeffs[done + sum(p["n"] for p in pending):][:n]
-                if payload["mouth"].shape[0] < n:  # audio shorter than the declared video length
-                    n = payload["n"] = payload["mouth"].shape[0]
-                    if n == 0:
-                        break
-                    batch = {k: v[:n] for k, v in batch.items()}
-                    payload["sbs"] = batch.get(sbs_key) if sbs_key else None
+        writer = stack.enter_context(VideoWriter(plan.out, fps=out_fps, lossless=lossless, **audio_kw))
+        sbs_writer = stack.enter_context(VideoWriter(plan.side_by_side, fps=out_fps, lossless=lossless, **audio_kw)) \
+            if plan.side_by_side else None
+        render = _Renderer(model, plan, runtime, timer, src, src_state, paste, sbs_key, (writer, sbs_writer))
+        smoother = None
+        if plan.smooth > 1 and driver_names:
+            from .layers.temporal import StreamingSmoother
+
+            smoother = StreamingSmoother(plan.smooth)
+        pending: list[FrameBatch] = []   # batches waiting for the smoothing lookahead
+        for batch in stream_batches(clips, plan.batch_size, total, mouth_coeffs, timer):
             codes: dict[str, Tensor] = {}
-            if batch:
+            if batch.crops and driver_names:
                 with torch.inference_mode(), runtime.context(), timer("model"):
-                    tensors = {k: runtime.tensor(v) for k, v in batch.items()}
-                    ds = model.encode_drivers({d: tensors[assignment[d]] for d in driver_names})
+                    tensors = {k: runtime.tensor(v) for k, v in batch.crops.items()}
+                    ds = model.encode_drivers({d: tensors[plan.assignment[d]] for d in driver_names})
                     codes = ds.codes
-                    if adapter.wants_images:
-                        payload["images"] = ds.images
+                    if model.adapter.wants_images:
+                        batch.images = ds.images
                     del ds, tensors
             if smoother is None:
-                done += render(codes, payload, writers)
+                done += render(batch, codes)
             else:
-                pending.append(payload)
-                names = list(codes)
-                ready = smoother.push(torch.stack([codes[d] for d in names], 1))
-                done += _emit(ready, names, pending, render, writers)
+                pending.append(batch)
+                ready = smoother.push(torch.stack([codes[d] for d in driver_names], 1))
+                done += _emit(ready, driver_names, pending, render)
             if on_progress:
                 on_progress(done, total)
         if smoother is not None:
             rest = smoother.flush()
             if rest is not None:
-                done += _emit(rest, driver_names, pending, render, writers)
+                done += _emit(rest, driver_names, pending, render)
                 if on_progress:
                     on_progress(done, total)
     timer.seconds["total"] = time.perf_counter() - t_start
     h, w = src.original.shape[:2] if paste else (size, size)
-    drivers_desc = {d: f"{Path(videos[k]).name}" for d, k in assignment.items()}
-    if audio_drives:
-        drivers_desc["mouth"] = f"audio {Path(audio).name}"
-    if weights is not None:
-        drivers_desc["expression"] = "expression weights"
-    return AnimateResult(out_path, done, float(out_fps), (h, w), drivers_desc, bool(relative and clips),
-                         smooth if smoother else 0, sound_desc, src.box,
-                         {k: c.box for k, c in clips.items()}, dict(timer.seconds), sbs_path, notes)
+    return AnimateResult(plan.out, done, float(out_fps), (h, w), plan.describe_drivers(),
+                         bool(plan.relative and clips), plan.smooth if smoother else 0, sound_desc, src.box,
+                         {k: c.box for k, c in clips.items()}, dict(timer.seconds), plan.side_by_side, notes)
 
 
-def _emit(ready: Tensor, names: list[str], pending: list[dict[str, Any]], render, writers) -> int:
-    """Render the smoothed frames ``ready (m, drivers, D)`` with the payloads waiting for them."""
+def _total_frames(clips: Mapping[str, DrivingClip], mouth: Tensor | None, plan: AnimatePlan,
+                  notes: list[str]) -> int | None:
+    """Output length: the shortest input (videos, audio, coefficient sequence), capped by ``max_frames``."""
+    counts = {k: c.frame_count for k, c in clips.items()}
+    if mouth is not None:
+        counts["audio"] = int(mouth.shape[0])
+    if plan.sequence is not None:
+        counts["coefficients"] = int(plan.sequence.shape[0])
+    known = [n for n in counts.values() if n is not None]
+    total = min(known) if known else None
+    if plan.max_frames is not None:
+        total = plan.max_frames if total is None else min(total, plan.max_frames)
+    if len(set(known)) > 1:
+        notes.append("inputs differ in length (" + ", ".join(f"{k}: {n} frames" for k, n in counts.items())
+                     + f"); the output stops at the shortest ({total} frames)")
+    return total
+
+
+def _sound(plan: AnimatePlan, clips: Mapping[str, DrivingClip]):
+    """The output's sound (``plan.audio``, else the first driving video's own track) and its description."""
+    if plan.audio is not None:
+        return str(plan.audio), f"audio {plan.audio.name}"
+    first = next(iter(clips.values()), None)
+    if first is not None:
+        track = _video_soundtrack(first.info)
+        if track is not None:
+            return track, f"sound of {first.path.name}"
+    return None, None
+
+
+def _emit(ready: Tensor, names: list[str], pending: list[FrameBatch], render) -> int:
+    """Render the smoothed frames ``ready (m, drivers, D)`` with the batches waiting for them."""
     done, offset = 0, 0
     m = ready.shape[0]
     while offset < m:
-        head = pending[0]
-        take = min(head["n"], m - offset)
-        part = {"n": take}
-        rest = {"n": head["n"] - take}
-        for k, v in head.items():
-            if k == "n":
-                continue
-            if isinstance(v, dict):
-                part[k] = {a: b[:take] for a, b in v.items()}
-                rest[k] = {a: b[take:] for a, b in v.items()}
-            elif v is None:
-                part[k] = rest[k] = None
-            else:
-                part[k], rest[k] = v[:take], v[take:]
-        codes = {d: ready[offset:offset + take, i] for i, d in enumerate(names)}
-        done += render(codes, part, writers)
+        take = min(pending[0].n, m - offset)
+        part, rest = pending[0].split(take)
+        done += render(part, {d: ready[offset:offset + take, i] for i, d in enumerate(names)})
         offset += take
-        if rest["n"]:
+        if rest.n:
             pending[0] = rest
         else:
             pending.pop(0)

@@ -131,7 +131,8 @@ def build_variant(backbone: nn.Module, variant: str) -> nn.Module:
 def bench_model(name: str, variant: str = "base", batch: int = 1, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32, channels_last: bool = False, compile: bool = False,
                 warmup: int = 2, iters: int = 5, size: int | None = None) -> BenchResult:
-    """Time one forward pass (source + one driving frame -> image) of backbone ``name`` + ``variant``."""
+    """Time one forward pass (source + the adapter's example driving inputs -> image) of backbone ``name`` +
+    ``variant`` (a driving frame; GoHD: a 27-frame coefficient window)."""
     from . import backbones
 
     dev = torch.device(device)
@@ -143,19 +144,20 @@ def bench_model(name: str, variant: str = "base", batch: int = 1, device: str | 
     s = backbone.config.size
     g = torch.Generator().manual_seed(0)
     source = (torch.rand(batch, 3, s, s, generator=g) * 2 - 1).to(dev)
-    driving = (torch.rand(batch, 3, s, s, generator=g) * 2 - 1).to(dev)
+    inputs = {k: v.to(dev) for k, v in model.adapter.example_inputs(batch, g).items()}
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-        source, driving = (x.contiguous(memory_format=torch.channels_last) for x in (source, driving))
+        source = source.contiguous(memory_format=torch.channels_last)
+        inputs = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in inputs.items()}
     run_model = torch.compile(model) if compile else model
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else None
 
     def step():
         with torch.inference_mode():
             if autocast is None:
-                return run_model(source, driving)
+                return run_model(source, **inputs)
             with autocast:
-                return run_model(source, driving)
+                return run_model(source, **inputs)
 
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -164,6 +166,17 @@ def bench_model(name: str, variant: str = "base", batch: int = 1, device: str | 
                          batch / (ms / 1000), _peak_memory_mb(dev), total / 1e6, added / 1e6)
     gc.collect()
     return result
+
+
+def _supported(name: str, variant: str, needs_video: bool = False) -> bool:
+    """Whether backbone ``name`` can run ``variant`` (an adapter that refuses EMI skips emi/both) and, for
+    end-to-end runs, is driven by video (its registry entry accepts driving frames)."""
+    from .backbones import backbone_entry
+
+    entry = backbone_entry(name)
+    if needs_video and "driving" not in entry.controls:
+        return False
+    return variant not in ("emi", "both") or entry.adapter_class().accepts_emi
 
 
 def layouts_for(device: str | torch.device, channels_last: bool | None = None, compile: bool | None = None
@@ -180,11 +193,14 @@ def run(backbones: Iterable[str], variants: Iterable[str], batches: Iterable[int
         warmup: int = 2, iters: int = 5, size: int | None = None,
         on_result: Callable[[BenchResult], None] | None = None,
         layouts: Iterable[tuple[bool, bool]] | None = None) -> list[BenchResult]:
-    """Model-only timings for every combination (``layouts``: ``(channels_last, compile)`` pairs,
-    default the single pair given by ``channels_last`` / ``compile``)."""
+    """Model-only timings for every supported combination (``layouts``: ``(channels_last, compile)`` pairs,
+    default the single pair given by ``channels_last`` / ``compile``; EMI variants of animators that
+    refuse EMI are skipped)."""
     results = []
     for name in backbones:
         for variant in variants:
+            if not _supported(name, variant):
+                continue
             for batch in batches:
                 for dtype in dtypes:
                     for cl, comp in (layouts or [(channels_last, compile)]):
@@ -266,10 +282,12 @@ def run_end_to_end(backbones: Iterable[str], variants: Iterable[str], batches: I
                    layouts: Iterable[tuple[bool, bool]] = ((False, False),), warmup: int = 1, iters: int = 3,
                    size: int | None = None, frames: int = 16, source=None, video=None,
                    on_result: Callable[[EndToEndResult], None] | None = None) -> list[EndToEndResult]:
-    """End-to-end timings (:func:`bench_end_to_end`) for every combination."""
+    """End-to-end timings (:func:`bench_end_to_end`) for every combination (video-driven backbones only)."""
     results = []
     for name in backbones:
         for variant in variants:
+            if not _supported(name, variant, needs_video=True):
+                continue
             for batch in batches:
                 for dtype in dtypes:
                     for cl, comp in layouts:

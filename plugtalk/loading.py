@@ -4,12 +4,16 @@
 
 * a plugtalk **retrofit** file (``Retrofitted.save_pretrained``: backbone + EMI and/or EDI);
 * a plugtalk **backbone** file (``Backbone.save_pretrained`` or ``plugtalk convert``);
-* an **official** ``torch.save`` checkpoint of LIA / EDTalk / DPE (``.pt``/``.pth``, read with
+* an **official** ``torch.save`` checkpoint of a registered animator (``.pt``/``.pth``, read with
   ``torch.load(weights_only=True)``; the backbone name must be given);
 * nothing: the embedded default model (:mod:`plugtalk.pretrained`), else random weights with a warning.
 
 Every result is a :class:`~plugtalk.retrofitting.Retrofitted` in eval mode; a plain backbone is
 ``retrofit(backbone, emi=None, edi=None)``, so callers never branch on retrofitted or not.
+
+:func:`open_weights` is the one place a weights file is opened and classified (animate, probe and
+train all go through it).  Which backbones are animators, and their adapter options (DPE's mode),
+come from the backbone registry entries.
 """
 
 from __future__ import annotations
@@ -27,10 +31,15 @@ from .errors import CheckpointError, InputError
 if TYPE_CHECKING:
     from .retrofitting import Retrofitted
 
-__all__ = ["LoadedAnimator", "RandomWeightsWarning", "load_animator", "load_audio_model", "ANIMATOR_BACKBONES"]
+__all__ = ["LoadedAnimator", "RandomWeightsWarning", "WeightsFile", "open_weights", "load_animator",
+           "load_audio_model", "animator_backbones"]
 
-#: Backbones ``plugtalk animate`` drives (``edtalk-audio`` is EDTalk's audio-to-mouth model, not an animator).
-ANIMATOR_BACKBONES = ("lia", "edtalk", "dpe")
+
+def animator_backbones() -> tuple[str, ...]:
+    """Backbones ``plugtalk animate`` drives, from the registry (EDTalk's audio model is not one)."""
+    from .backbones import animator_backbones as animators
+
+    return animators()
 
 
 class RandomWeightsWarning(UserWarning):
@@ -56,22 +65,86 @@ class LoadedAnimator:
             (m.emi is not None, m.edi is not None)]
 
 
-def _kind(path: Path) -> tuple[str, dict]:
-    """``("retrofit" | "backbone" | "official", metadata)`` of a weights file, judged by its content (a
-    safetensors file works under any name)."""
+@dataclasses.dataclass(frozen=True)
+class WeightsFile:
+    """An opened weights file: what it holds, read from its metadata without loading the weights.
+
+    Attributes:
+        path: the file.
+        kind: ``"retrofit"`` (backbone + EMI/EDI), ``"backbone"`` (plugtalk safetensors) or ``"official"``
+            (a ``torch.save`` checkpoint, read with ``weights_only=True`` when loaded).
+        backbone: the backbone a plugtalk file holds; ``None`` for official files (their keys say it).
+        metadata: the safetensors metadata (empty for official files).
+    """
+
+    path: Path
+    kind: str
+    backbone: str | None
+    metadata: dict
+
+    def check_backbone(self, name: str | None, option: str = "--backbone") -> None:
+        """Raise :class:`CheckpointError` if this plugtalk file holds another backbone than ``name``."""
+        if name is not None and self.backbone is not None and self.backbone != name:
+            raise CheckpointError(f"{str(self.path)!r} holds a {self.backbone} model, not {name} (drop {option} "
+                                  "or give a matching checkpoint)")
+
+    def load_backbone(self, name: str | None = None, device: str | torch.device = "cpu", **overrides):
+        """The backbone (eval mode) of a ``backbone`` or ``official`` file; ``name`` is required for official
+        files (``overrides`` change their configuration) and checked against plugtalk files."""
+        from . import backbones as B
+
+        if self.kind == "retrofit":
+            raise CheckpointError(f"{str(self.path)!r} is a retrofit file: load it with load_retrofitted()")
+        if self.kind == "backbone":
+            self.check_backbone(name)
+            return B.load(self.path, device)
+        if name is None:
+            raise InputError(f"{self.path.name!r} looks like an official torch checkpoint: say which backbone it is "
+                             f"with --backbone ({', '.join(animator_backbones())})")
+        return B.load_official(name, self.path, device, **overrides)
+
+    def load_retrofitted(self, device: str | torch.device = "cpu") -> "Retrofitted":
+        from .retrofitting import load_retrofitted
+
+        if self.kind != "retrofit":
+            raise CheckpointError(f"{str(self.path)!r} is not a plugtalk retrofit file (it is a {self.kind} file)")
+        return load_retrofitted(self.path, device)
+
+
+def open_weights(path: str | os.PathLike) -> WeightsFile:
+    """Classify a weights file by content (a safetensors file works under any name: its metadata says what
+    it holds; anything else is an official checkpoint).
+
+    Raises:
+        CheckpointError: missing file, or a safetensors file that is neither a plugtalk retrofit nor
+            backbone file.
+    """
     from .checkpoint import read_metadata
     from .weights_file import sniff_format
 
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    if sniff_format(path) == "safetensors":
-        meta = read_metadata(path)
-        kind = meta.get("kind")
-        if kind not in ("retrofit", "backbone"):
-            raise CheckpointError(f"{str(path)!r} is a safetensors file but not a plugtalk retrofit or backbone file "
-                                  f"(kind={kind!r})")
-        return kind, meta
-    return "official", {}
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    if sniff_format(p) != "safetensors":
+        return WeightsFile(p, "official", None, {})
+    meta = read_metadata(p)
+    kind = meta.get("kind")
+    if kind not in ("retrofit", "backbone"):
+        raise CheckpointError(f"{str(p)!r} is a safetensors file but not a plugtalk retrofit or backbone file "
+                              f"(kind={kind!r})")
+    return WeightsFile(p, kind, meta.get("backbone") if kind == "retrofit" else meta.get("name"), meta)
+
+
+def _adapter_options(name: str, mode: str | None) -> dict:
+    """Adapter options for a plain backbone: DPE-like backbones (an adapter ``mode`` option) default to
+    ``"expression"``; ``mode`` for a backbone without that option is an error."""
+    from .backbones import backbone_entry
+
+    if "mode" in backbone_entry(name).adapter_options:
+        return {"mode": mode or "expression"}
+    if mode is not None:
+        raise InputError(f"--mode is DPE's option; this model is {name}")
+    return {}
 
 
 def load_animator(checkpoint: str | os.PathLike | None = None, backbone: str | None = None, *,
@@ -81,8 +154,8 @@ def load_animator(checkpoint: str | os.PathLike | None = None, backbone: str | N
 
     Args:
         checkpoint: the weights file, or ``None`` for the embedded default model.
-        backbone: ``"lia" | "edtalk" | "dpe"``; required for official ``.pt`` files, checked against
-            plugtalk files, and picks the random-weight model when there are no weights.
+        backbone: a registered animator (:func:`animator_backbones`); required for official ``.pt`` files,
+            checked against plugtalk files, and picks the random-weight model when there are no weights.
         mode: DPE's ``"expression"`` (default) or ``"pose"`` (a retrofit file keeps the mode it was
             trained in; asking for another is an error).
         device: where to put the model.
@@ -99,23 +172,17 @@ def load_animator(checkpoint: str | os.PathLike | None = None, backbone: str | N
     """
     from . import backbones as B
     from .pretrained import load_default_model
-    from .retrofitting import load_retrofitted, retrofit
+    from .retrofitting import retrofit
 
-    if backbone is not None and backbone not in ANIMATOR_BACKBONES:
-        raise InputError(f"unknown backbone {backbone!r}; animate works with {', '.join(ANIMATOR_BACKBONES)}")
+    animators = animator_backbones()
+    if backbone is not None and backbone not in animators:
+        raise InputError(f"unknown backbone {backbone!r}; animate works with {', '.join(animators)}")
     if mode is not None and mode not in ("expression", "pose"):
         raise InputError(f"DPE mode must be 'expression' or 'pose', got {mode!r}")
 
     def plain(model, source: str, random_weights: bool = False) -> LoadedAnimator:
-        opts = {"mode": mode or "expression"} if model.name == "dpe" else {}
-        if mode is not None and model.name != "dpe":
-            raise InputError(f"--mode is DPE's option; this model is {model.name}")
+        opts = _adapter_options(model.name, mode)
         return LoadedAnimator(retrofit(model, emi=None, edi=None, **opts).to(device).eval(), source, random_weights)
-
-    def check(name: str, path: Path) -> None:
-        if backbone is not None and name != backbone:
-            raise CheckpointError(f"{str(path)!r} holds a {name} model, not {backbone} (drop --backbone or "
-                                  "give a matching checkpoint)")
 
     if checkpoint is None:
         default = None
@@ -135,27 +202,22 @@ def load_animator(checkpoint: str | os.PathLike | None = None, backbone: str | N
                       RandomWeightsWarning, stacklevel=2)
         return plain(B.create(name), f"random {name} weights", random_weights=True)
 
-    path = Path(checkpoint)
-    kind, meta = _kind(path)
-    if kind == "retrofit":
-        check(meta.get("backbone"), path)
-        model = load_retrofitted(path, device)
+    weights = open_weights(checkpoint)
+    path = weights.path
+    weights.check_backbone(backbone)
+    if weights.kind == "retrofit":
+        model = weights.load_retrofitted(device)
         stored = getattr(model.adapter, "mode", None)
         if mode is not None and stored != mode:
             raise InputError(f"{path.name!r} is a retrofitted {model.backbone.name}"
                              + (f" in {stored} mode" if stored else "") + f"; it cannot run in {mode} mode")
         return LoadedAnimator(model, f"plugtalk retrofit file {path.name}")
-    if kind == "backbone":
-        check(meta.get("name"), path)
-        model = B.load(path, device)
-        if model.name not in ANIMATOR_BACKBONES:
-            raise CheckpointError(f"{path.name!r} holds the {model.name} model, not an animator "
-                                  f"({', '.join(ANIMATOR_BACKBONES)})")
-        return plain(model, f"plugtalk backbone file {path.name}")
-    if backbone is None:
-        raise InputError(f"{path.name!r} looks like an official torch checkpoint: say which backbone it is "
-                         f"with --backbone ({', '.join(ANIMATOR_BACKBONES)})")
-    return plain(B.load_official(backbone, path, device), f"official {backbone} checkpoint {path.name}")
+    if weights.kind == "backbone":
+        if weights.backbone not in animators:
+            raise CheckpointError(f"{path.name!r} holds the {weights.backbone} model, not an animator "
+                                  f"({', '.join(animators)})")
+        return plain(weights.load_backbone(backbone, device), f"plugtalk backbone file {path.name}")
+    return plain(weights.load_backbone(backbone, device), f"official {backbone} checkpoint {path.name}")
 
 
 def load_audio_model(checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu"):
@@ -176,11 +238,11 @@ def load_audio_model(checkpoint: str | os.PathLike | None = None, device: str | 
                       "weights and the mouth will not follow the speech. Pass EDTalk's Audio2Lip.pt.",
                       RandomWeightsWarning, stacklevel=2)
         return B.create("edtalk-audio").to(device).eval(), "random edtalk-audio weights"
-    path = Path(checkpoint)
-    kind, meta = _kind(path)
-    if kind == "official":
-        return B.load_official("edtalk-audio", path, device), f"official Audio2Lip checkpoint {path.name}"
-    if kind != "backbone" or meta.get("name") != "edtalk-audio":
-        raise CheckpointError(f"{path.name!r} is not an EDTalk audio model (kind={meta.get('kind')!r}, "
-                              f"name={meta.get('name') or meta.get('backbone')!r})")
-    return B.load(path, device), f"plugtalk edtalk-audio file {path.name}"
+    weights = open_weights(checkpoint)
+    path = weights.path
+    if weights.kind == "official":
+        return weights.load_backbone("edtalk-audio", device), f"official Audio2Lip checkpoint {path.name}"
+    if weights.kind != "backbone" or weights.backbone != "edtalk-audio":
+        raise CheckpointError(f"{path.name!r} is not an EDTalk audio model (kind={weights.kind!r}, "
+                              f"name={weights.backbone!r})")
+    return weights.load_backbone("edtalk-audio", device), f"plugtalk edtalk-audio file {path.name}"

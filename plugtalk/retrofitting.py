@@ -100,6 +100,10 @@ class Retrofitted(nn.Module):
                  freeze_backbone: bool = True):
         super().__init__()
         spec = adapter.feature_spec
+        if emi is not None and not adapter.accepts_emi:
+            raise InputError(f"{type(adapter).__name__}: EMI cannot be plugged into {adapter.backbone.name}: no driving "
+                             "image enters this animator, so there is no driving motion code for EMI to compute; "
+                             "use EDI alone (emi=None)")
         if emi is not None:
             emi.check_spec(spec)
         if edi is not None:
@@ -262,16 +266,18 @@ class Retrofitted(nn.Module):
     def render(self, source: SourceState, drivers: DriverState, controls: dict[str, Any] | None = None,
                start_code: Tensor | None = None) -> Tensor | RetrofitOutput:
         """Render from an encoded source and encoded drivers (source batch 1 broadcasts to the drivers')."""
-        controls = dict(controls or {})
-        batch = next((c.shape[0] for c in drivers.codes.values()), source.code.shape[0])
+        codes = dict(drivers.codes)
+        # motion codes from non-image controls (GoHD: the coefficient window's embedding)
+        from_controls, controls = self.adapter.control_codes(dict(controls or {}), self.taps)
+        batch = next((c.shape[0] for c in [*codes.values(), *from_controls.values()]), source.code.shape[0])
         if source.code.shape[0] != batch:
             source = source.expand(batch)
         src, z_s = source.encoding, source.code
-        codes = dict(drivers.codes)
-        z_d = self.combined_code(codes, z_s)
+        z_d = self.combined_code({**codes, **from_controls}, z_s)
         if start_code is not None:  # relative motion: the mean commutes with the shift
             codes = {d: z_s + z - start_code for d, z in codes.items()}
             z_d = z_s + z_d - start_code
+        codes.update(from_controls)
         losses: dict[str, Tensor] = {}
         if self.emi is not None and self.training and codes:
             z_s_free = source.free if source.free is not None else z_s

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import torch
 from torch import Tensor
 
 from ..backbones import DPE, LIA, EDTalk, Encoding
@@ -32,10 +31,7 @@ class LIAAdapter(Adapter):
         self.check_controls(controls)
         if "driving" not in codes:
             raise InputError("LIAAdapter: a 'driving' motion code is required")
-        m = self.backbone
-        alpha = tap("driving.alpha", m.motion_coefficients(codes["driving"]))
-        direction = tap("direction", tap("driving.direction", m.direction(alpha)))
-        return Motion(source.latent + direction)
+        return Motion(self.backbone.motion(source.latent, codes["driving"], tap))
 
     def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
         return self.backbone.decode(motion.latent, pyramid)
@@ -63,19 +59,16 @@ class EDTalkAdapter(Adapter):
         self.check_controls(controls)
         m = self.backbone
         given = {"mouth": mouth_coefficients, "pose": pose_coefficients, "expression": expression_weights}
-        alphas = []
+        alphas = {}
         for bank in BANKS:
             if given[bank] is not None:
-                alpha = given[bank]
+                alphas[bank] = given[bank]
                 if bank in codes:
                     raise InputError(f"EDTalkAdapter: the {bank} bank got both frames and coefficients")
             else:
-                alpha = m.bank_coefficients(codes.get(bank, source_code), bank)[1]
-            alphas.append(tap(f"{bank}.alpha", alpha))
-        alpha = tap("alpha", torch.cat(alphas, dim=1))
-        q = m.banks.basis()
-        direction = tap("direction", m.banks(alpha, q))
-        return Motion(source.latent + direction, {"expression": m.banks.expression_direction(alpha, q)})
+                alphas[bank] = m.bank_coefficients(codes.get(bank, source_code), bank)[1]
+        latent, expression_direction = m.motion(source.latent, alphas, tap)
+        return Motion(latent, {"expression": expression_direction})
 
     def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
         return self.backbone.decode(motion.latent, pyramid, motion.condition["expression"])
@@ -105,11 +98,7 @@ class DPEAdapter(Adapter):
         self.check_controls(controls)
         if "driving" not in codes:
             raise InputError("DPEAdapter: a 'driving' motion code is required")
-        m = self.backbone
-        alpha = tap("driving.alpha", m.motion_mlp(codes["driving"]))
-        direction = tap("driving.direction", m.dictionary(alpha))
-        edit = tap("direction", getattr(m, f"{self.mode}_head")(direction))
-        return Motion(source.latent + edit)
+        return Motion(self.backbone.motion(source.latent, codes["driving"], self.mode, tap))
 
     def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
         return getattr(self.backbone, f"{self.mode}_generator")(motion.latent, pyramid)
@@ -122,8 +111,11 @@ class DPEAdapter(Adapter):
 
 
 def adapter_for(backbone, **kwargs) -> Adapter:
-    """The adapter of a plugtalk backbone instance (``kwargs``: e.g. DPE's ``mode``)."""
-    for cls, adapter in ((LIA, LIAAdapter), (EDTalk, EDTalkAdapter), (DPE, DPEAdapter)):
-        if isinstance(backbone, cls):
-            return adapter(backbone, **kwargs)
-    raise TypeError(f"no adapter for {type(backbone).__name__}; wrap it with plugtalk.adapters.HookAdapter")
+    """The adapter of a registered plugtalk backbone instance, from its registry entry (``kwargs``: e.g.
+    DPE's ``mode``, ``identity_level``)."""
+    from ..backbones.registry import _REGISTRY
+
+    entry = _REGISTRY.get(getattr(backbone, "name", None))
+    if entry is None or entry.adapter is None or not isinstance(backbone, entry.cls):
+        raise TypeError(f"no adapter for {type(backbone).__name__}; wrap it with plugtalk.adapters.HookAdapter")
+    return entry.adapter_class()(backbone, **kwargs)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
+import torch
 from torch import Tensor, nn
 
-from ..backbones.base import Encoding
+from ..backbones.base import Encoding, identity_tap
 from ..errors import InputError
 from ..features import FeatureSpec, LevelInfo
 
@@ -28,10 +29,6 @@ __all__ = ["Motion", "Adapter", "Tap", "identity_tap", "pyramid_spec"]
 
 #: ``tap(name, value) -> value``: routes an intermediate value through a named hook point.
 Tap = Callable[[str, Tensor], Tensor]
-
-
-def identity_tap(name: str, value: Tensor) -> Tensor:
-    return value
 
 
 @dataclasses.dataclass
@@ -72,6 +69,11 @@ class Adapter(nn.Module):
     motion_taps: ClassVar[tuple[str, ...]] = ()
     #: :meth:`motion` also receives ``images={"source": ..., driver: ...}`` (for adapters that rerun the model).
     wants_images: ClassVar[bool] = False
+    #: Whether EMI can be plugged in: EMI computes motion codes from driving *images*; an animator driven
+    #: by other signals only (GoHD's coefficient windows) has none to replace.
+    accepts_emi: ClassVar[bool] = True
+    #: Per-frame control sequences the adapter reads from files (see :meth:`read_sequence`).
+    sequence_controls: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, backbone: nn.Module, identity_level: int | None = None):
         """
@@ -123,10 +125,29 @@ class Adapter(nn.Module):
         """The backbone's plain motion input for an encoded frame (what EMI's code replaces): the latent."""
         return encoding.latent
 
+    def control_codes(self, controls: Mapping[str, Any], tap: Tap = identity_tap
+                      ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Motion codes computed from non-image controls (GoHD: the coefficient window's embedding), and the
+        controls left for :meth:`motion`.  Default: none."""
+        return {}, dict(controls)
+
     def motion(self, source: Encoding, source_code: Tensor, codes: Mapping[str, Tensor], tap: Tap = identity_tap,
                **controls: Any) -> Motion:
         """Motion codes ``(B, motion_dim)`` of the drivers in ``codes`` -> decoder :class:`Motion`."""
         raise NotImplementedError
+
+    def read_sequence(self, path, **options: Any) -> Tensor:
+        """A per-frame control sequence ``(T, ...)`` read from ``path`` (for :attr:`sequence_controls`)."""
+        raise InputError(f"{type(self).__name__} reads no control sequences")
+
+    def sequence_batch(self, sequence: Tensor, frames: Tensor) -> dict[str, Any]:
+        """Controls for the output frames ``frames`` (int64 indices) of a sequence from :meth:`read_sequence`."""
+        raise InputError(f"{type(self).__name__} reads no control sequences")
+
+    def example_inputs(self, batch: int, generator: Any = None) -> dict[str, Tensor]:
+        """Random driving inputs for :meth:`Retrofitted.forward` (benchmarks): a driving frame batch."""
+        s = self.image_size
+        return {"driving": torch.rand(batch, 3, s, s, generator=generator) * 2 - 1}
 
     def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:
         """Render ``(B, 3, S, S)`` from ``motion`` and the skip ``pyramid`` (coarse to fine)."""

@@ -12,7 +12,13 @@ from torch import Tensor
 from ..configurable import ConfigDict, ConfigurableModule
 from ..errors import InputError
 
-__all__ = ["BackboneConfig", "Backbone", "Encoding", "check_image"]
+__all__ = ["BackboneConfig", "Backbone", "Encoding", "check_image", "identity_tap"]
+
+
+def identity_tap(name: str, value: Tensor) -> Tensor:
+    """The do-nothing ``tap(name, value) -> value`` of the motion stages (adapters route values through
+    named hook points with a real one)."""
+    return value
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..layers import MotionDictionary, linear_stack
-from .base import Backbone, BackboneConfig, Encoding, check_image
+from .base import Backbone, BackboneConfig, Encoding, check_image, identity_tap
 from .encoder import PyramidEncoder
 from .keymaps import encoder_keys, linear_stack_keys, synthesis_keys
 from .official import OfficialKeyMap
@@ -72,10 +72,13 @@ class DPE(Backbone):
         """``(B, 3, S, S)`` in [-1, 1] -> latent ``(B, style_dim)`` and pyramid (coarse to fine)."""
         return self.encoder(image)
 
-    def motion_direction(self, latent: Tensor) -> tuple[Tensor, Tensor]:
-        """Driving latent -> (coefficients ``(B, motion_dim)``, dictionary direction ``(B, style_dim)``)."""
-        alpha = self.motion_mlp(latent)
-        return alpha, self.dictionary(alpha)
+    def motion(self, latent: Tensor, driving_code: Tensor, stage: str, tap=identity_tap) -> Tensor:
+        """The motion stage of one mode (used by :meth:`reenact` and the adapter):
+        ``w + head_stage(D(MLP(z_d)))``.  ``tap`` sees ``driving.alpha``, ``driving.direction`` and the head's
+        edit as ``direction``.  ``stage``: ``"expression"`` or ``"pose"``; shapes ``(B, style_dim)``."""
+        alpha = tap("driving.alpha", self.motion_mlp(driving_code))
+        direction = tap("driving.direction", self.dictionary(alpha))
+        return latent + tap("direction", getattr(self, f"{stage}_head")(direction))
 
     def forward(self, source: Tensor, driving: Tensor, mode: str = "expression",
                 return_intermediates: bool = False) -> Tensor | Reenactment:
@@ -105,9 +108,7 @@ class DPE(Backbone):
         """:meth:`forward` without input validation (e.g. to chain on an unclamped output)."""
         src = self.encode(source)
         w_d = self.encode(driving).latent
-        alpha, direction = self.motion_direction(w_d)
-        values = {"source.latent": src.latent, "driving.latent": w_d, "driving.alpha": alpha,
-                  "driving.direction": direction}
+        values = {"source.latent": src.latent, "driving.latent": w_d}
         stages = ("expression", "pose") if mode == "both" else (mode,)
         w, pyramid = src.latent, src.pyramid
         out = None
@@ -117,9 +118,8 @@ class DPE(Backbone):
                 enc = self.encode(prev)
                 w, pyramid = enc.latent, enc.pyramid
                 values["reencoded.latent"] = w
-            edit = getattr(self, f"{stage}_head")(direction)
-            latent = w + edit
-            values[f"{stage}.edit"] = edit
+            latent = self.motion(w, w_d, stage,
+                                 lambda k, v, s=stage: values.setdefault(f"{s}.edit" if k == "direction" else k, v))
             out = getattr(self, f"{stage}_generator")(latent, pyramid, return_intermediates=return_intermediates)
             if return_intermediates and len(stages) > 1 and i == 0:
                 values[f"{stage}.latent"] = latent

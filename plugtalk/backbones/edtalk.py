@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..layers import linear_stack, orthonormal_basis
-from .base import Backbone, BackboneConfig, Encoding, check_image
+from .base import Backbone, BackboneConfig, Encoding, check_image, identity_tap
 from .encoder import PyramidEncoder
 from .keymaps import encoder_keys, linear_stack_keys, synthesis_keys
 from .official import OfficialKeyMap
@@ -118,6 +118,16 @@ class EDTalk(Backbone):
         trunk = self.motion_trunk(latent)
         return trunk, getattr(self, f"{bank}_head")(trunk)
 
+    def motion(self, source_latent: Tensor, alphas: dict[str, Tensor], tap=identity_tap) -> tuple[Tensor, Tensor]:
+        """The motion stage (used by :meth:`reenact` and the adapter): per-bank coefficients ``alphas``
+        (``mouth (B, 20)``, ``pose (B, 6)``, ``expression (B, 10)``) -> (latent ``w_s + alpha Q^T``,
+        expression condition ``alpha_exp Q_exp^T``), both ``(B, style_dim)``.  ``tap`` sees ``{bank}.alpha``,
+        ``alpha`` and ``direction``."""
+        alpha = tap("alpha", torch.cat([tap(f"{bank}.alpha", alphas[bank]) for bank in BANKS], dim=1))
+        q = self.banks.basis()
+        direction = tap("direction", self.banks(alpha, q))
+        return source_latent + direction, self.banks.expression_direction(alpha, q)
+
     def decode(self, latent: Tensor, pyramid, expression_direction: Tensor, return_intermediates: bool = False):
         """Render ``latent (B, style_dim)`` from the source ``pyramid`` with the expression condition
         ``(B, style_dim)``: ``(B, 3, S, S)``."""
@@ -173,7 +183,7 @@ class EDTalk(Backbone):
         src = self.encode(source)
         latents: dict[int, Tensor] = {id(source): src.latent}
         values: dict[str, Tensor] = {"source.latent": src.latent}
-        alphas = []
+        alphas = {}
         for bank in BANKS:
             given = coefficients.get(bank)
             if given is None:
@@ -183,18 +193,12 @@ class EDTalk(Backbone):
                     latents[id(image)] = self.encode(image).latent
                 trunk, given = self.bank_coefficients(latents[id(image)], bank)
                 values.update({f"{bank}.latent": latents[id(image)], f"{bank}.trunk": trunk})
-            values[f"{bank}.alpha"] = given
-            alphas.append(given)
-        alpha = torch.cat(alphas, dim=1)
-        q = self.banks.basis()
-        direction = self.banks(alpha, q)
-        expression_direction = self.banks.expression_direction(alpha, q)
-        latent = src.latent + direction
+            alphas[bank] = given
+        latent, expression_direction = self.motion(src.latent, alphas, lambda k, v: values.setdefault(k, v))
         if not return_intermediates:
             return self.decode(latent, src.pyramid, expression_direction)
         out = self.decode(latent, src.pyramid, expression_direction, return_intermediates=True)
-        values.update({"alpha": alpha, "direction": direction, "expression_direction": expression_direction,
-                       "latent": latent})
+        values.update({"expression_direction": expression_direction, "latent": latent})
         return Reenactment.build(out, src.pyramid, values)
 
     # -- official checkpoints -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import dataclasses
 from torch import Tensor
 
 from ..layers import MotionDictionary, linear_stack
-from .base import Backbone, BackboneConfig, Encoding, check_image
+from .base import Backbone, BackboneConfig, Encoding, check_image, identity_tap
 from .encoder import PyramidEncoder
 from .keymaps import encoder_keys, linear_stack_keys, synthesis_keys
 from .official import OfficialKeyMap
@@ -69,6 +69,22 @@ class LIA(Backbone):
         """Coefficients ``(B, motion_dim)`` -> latent direction ``alpha @ Q^T`` ``(B, style_dim)``."""
         return self.dictionary(alpha)
 
+    def motion(self, source_latent: Tensor, driving_code: Tensor, tap=identity_tap,
+               start_code: Tensor | None = None) -> Tensor:
+        """The motion stage (used by :meth:`forward` and the adapter): ``w_s + D(MLP(z_d))``; with
+        ``start_code`` LIA's relative motion ``w_s + D(MLP(z_d)) - D(MLP(z_start)) + D(MLP(w_s))``.
+
+        ``tap(name, value) -> value`` sees ``driving.alpha``, ``driving.direction`` (and ``start.*``,
+        ``source.*`` when relative) and the total ``direction``.  Shapes: ``(B, style_dim)`` -> ``(B, style_dim)``.
+        """
+        alpha = tap("driving.alpha", self.motion_coefficients(driving_code))
+        direction = tap("driving.direction", self.direction(alpha))
+        if start_code is not None:
+            d_start = tap("start.direction", self.direction(tap("start.alpha", self.motion_coefficients(start_code))))
+            d_src = tap("source.direction", self.direction(tap("source.alpha", self.motion_coefficients(source_latent))))
+            direction = direction - d_start + d_src
+        return source_latent + tap("direction", direction)
+
     def decode(self, latent: Tensor, pyramid, return_intermediates: bool = False):
         """Render ``latent (B, style_dim)`` from the source ``pyramid``: ``(B, 3, S, S)``."""
         return self.generator(latent, pyramid, return_intermediates=return_intermediates)
@@ -97,21 +113,13 @@ class LIA(Backbone):
         if driving_start is not None:
             check_image(driving_start, "driving_start", s, batch=source.shape[0])
         src = self.encode(source)
-        alpha_d = self.motion_coefficients(self.encode(driving).latent)
-        direction = self.direction(alpha_d)
-        values = {"source.latent": src.latent, "driving.alpha": alpha_d, "driving.direction": direction}
-        if driving_start is not None:
-            alpha_start = self.motion_coefficients(self.encode(driving_start).latent)
-            alpha_s = self.motion_coefficients(src.latent)
-            d_start, d_src = self.direction(alpha_start), self.direction(alpha_s)
-            direction = direction - d_start + d_src
-            values.update({"start.alpha": alpha_start, "start.direction": d_start,
-                           "source.alpha": alpha_s, "source.direction": d_src})
-        latent = src.latent + direction
+        start = None if driving_start is None else self.encode(driving_start).latent
+        values = {"source.latent": src.latent}
+        latent = self.motion(src.latent, self.encode(driving).latent, lambda k, v: values.setdefault(k, v), start)
         if not return_intermediates:
             return self.decode(latent, src.pyramid)
         out = self.decode(latent, src.pyramid, return_intermediates=True)
-        values.update({"direction": direction, "latent": latent})
+        values["latent"] = latent
         return Reenactment.build(out, src.pyramid, values)
 
     # -- official checkpoints -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Reading official LIA / EDTalk / DPE checkpoints safely and mapping their keys to plugtalk's names.
+"""Reading official checkpoints of the registered backbones safely and mapping their keys to plugtalk's names.
 
-Official files are ``torch.save`` dicts: ``{'gen': state_dict, ...}`` (EDTalk's audio model:
-``{'audio2lip': state_dict}``); LIA/DPE training checkpoints also pickle an ``argparse.Namespace``
+Official files are ``torch.save`` dicts: ``{container: state_dict, ...}`` with the container key of
+the backbone's registry entry (``'gen'``; EDTalk's audio model ``'audio2lip'``); LIA/DPE training checkpoints also pickle an ``argparse.Namespace``
 of the training arguments.  They are read with ``torch.load(weights_only=True)`` - never running
 pickled code - with exactly ``argparse.Namespace`` added to torch's safe globals.
 
@@ -35,14 +35,14 @@ __all__ = ["OfficialKeyMap", "read_official_checkpoint", "guess_official_backbon
 #: The only non-tensor types official training checkpoints need beyond torch's weights-only defaults.
 SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
 
-#: Keys that identify each official checkpoint family (checked in order).
-_SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("edtalk-audio", ("audio_encoder.0.conv_block.0.weight", "mapping.weight")),
-    ("edtalk", ("direction_lipnonlip.weight", "direction_exp.weight")),
-    ("dpe", ("dec_pose.input.input", "mlp_pose.0.weight")),
-    ("lia", ("dec.direction.weight", "enc.fc.0.weight")),
-)
-_CONTAINER_KEYS = ("gen", "audio2lip", "state_dict", "model")
+#: Generic containers tried after the registered backbones' own (``BackboneEntry.official_container``).
+_GENERIC_CONTAINERS = ("state_dict", "model")
+
+
+def _container_keys() -> tuple[str, ...]:
+    from .registry import _REGISTRY
+
+    return tuple(dict.fromkeys([e.official_container for e in _REGISTRY.values()] + list(_GENERIC_CONTAINERS)))
 
 
 @dataclasses.dataclass
@@ -73,14 +73,11 @@ class OfficialKeyMap:
 
 
 def guess_official_backbone(keys) -> str | None:
-    """Name of the official backbone whose signature keys all appear in ``keys``, else ``None``."""
-    keys = set(keys)
-    if any(k.startswith(("encoder.stem.", "generator.levels.")) for k in keys):
-        return "plugtalk"
-    for name, sig in _SIGNATURES:
-        if all(k in keys for k in sig):
-            return name
-    return None
+    """Name of the official backbone whose signature keys appear in ``keys``, else ``None`` (the
+    signatures live in the backbone registry: :func:`plugtalk.backbones.registry.guess_official_backbone`)."""
+    from .registry import guess_official_backbone as guess
+
+    return guess(keys)
 
 
 def _describe_file(path: Path) -> str:
@@ -92,8 +89,8 @@ def read_official_checkpoint(path: str | os.PathLike, container: str | None = No
 
     Args:
         path: the ``.pt``/``.pth`` file.
-        container: top-level key holding the state dict (``'gen'``, ``'audio2lip'``); ``None`` picks
-            the first of the usual ones, or uses the file itself if it is a flat state dict.
+        container: top-level key holding the state dict (``'gen'``, ``'audio2lip'``, ...); ``None`` picks
+            the first registered backbone's container (then ``state_dict``, ``model``) present, or uses the file itself if it is a flat state dict.
 
     Raises:
         CheckpointError: missing/empty/truncated file, a file that is no torch checkpoint at all (safetensors,
@@ -123,14 +120,15 @@ def read_official_checkpoint(path: str | os.PathLike, container: str | None = No
         raise CheckpointError(f"cannot read {_describe_file(p)}: truncated or not a torch checkpoint ({e})") from e
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{str(p)!r} holds a {type(obj).__name__}, not a checkpoint dict")
+    containers = _container_keys()
     if container is not None and container in obj:
         sd = obj[container]
-    elif container is None and any(k in obj for k in _CONTAINER_KEYS):
-        sd = obj[next(k for k in _CONTAINER_KEYS if k in obj)]
+    elif container is None and any(k in obj for k in containers):
+        sd = obj[next(k for k in containers if k in obj)]
     elif obj and all(isinstance(v, Tensor) for v in obj.values()):
         sd = obj
     else:
-        inner = [k for k in _CONTAINER_KEYS if k in obj]
+        inner = [k for k in containers if k in obj]
         looks = guess_official_backbone(obj[inner[0]].keys()) if inner and isinstance(obj[inner[0]], Mapping) else None
         hint = f"; it looks like a {looks!r} checkpoint" if looks else ""
         raise CheckpointError(f"{str(p)!r} has no {container!r} entry (top-level keys: {sorted(map(str, obj))[:10]}){hint}")

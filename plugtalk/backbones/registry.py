@@ -1,8 +1,15 @@
-"""Backbone registry: ``create``, ``load_official``, ``load``, ``convert`` by name (like timm's model registry)."""
+"""Backbone registry: ``create``, ``load_official``, ``load``, ``convert`` by name (like timm's model registry).
+
+A backbone's :class:`BackboneEntry` is the one place the rest of plugtalk learns about it: its adapter,
+its official checkpoint layout (container key, signature keys, key map), whether it is an animator,
+the driving controls it accepts and its default motion mode.  animate, probe, bench, train and loading
+ask the entry, never a backbone name.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -14,28 +21,82 @@ from ..errors import CheckpointError, InputError
 from .base import Backbone
 from .official import OfficialKeyMap, convert_state_dict, read_official_checkpoint
 
-__all__ = ["BackboneEntry", "register_backbone", "list_backbones", "get_backbone_class", "create", "load_official",
-           "load", "convert"]
+__all__ = ["BackboneEntry", "register_backbone", "list_backbones", "animator_backbones", "backbone_entry",
+           "get_backbone_class", "guess_official_backbone", "create", "load_official", "load", "convert",
+           "CONTROLS", "MOTION_MODES"]
+
+#: Driving controls a backbone can accept (``BackboneEntry.controls``):
+#: ``driving`` - driving video frames; ``banks`` - one video per motion bank (EDTalk's mouth / pose /
+#: expression); ``audio`` - speech driving the mouth bank; ``expression-weights`` - EDTalk's
+#: expression-bank weights; ``coefficients`` - per-frame coefficient windows (GoHD's 3DMM + gaze).
+CONTROLS = ("driving", "banks", "audio", "expression-weights", "coefficients")
+#: Motion modes: ``relative`` (``z_s + z_d - z_start``, LIA's demo) or ``absolute``.
+MOTION_MODES = ("relative", "absolute")
 
 
 @dataclasses.dataclass(frozen=True)
 class BackboneEntry:
+    """Everything plugtalk needs to know about one backbone.
+
+    Attributes:
+        cls: the :class:`Backbone` subclass.
+        official_container: top-level key of the official ``torch.save`` dict (``'gen'``, ``'gen_pose'``, ...).
+        official_key_map: ``config -> OfficialKeyMap`` (the declarative converter).
+        signature: official keys that all appear in this backbone's official checkpoints; when several
+            backbones match a file, the one with the longest matching signature wins.
+        description: one line.
+        adapter: ``"module:Class"`` of its :class:`~plugtalk.adapters.Adapter` (imported on first use:
+            adapters import backbones); ``None``: not retrofittable.
+        animator: whether ``plugtalk animate`` / ``probe`` / ``bench`` drive it (EDTalk's audio model: no).
+        controls: the driving controls it accepts (see :data:`CONTROLS`).
+        motion_mode: its default motion mode (see :data:`MOTION_MODES`).
+        adapter_options: names of the adapter's constructor options besides ``identity_level`` (DPE: mode).
+    """
+
     cls: type[Backbone]
-    official_container: str                          #: top-level key of the official torch.save dict
+    official_container: str
     official_key_map: Callable[[Any], OfficialKeyMap]
+    signature: tuple[str, ...]
     description: str
+    adapter: str | None = None
+    animator: bool = True
+    controls: tuple[str, ...] = ("driving",)
+    motion_mode: str = "absolute"
+    adapter_options: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+    def adapter_class(self) -> type:
+        """The adapter class (``TypeError`` for a backbone that has none)."""
+        if self.adapter is None:
+            raise TypeError(f"the {self.name} backbone has no adapter (it is not an animator)")
+        module, _, attr = self.adapter.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
 
 
-def register_backbone(cls: type[Backbone], official_container: str = "gen", description: str = "") -> type[Backbone]:
+def register_backbone(cls: type[Backbone], official_container: str = "gen", *, signature: tuple[str, ...] = (),
+                      adapter: str | None = None, animator: bool = True, controls: tuple[str, ...] = ("driving",),
+                      motion_mode: str = "absolute", adapter_options: tuple[str, ...] = (),
+                      description: str = "") -> type[Backbone]:
     """Register a :class:`Backbone` subclass under ``cls.name`` (its ``official_key_map`` staticmethod
-    describes the official checkpoint layout)."""
+    describes the official checkpoint layout); the keyword arguments fill its :class:`BackboneEntry`."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no registry name")
-    _REGISTRY[cls.name] = BackboneEntry(cls, official_container, cls.official_key_map,
-                                        description or (cls.__doc__ or "").strip().splitlines()[0])
+    if motion_mode not in MOTION_MODES:
+        raise ValueError(f"motion_mode must be one of {MOTION_MODES}, got {motion_mode!r}")
+    unknown = set(controls) - set(CONTROLS)
+    if unknown:
+        raise ValueError(f"unknown controls {sorted(unknown)}; known: {CONTROLS}")
+    if animator and adapter is None:
+        raise ValueError(f"animator {cls.name!r} needs an adapter")
+    _REGISTRY[cls.name] = BackboneEntry(cls, official_container, cls.official_key_map, tuple(signature),
+                                        description or (cls.__doc__ or "").strip().splitlines()[0], adapter,
+                                        animator, tuple(controls), motion_mode, tuple(adapter_options))
     return cls
 
 
@@ -43,11 +104,34 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _entry(name: str) -> BackboneEntry:
+def animator_backbones() -> tuple[str, ...]:
+    """Names of the registered animators (what animate / probe / bench / train drive), in registration order."""
+    return tuple(n for n, e in _REGISTRY.items() if e.animator)
+
+
+def backbone_entry(name: str) -> BackboneEntry:
+    """The :class:`BackboneEntry` of ``name``.  Raises ``ValueError`` naming the registered ones."""
     try:
         return _REGISTRY[name]
     except KeyError:
         raise InputError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}") from None
+
+
+_entry = backbone_entry
+
+
+def guess_official_backbone(keys) -> str | None:
+    """Name of the registered backbone whose signature keys all appear in ``keys`` (the longest such
+    signature wins: a GoHD file also holds LIA's keys), ``"plugtalk"`` for our own key names, else ``None``."""
+    keys = set(keys)
+    if any(k.startswith(("encoder.stem.", "generator.levels.")) for k in keys):
+        return "plugtalk"
+    best = None
+    for name, e in _REGISTRY.items():
+        if e.signature and all(k in keys for k in e.signature):
+            if best is None or len(e.signature) > len(_REGISTRY[best].signature):
+                best = name
+    return best
 
 
 def get_backbone_class(name: str) -> type[Backbone]:

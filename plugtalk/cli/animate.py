@@ -58,11 +58,11 @@ def animate(
     out: Path = typer.Option(..., "--out", "-o", help="output video (.mp4, .mov, .mkv); its folder must exist"),
     driving: Optional[Path] = typer.Option(None, "--driving", "-d", help="driving video"),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b",
-                                           help="lia | edtalk | dpe (required for official .pt checkpoints)"),
+                                           help="lia | edtalk | dpe | gohd (required for official .pt checkpoints)"),
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", "-c",
         help="weights: a plugtalk retrofit file (EMI/EDI), a plugtalk backbone file (plugtalk convert), or an "
-             "official LIA/EDTalk/DPE .pt with --backbone; default: the embedded model"),
+             "official LIA/EDTalk/DPE/GoHD .pt with --backbone; default: the embedded model"),
     mode: Optional[str] = typer.Option(None, "--mode", help="DPE: expression (default) | pose"),
     mouth: Optional[Path] = typer.Option(None, "--mouth", help="EDTalk: video driving the mouth"),
     pose: Optional[Path] = typer.Option(None, "--pose", help="EDTalk: video driving the head pose"),
@@ -75,6 +75,13 @@ def animate(
     expression_weights: Optional[str] = typer.Option(
         None, "--expression-weights", help="EDTalk: expression weights, a .npy of shape (10,) or (1, 10), or "
                                            "comma-separated numbers"),
+    coefficients: Optional[Path] = typer.Option(
+        None, "--coefficients", help="GoHD: per-frame Deep3DFaceRecon coefficients (.npy / .npz / .mat; one output "
+                                     "frame per row)"),
+    gaze: Optional[str] = typer.Option(None, "--gaze", help="GoHD: fixed gaze YAW,PITCH in radians (default 0,0: "
+                                                            "straight ahead), independent of expression and pose"),
+    gaze_from: Optional[Path] = typer.Option(None, "--gaze-from", help="GoHD: per-frame gaze file, (T, 2) yaw, "
+                                                                       "pitch in radians (.npy or text)"),
     no_crop: bool = typer.Option(False, "--no-crop", help="the source already is a face crop: do not detect"),
     driving_cropped: bool = typer.Option(False, "--driving-cropped",
                                          help="driving videos already are face crops: do not detect"),
@@ -98,6 +105,8 @@ def animate(
 ) -> None:
     """Animate a source portrait with a driving video (LIA, EDTalk, DPE; plain or retrofitted with EMI/EDI).
 
+    GoHD: --coefficients drives expression and head pose; --gaze / --gaze-from set the gaze independently.
+
     EDTalk: --mouth / --pose / --expression videos drive its banks separately (--driving fills the rest); --audio drives the mouth through EDTalk's audio model, optionally with a --pose video and --expression-weights.
 
     Long videos stream through in constant memory (--batch-size frames at a time); the output is written atomically, with the driving video's sound or --audio.
@@ -110,7 +119,8 @@ def animate(
         check_outputs({"--out": out, "--side-by-side": side_by_side},
                       {"--source": source, "--driving": driving, "--mouth": mouth, "--pose": pose,
                        "--expression": expression, "--audio": audio, "--checkpoint": checkpoint,
-                       "--audio-checkpoint": audio_checkpoint, "--expression-weights": expression_weights})
+                       "--audio-checkpoint": audio_checkpoint, "--expression-weights": expression_weights,
+                       "--coefficients": coefficients, "--gaze-from": gaze_from})
         dev = parse_device(device)
         loaded = load_animator(checkpoint, backbone, mode=mode, device=dev)
         audio_model = audio_desc = None
@@ -118,11 +128,15 @@ def animate(
             audio_model, audio_desc = load_audio_model(audio_checkpoint, dev)
         elif audio_checkpoint is not None:
             raise typer.BadParameter("--audio-checkpoint needs --audio and an EDTalk model")
+        if gaze is not None and gaze_from is not None:
+            raise typer.BadParameter("give --gaze or --gaze-from, not both")
+        sequence_options = {k: v for k, v in (("gaze", gaze), ("gaze_from", gaze_from)) if v is not None}
         bar, update = progress_bar(f"animating ({loaded.backbone}{'' if loaded.variant == 'base' else loaded.variant})")
         with bar if progress else contextlib.nullcontext():
             result = run_animate(
                 loaded.model, source, out, driving=driving, mouth=mouth, pose=pose, expression=expression,
                 audio=audio, audio_model=audio_model, expression_weights=expression_weights,
+                coefficients=coefficients, sequence_options=sequence_options,
                 crop_source=not no_crop, crop_driving=not driving_cropped, relative=relative, paste=paste,
                 smooth=smooth, batch_size=batch_size, max_frames=frames, fps=fps, side_by_side=side_by_side,
                 mux_audio=not no_audio, detect_every=detect_every, lossless=lossless,

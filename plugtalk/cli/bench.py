@@ -32,7 +32,8 @@ def _run_into_table(table: Table, message: str, run) -> list[dict]:
 
 @app.command()
 def bench(
-    backbone: List[str] = typer.Option(["lia", "edtalk", "dpe"], "--backbone", "-b", help="backbones to time"),
+    backbone: Optional[List[str]] = typer.Option(None, "--backbone", "-b",
+                                                 help="backbones to time (default: every registered animator)"),
     variant: List[str] = typer.Option(["base", "emi", "edi", "both"], "--variant", "-v",
                                       help="base | emi | edi | both (retrofitted with FixTalk's modules)"),
     batch: Optional[List[int]] = typer.Option(None, "--batch", help="batch sizes (default: 1 and 4 on CPU, 1 and 8 "
@@ -58,7 +59,7 @@ def bench(
     threads: int = typer.Option(0, help="torch CPU threads (0: leave torch's default)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
 ) -> None:
-    """Time LIA / EDTalk / DPE at 256 px, plain and with EMI / EDI: model-only forward passes and whole animate runs.
+    """Time the animators (LIA / EDTalk / DPE / ...) at 256 px, plain and with EMI / EDI: model-only forward passes and whole animate runs.
 
     Timings are taken after warm-up (synchronised on CUDA); end-to-end runs also report seconds per stage. Weights are random (speed does not depend on them).
     """
@@ -71,6 +72,10 @@ def bench(
     from ..io.paths import check_outputs, require_suffix
 
     with user_errors():
+        if not backbone:
+            from ..backbones import animator_backbones
+
+            backbone = list(animator_backbones())
         if json_out is not None:
             check_outputs({"--json": json_out}, {"--source": source, "--video": video})
             require_suffix(json_out, (".json",), "--json")

@@ -14,7 +14,7 @@ from ._common import say, user_errors
 def convert(
     official: Path = typer.Argument(..., help="official torch.save checkpoint (.pt/.pth)"),
     out: Path = typer.Argument(..., help="output .safetensors file (not the input)"),
-    backbone: str = typer.Option(..., "--backbone", "-b", help="lia | edtalk | edtalk-audio | dpe"),
+    backbone: str = typer.Option(..., "--backbone", "-b", help="lia | edtalk | edtalk-audio | dpe | gohd"),
 ) -> None:
     """Convert an official LIA / EDTalk / DPE checkpoint to plugtalk's safetensors format.
 

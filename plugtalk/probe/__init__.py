@@ -27,11 +27,11 @@ from .patching import PatchOutputs, ReplayError, auto_batch_size, count_images, 
 from .report import REPORT_FILES, ranking_table, write_chart, write_grid, write_json, write_report
 from .results import ProbeResult, Scores, VariantResult
 from .scoring import FaceScorer, References, Scorer
-from .spec import ANIMATORS, PairSpec, ProbeSpec, load_spec
+from .spec import PairSpec, ProbeSpec, load_spec, probe_backbones
 from .taps import DIRECTIONS, TapInfo, TapSpec, Variant, animator_groups, animator_taps, unpaired_taps
 
 __all__ = [
-    "ANIMATORS",
+    "probe_backbones",
     "DIRECTIONS",
     "REPORT_FILES",
     "FaceScorer",

@@ -25,7 +25,7 @@ from ..io.images import to_tensor, to_uint8
 from .patching import ForwardFn, count_images, run_patching
 from .results import ProbeImages, ProbeResult, VariantResult, baseline_scores, derive_scores, rank_variants
 from .scoring import FaceScorer, Scorer
-from .spec import ANIMATORS, NIQE_MIN_SIZE, SMALL_MODEL_SCORE_SIZE, ProbeSpec
+from .spec import NIQE_MIN_SIZE, SMALL_MODEL_SCORE_SIZE, ProbeSpec, check_probe_backbone
 from .taps import (
     DIRECTIONS,
     TapInfo,
@@ -317,11 +317,14 @@ def load_animator(backbone: str, checkpoint: str | os.PathLike | None = None, *,
     from ..loading import RandomWeightsWarning
     from ..loading import load_animator as load_weights
 
-    if backbone not in ANIMATORS:
-        raise InputError(f"unknown backbone {backbone!r}; choose from {ANIMATORS}")
+    from ..backbones import backbone_entry
+
+    check_probe_backbone(backbone)
     options = dict(options or {})
-    if set(options) - {"mode"} or (options and backbone != "dpe"):
-        raise InputError(f"{backbone}: takes no backbone options other than DPE's mode (got {sorted(options)})")
+    allowed = set(backbone_entry(backbone).adapter_options)
+    if set(options) - allowed:
+        raise InputError(f"{backbone}: takes no backbone options other than {sorted(allowed) or 'none'} "
+                         f"(got {sorted(options)})")
     torch.manual_seed(seed)  # makes the random-weight fallback reproducible from the spec
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)  # run_probe reports it in the report too

@@ -15,10 +15,30 @@ from ..errors import InputError
 from .scoring import DEFAULT_METRICS, OUTPUT_FACES, SCORER_METRICS
 from .taps import DIRECTIONS
 
-__all__ = ["ANIMATORS", "PAIR_KINDS", "PairSpec", "ProbeSpec", "load_spec"]
+__all__ = ["probe_backbones", "PAIR_KINDS", "PairSpec", "ProbeSpec", "load_spec"]
 
-#: Backbones the probe can build by name.
-ANIMATORS = ("lia", "edtalk", "dpe")
+
+
+def check_probe_backbone(name: str) -> None:
+    """Raise :class:`InputError` unless the probe can build ``name`` (saying why for non-image animators)."""
+    from ..backbones import animator_backbones, backbone_entry
+
+    if name in probe_backbones():
+        return
+    if name in animator_backbones():
+        raise InputError(f"probe: {name} is driven by {', '.join(backbone_entry(name).controls)}, not by driving "
+                         f"images; the probe swaps taps between a source/driving image pair and supports "
+                         f"{', '.join(probe_backbones())}")
+    raise InputError(f"probe: unknown backbone {name!r}; choose from {probe_backbones()}")
+
+
+def probe_backbones() -> tuple[str, ...]:
+    """Backbones the probe can build by name: the registered animators driven by driving frames (the
+    probe swaps values between a source/driving pair's runs)."""
+    from ..backbones import animator_backbones, backbone_entry
+
+    return tuple(n for n in animator_backbones() if "driving" in backbone_entry(n).controls)
+
 PAIR_KINDS = ("self", "cross")
 SPEC_VERSION = 1
 #: Scoring size for animators smaller than NIQE's 96 px patches when ``ProbeSpec.score_size`` is ``None``.
@@ -76,7 +96,7 @@ class ProbeSpec:
     """Everything that defines a probe run.
 
     Attributes:
-        backbone: ``"lia"``, ``"edtalk"`` or ``"dpe"``.
+        backbone: one of :func:`probe_backbones` (``"lia"``, ``"edtalk"``, ``"dpe"``).
         pairs: the source/driving pairs.
         checkpoint: official ``.pt``, plugtalk backbone or retrofit ``.safetensors``; ``None``: the
             default checkpoint if one is installed, else random weights drawn from ``seed``.
@@ -109,8 +129,7 @@ class ProbeSpec:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.backbone not in ANIMATORS:
-            raise InputError(f"probe: unknown backbone {self.backbone!r}; choose from {ANIMATORS}")
+        check_probe_backbone(self.backbone)
         self.pairs = [p if isinstance(p, PairSpec) else PairSpec.from_json(p) for p in self.pairs]
         if not self.pairs:
             raise InputError("probe: no source/driving pairs")

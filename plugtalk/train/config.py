@@ -52,7 +52,8 @@ class ModelSection:
     """What is trained.
 
     Attributes:
-        backbone: registered backbone name (``lia``, ``edtalk``, ``dpe``).
+        backbone: a registered animator trained from videos (its registry entry accepts driving frames:
+            ``lia``, ``edtalk``, ``dpe``).
         overrides: backbone config overrides (e.g. ``{size: 64, channel_max: 64}``); also applied
             when loading an official checkpoint.
         adapter: adapter options (DPE: ``{mode: expression}``).
@@ -180,6 +181,20 @@ class LogSection:
     progress: bool = True
 
 
+def _backbone_problems(name: str) -> list[str]:
+    """Why ``name`` cannot be trained here, from its registry entry (empty: it can).  Training pairs
+    frames of one video, so the animator must be driven by driving frames."""
+    from ..backbones import animator_backbones, backbone_entry
+
+    if name not in animator_backbones():
+        return [f"model.backbone must be one of {', '.join(animator_backbones())} (got {name!r})"]
+    controls = backbone_entry(name).controls
+    if "driving" not in controls:
+        return [f"model.backbone {name!r} is driven by {', '.join(controls)}, not by driving frames; training "
+                "reconstructs video frames from a driving frame, so it supports video-driven animators only"]
+    return []
+
+
 @dataclass(config=_STRICT)
 class EMIBridgeSection:
     """When EMI starts as a pass-through (``model.init: passthrough``: its latent bridge open, ``z = latent``)
@@ -251,6 +266,7 @@ class TrainConfig:
                             f"by the end) and distill >= 0 (got {b.warmup}, {b.ramp}, {b.distill})")
         if self.stage == "stage1" and self.model.emi is False:
             problems.append("stage 'stage1' trains EMI: model.emi must not be false (use stage 'baseline')")
+        problems += _backbone_problems(self.model.backbone)
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -21,11 +21,11 @@ from typing import Any
 
 from torch import nn
 
-from ..checkpoint import read_metadata
 from ..errors import InputError
 from ..edi import EDI
 from ..emi import EMI
-from ..retrofitting import Retrofitted, _build_module, load_retrofitted
+from ..loading import open_weights
+from ..retrofitting import Retrofitted, _build_module
 from .config import TrainConfig, expand_path
 
 __all__ = ["build_model", "set_train_mode", "frozen_modules", "describe"]
@@ -41,20 +41,15 @@ def _load_start(cfg: TrainConfig) -> tuple[nn.Module, Retrofitted | None]:
     path = Path(expand_path(m.checkpoint))
     if not path.is_file():
         raise InputError(f"model.checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        kind = read_metadata(path).get("kind")
-        if kind == "retrofit":
-            r = load_retrofitted(path)
-            if r.backbone.name != m.backbone:
-                raise InputError(f"model.checkpoint {str(path)!r} holds a retrofitted {r.backbone.name!r}, "
-                                 f"but model.backbone is {m.backbone!r}")
-            return r.backbone, r
-        backbone = backbones.load(path)
-        if backbone.name != m.backbone:
-            raise InputError(f"model.checkpoint {str(path)!r} holds a {backbone.name!r} backbone, "
-                             f"but model.backbone is {m.backbone!r}")
-        return backbone, None
-    return backbones.load_official(m.backbone, path, **m.overrides), None
+    weights = open_weights(path)
+    if weights.backbone is not None and weights.backbone != m.backbone:
+        what = "a retrofitted" if weights.kind == "retrofit" else "a"
+        raise InputError(f"model.checkpoint {str(path)!r} holds {what} {weights.backbone!r}"
+                         f"{'' if weights.kind == 'retrofit' else ' backbone'}, but model.backbone is {m.backbone!r}")
+    if weights.kind == "retrofit":
+        r = weights.load_retrofitted()
+        return r.backbone, r
+    return weights.load_backbone(m.backbone, **(m.overrides if weights.kind == "official" else {})), None
 
 
 def _module(cls, loaded: Any, option: Any, spec, init: str, name: str):
