@@ -110,7 +110,7 @@ def identity(clip: Path) -> str:
     return clip.stem.split("__")[0]
 
 
-def write_references(root: Path, frames: int, model_size: int) -> dict[str, Path]:
+def write_references(root: Path, clips: list[Path], frames: int, model_size: int) -> dict[str, Path]:
     """Source stills (first frame of each test clip) and the reference-row videos."""
     import numpy as np
     from PIL import Image
@@ -120,7 +120,7 @@ def write_references(root: Path, frames: int, model_size: int) -> dict[str, Path
 
     out: dict[str, Path] = {}
     root.mkdir(parents=True, exist_ok=True)
-    for clip in test_clips():
+    for clip in clips:
         video = read_frames(clip, max_frames=frames)
         still = root / f"source_{identity(clip)}.png"
         if not still.exists():
@@ -166,8 +166,8 @@ def score(pred: Path, report: Path, metrics: tuple[str, ...], ref: Path | None =
 
 def evaluate(args) -> None:
     runs, root = args.runs, args.runs / "eval"
-    clips = test_clips()
-    stills = write_references(root / "inputs", args.frames, args.model_size)
+    clips = test_clips()[:args.max_clips]
+    stills = write_references(root / "inputs", clips, args.frames, args.model_size)
     rows = {v: {"self": [], "cross": []} for v in (*args.variants, "copy-source", "64px-ceiling")}
     for variant in args.variants:
         model = runs / variant / "model.safetensors"
@@ -332,6 +332,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000, help="steps of each variant after B0 (the shared budget)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--frames", type=int, default=100, help="frames per evaluation video (25 fps)")
+    ap.add_argument("--max-clips", type=int, default=None,
+                    help="evaluate: only the first N test clips by name (N self + N(N-1) cross pairs; quick checks)")
     ap.add_argument("--model-size", type=int, default=64, help="model resolution (for the 64px-ceiling row)")
     ap.add_argument("--pairs", type=int, default=8, help="probe pairs")
     ap.add_argument("--variant", default="both", choices=VARIANTS, help="export: which variant ships")
