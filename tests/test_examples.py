@@ -81,7 +81,7 @@ def test_reference_model_evaluate_runs_plugtalk_animate_and_eval(tmp_path, share
     shutil.copy(default_model_path(), tmp_path / "both" / "model.safetensors")
     res = subprocess.run([sys.executable, str(ROOT / "examples" / "reference_model.py"), "evaluate", "--runs",
                           str(tmp_path), "--variants", "both", "--frames", "2", "--max-clips", "2"],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=3600)  # a guard against hangs, not a speed target
     assert res.returncode == 0, res.stderr[-3000:]
     pairs = json.loads((tmp_path / "eval" / "pairs.json").read_text())
     assert sorted((p["source"], p["driving"]) for p in pairs["both"]["self"]) == [(n, n) for n in names]
