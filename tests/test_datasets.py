@@ -142,11 +142,46 @@ def test_cache_budget_switches_to_seeking_and_evicts(small_clips):
     assert 1 <= len(lru._cache) < len(clips)  # older clips were evicted
 
 
-def test_shared_train_split_as_a_dataset():
+def test_shared_splits_are_whole_identities_and_match_the_manifest():
+    """Properties of the shared face set, whatever its version or size: the files on disk are exactly the
+    MANIFEST's, every file sits in its split under its identity, and no identity is in two splits."""
+    from plugtalk.shared_data import manifest
+
+    m = manifest()
+    data = faces_dir("train").parents[1]
+    listed = {f["path"]: f for f in m["files"]}
+    on_disk = {p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file()} - {"MANIFEST.json", "README.md"}
+    described = set(listed) | {f["wav"] for f in m["files"] if f.get("wav")}
+    assert on_disk == described, (f"not in MANIFEST: {sorted(on_disk - described)[:5]}; "
+                                  f"missing: {sorted(described - on_disk)[:5]}")
+    split = {"train": set(m["split"]["train_identities"]), "test": set(m["split"]["test_identities"]),
+             "stills": set(m["split"]["still_identities"])}
+    assert all(split.values())
+    for a, b in [("train", "test"), ("train", "stills"), ("test", "stills")]:
+        assert not split[a] & split[b], f"identities in both {a} and {b}: {sorted(split[a] & split[b])}"
+    for name in ("train", "test"):
+        videos = [f for f in listed.values() if f["kind"] == "video" and f["path"].startswith(f"faces/{name}/")]
+        assert {f["identity"] for f in videos} == split[name]
+        for f in videos:
+            assert f["split"] == name and identity_of(f["path"]) == f["identity"], f["path"]
+
+
+def test_shared_splits_as_datasets():
+    """The shared train / test folders load as datasets that agree with the MANIFEST (clips, identities,
+    frame counts); cross-reenactment pairs on the test split never pair an identity with itself."""
+    from plugtalk.shared_data import manifest
+
+    m = manifest()
+    frames = {f["path"].rsplit("/", 1)[-1].removesuffix(".mp4"): f["frames"] for f in m["files"] if f["kind"] == "video"}
     ds = SelfReenactmentDataset(faces_dir("train"), seed=0, frame_access="seek")
-    assert len(ds) == 22 and len({c.identity for c in ds.clips}) == 8
+    assert {c.identity for c in ds.clips} == set(m["split"]["train_identities"])
+    assert {c.name: c.num_frames for c in ds.clips} == {n: frames[n] for n in (c.name for c in ds.clips)}
+    assert len(ds) == len(ds.clips) == sum(f["path"].startswith("faces/train/") and f["kind"] == "video"
+                                           for f in m["files"])
     item = ds[5]
-    assert item["source"].shape == (3, 256, 256)
+    assert item["source"].shape == (3, 256, 256) and item["identity"] == ds.clips[5].identity
     cross = CrossReenactmentDataset(faces_dir("test"), driving_frames=8)
-    assert len(cross) == 3 and {cross[0]["source_identity"], cross[0]["driving_identity"]} <= \
-        {"dpe_s", "edtalk_mouth_source", "vox_driving2"}
+    assert len(cross) == len(cross.clips) and {c.identity for c in cross.clips} == set(m["split"]["test_identities"])
+    assert all(cross.clips[p.source_clip].identity != cross.clips[p.driving_clip].identity for p in cross.pairs)
+    item = cross[0]
+    assert item["driving"].shape == (8, 3, 256, 256) and item["source_identity"] != item["driving_identity"]
