@@ -151,11 +151,14 @@ def test_coefficients_need_a_coefficient_driven_model(files, tmp_path):
     assert res.exit_code == 2 and "--coefficients needs a coefficient-driven model" in " ".join(text.split()), text
 
 
-def test_probe_refuses_gohd_with_a_reason():
+def test_probe_builds_gohd_and_refuses_unknown_backbones():
     from plugtalk.probe.api import load_animator
+    from plugtalk.probe.controlled import is_controlled
 
-    with pytest.raises(InputError, match="gohd is driven by coefficients, not by driving images"):
-        load_animator("gohd")
+    model, info = load_animator("gohd", seed=0)
+    assert is_controlled(model) and info["random_weights"]
+    with pytest.raises(InputError, match="unknown backbone 'nope'"):
+        load_animator("nope")
 
 
 def test_training_config_refuses_gohd_and_unknown_backbones():

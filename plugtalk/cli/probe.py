@@ -33,7 +33,8 @@ def _default_backbone() -> str | None:
 
 
 def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, taps, groups, directions,
-                       num_pairs, metrics, output_faces, seed, batch_size, device, score_size=None):
+                       num_pairs, metrics, output_faces, seed, batch_size, device, score_size=None,
+                       coefficients=None):
     from ..errors import InputError
     from ..probe import ProbeSpec, pairs_from_files, pairs_from_folder, usable_pairs_from_folder
     from ..shared_data import find_shared
@@ -41,7 +42,7 @@ def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, 
     if backbone is None:
         backbone = _default_backbone()
         if backbone is None:
-            raise InputError("give --backbone (lia, edtalk or dpe), or --spec report.json to repeat a run")
+            raise InputError("give --backbone (lia, edtalk, dpe or gohd), or --spec report.json to repeat a run")
         say(f"backbone: {backbone} (the embedded default model)")
     if (source is None) != (driving is None):
         raise InputError("--source and --driving go together")
@@ -65,15 +66,16 @@ def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, 
             pairs, notes = usable_pairs_from_folder(pairs_dirs, num_pairs, seed)
         else:
             pairs, notes = pairs_from_folder(pairs_dirs, num_pairs, seed)
-    if directions not in _DIRECTIONS:
+    if directions is not None and directions not in _DIRECTIONS:
         raise InputError(f"--directions must be one of {list(_DIRECTIONS)}, got {directions!r}")
     groups = _split(groups)
     if groups is not None and groups in (["none"], []):
         groups = []
     spec = ProbeSpec(backbone=backbone, pairs=pairs, checkpoint=str(checkpoint) if checkpoint else None,
                      backbone_options={"mode": mode} if mode else {}, taps=_split(taps), groups=groups,
-                     directions=_DIRECTIONS[directions], metrics=_split([metrics]), output_faces=output_faces,
-                     score_size=score_size, seed=seed, batch_size=batch_size, device=device)
+                     directions=_DIRECTIONS[directions] if directions else None, metrics=_split([metrics]), output_faces=output_faces,
+                     score_size=score_size, seed=seed, batch_size=batch_size, device=device,
+                     coefficients=str(coefficients) if coefficients else None)
     return spec, notes
 
 
@@ -98,7 +100,7 @@ def _print_taps(backbone: str, checkpoint, mode, seed: int, device: str) -> None
 @app.command()
 def probe(
     backbone: str | None = typer.Option(
-        None, "--backbone", "-b", help="lia | edtalk | dpe (default: the embedded default model's)"),
+        None, "--backbone", "-b", help="lia | edtalk | dpe | gohd (default: the embedded default model's)"),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", "-c",
         help="official .pt, plugtalk backbone or retrofit .safetensors (default: the installed default model, "
@@ -107,12 +109,17 @@ def probe(
     pairs: list[Path] | None = typer.Option(
         None, "--pairs", help="folder of <identity>__<clip> videos (repeatable; default: the shared data's faces/)"),
     source: Path | None = typer.Option(None, "--source", help="source image (or video: frame 0)"),
-    driving: Path | None = typer.Option(None, "--driving", help="driving video (or image)"),
+    driving: Path | None = typer.Option(
+        None, "--driving", help="driving video (or image); gohd: the donor portrait(s) whose taps go into the source's run"),
+    coefficients: Path | None = typer.Option(
+        None, "--coefficients", help="gohd only: coefficient file whose middle window drives both runs of every pair "
+                                     "(default: a neutral window)"),
     taps: list[str] | None = typer.Option(
         None, "--taps", "-t", help="taps to swap, comma-separated or repeated (default all; --list-taps shows them)"),
     groups: list[str] | None = typer.Option(
         None, "--groups", "-g", help="pyramid, identity, pyramid-but-identity (default all; 'none' for none)"),
-    directions: str = typer.Option("both", "--directions", help="both | to-source | to-driving"),
+    directions: str | None = typer.Option(
+        None, "--directions", help="both | to-source | to-driving (default: both; gohd: to-source, the only one)"),
     num_pairs: int | None = typer.Option(
         None, "--num-pairs", "-n", help="pairs to probe (default 4: half self-, half cross-reenactment; "
                                         "with --driving: driving frames)"),
@@ -132,7 +139,9 @@ def probe(
                                                                  "identity_shift.png"),
 ) -> None:
     """Swap each tap (feature-pyramid level, latent, motion code) between the source and the driving branch,
-    re-render, and rank the taps by how much identity they carry (FixTalk, Sec. 3.2)."""
+    re-render, and rank the taps by how much identity they carry (FixTalk, Sec. 3.2).  GoHD has no driving
+    image: its taps (and the coefficient embedding) go from a donor portrait's run into the source's run,
+    both driven by one coefficient window."""
     from ..errors import InputError
     from ..io.paths import check_outputs, removing_new_folders
     from ..probe import ProbeWarning, load_spec, ranking_table, run_probe, write_report
@@ -152,7 +161,7 @@ def probe(
             given = [name for name, v in (("--backbone", backbone), ("--checkpoint", checkpoint), ("--mode", mode),
                                           ("--pairs", pairs), ("--source", source), ("--driving", driving),
                                           ("--taps", taps), ("--groups", groups), ("--num-pairs", num_pairs),
-                                          ("--score-size", score_size))
+                                          ("--score-size", score_size), ("--coefficients", coefficients))
                      if v]
             if given:
                 raise InputError(f"--spec defines the whole run; drop {', '.join(given)}")
@@ -161,9 +170,10 @@ def probe(
         else:
             run_spec, notes = _spec_from_options(backbone, checkpoint, mode, pairs, source, driving, taps, groups,
                                                  directions, num_pairs, metrics, output_faces, seed, batch_size,
-                                                 device, score_size)
+                                                 device, score_size, coefficients)
         check_outputs({"--out": [out / "report.json", out / "grid.png", out / "identity_shift.png"]},
-                      {"--checkpoint": checkpoint, "--spec": spec, "--source": source, "--driving": driving})
+                      {"--checkpoint": checkpoint, "--spec": spec, "--source": source, "--driving": driving,
+                       "--coefficients": coefficients})
         for n in notes:
             tell("note", n)
         with removing_new_folders(out):

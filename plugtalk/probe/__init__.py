@@ -19,10 +19,12 @@ from .api import (
     encoder_path,
     load_animator,
     probe_animator,
+    probe_controlled,
     probe_module,
     run_probe,
 )
 from .pairs import identity_of, load_pair_frames, pairs_from_files, pairs_from_folder, usable_pairs_from_folder
+from .controlled import TwoSourceRun, controlled_taps
 from .patching import PatchOutputs, ReplayError, auto_batch_size, count_images, record, replay, run_patching
 from .report import REPORT_FILES, ranking_table, write_chart, write_grid, write_json, write_report
 from .results import ProbeResult, Scores, VariantResult
@@ -62,6 +64,9 @@ __all__ = [
     "pairs_from_files",
     "pairs_from_folder",
     "probe_animator",
+    "probe_controlled",
+    "TwoSourceRun",
+    "controlled_taps",
     "probe_module",
     "ranking_table",
     "record",

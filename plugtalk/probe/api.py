@@ -5,11 +5,14 @@
 * :func:`probe_animator`: a plugtalk animator (LIA / EDTalk / DPE backbone, an adapter, or a
   :class:`~plugtalk.retrofitting.Retrofitted` model) by tap name (``latent``, ``pyramid.i``,
   ``motion_code``) with FixTalk's groups;
+* :func:`probe_controlled`: an animator without a driving image (GoHD), taps swapped between a source's
+  and a donor portrait's runs under one coefficient window (:mod:`plugtalk.probe.controlled`);
 * :func:`run_probe`: a :class:`~plugtalk.probe.spec.ProbeSpec` (files, checkpoint, ...), as the CLI runs it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -46,6 +49,7 @@ __all__ = [
     "encoder_path",
     "load_animator",
     "probe_animator",
+    "probe_controlled",
     "probe_module",
     "run_probe",
 ]
@@ -275,16 +279,7 @@ def probe_animator(animator: nn.Module, source: Tensor, driving: Tensor, *, taps
     model = as_animator(animator, **adapter_options)
     available = animator_taps(model)
     select_taps(available, taps)  # validate names early, listing the valid ones
-    defaults = animator_groups(model.spec)
-    if groups is None:
-        chosen_groups = defaults
-    elif isinstance(groups, Mapping):
-        chosen_groups = {g: tuple(m) for g, m in groups.items()}
-    else:
-        unknown = [g for g in groups if g not in defaults]
-        if unknown:
-            raise InputError(f"unknown group(s) {unknown}; groups: {', '.join(defaults)}")
-        chosen_groups = {g: defaults[g] for g in dict.fromkeys(groups)}
+    chosen_groups = _chosen_groups(model.spec, groups)
     result = probe_module(model, source, driving, available, forward=lambda m, s, d: m(s, d), select=taps,
                           groups=chosen_groups, directions=directions, kinds=kinds, scorer=scorer,
                           reuse=encoder_path(model), batch_size=batch_size, progress=progress, pairs=pairs,
@@ -294,6 +289,79 @@ def probe_animator(animator: nn.Module, source: Tensor, driving: Tensor, *, taps
     result.model = {"adapter": type(model.adapter).__name__, "backbone": getattr(model.backbone, "name", None),
                     "image_size": model.adapter.image_size, "emi": model.emi is not None, "edi": model.edi is not None,
                     "feature_spec": spec.to_dict(), "identity_level": f"pyramid.{spec.identity_level}"}
+    return result
+
+
+def _chosen_groups(spec, groups: Sequence[str] | Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    defaults = animator_groups(spec)
+    if groups is None:
+        return defaults
+    if isinstance(groups, Mapping):
+        return {g: tuple(m) for g, m in groups.items()}
+    unknown = [g for g in groups if g not in defaults]
+    if unknown:
+        raise InputError(f"unknown group(s) {unknown}; groups: {', '.join(defaults)}")
+    return {g: defaults[g] for g in dict.fromkeys(groups)}
+
+
+def probe_controlled(animator: nn.Module, source: Tensor, donor: Tensor, *, coefficients: Tensor | None = None,
+                     donor_coefficients: Tensor | None = None, taps: Sequence[str] | None = None,
+                     groups: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+                     directions: Sequence[str] = ("to_source",), kinds: Sequence[str] | None = None,
+                     scorer: Scorer | None = None, batch_size: int | None = None, progress: Progress | None = None,
+                     pairs: Sequence[Mapping[str, Any]] | None = None, keep_images: bool = True) -> ProbeResult:
+    """Probe an animator driven by controls only (GoHD): each tap of the donor's run goes into the
+    source's run, both runs driven by coefficient windows (see :mod:`plugtalk.probe.controlled`).
+
+    Args:
+        animator: a GoHD backbone, its adapter, or a Retrofitted GoHD (EDI included).
+        source, donor: ``(B, 3, S, S)`` in [-1, 1]; row ``i`` of each is pair ``i`` (the scorer sees
+            the donor as the "driving" frame: ``identity_transfer`` is CSIM to the donor minus CSIM to
+            the source).
+        coefficients: ``(1 or B, 72, T>=25)`` window of both runs (default: a neutral window, zeros).
+        donor_coefficients: the donor run's window (default: ``coefficients``); with another window the
+            ``coefficients.embedding`` swap measures identity carried by the motion code.
+        taps: names from ``latent``, ``pyramid.0`` .. ``pyramid.{n-1}``, ``motion_code``,
+            ``coefficients.embedding`` (default all).
+        directions: ``("to_source",)`` only.
+        Other arguments: see :func:`probe_animator`.
+
+    Raises:
+        InputError: an animator with a driving image (use :func:`probe_animator`), unknown taps, groups
+            or directions, bad images or windows.
+        NoFaceError: no usable pair.
+    """
+    from ..backbones.gohd import check_coefficients
+    from .controlled import TwoSourceRun, check_directions, controlled_taps, controlled_unpaired, is_controlled, \
+        neutral_window
+
+    model = as_animator(animator)
+    if not is_controlled(model):
+        raise InputError(f"probe_controlled: {type(model.adapter).__name__} is driven by driving images; "
+                         "use probe_animator")
+    check_directions(directions)
+    available = controlled_taps(model)
+    select_taps(available, taps)
+    w = neutral_window(model) if coefficients is None else coefficients
+    min_window = model.backbone.config.min_window
+    w = check_coefficients(w, min_window)
+    w_d = w if donor_coefficients is None else check_coefficients(donor_coefficients, min_window,
+                                                                name="donor_coefficients")
+    for name, x in (("coefficients", w), ("donor_coefficients", w_d)):
+        if x.shape[0] not in (1, source.shape[0]):
+            raise InputError(f"{name}: {x.shape[0]} windows for {source.shape[0]} pairs (give 1 or one per pair)")
+    run = TwoSourceRun(model, w, w_d)
+    result = probe_module(run, source, donor, available, select=taps, groups=_chosen_groups(model.spec, groups),
+                          directions=directions, kinds=kinds, scorer=scorer,
+                          reuse=[f"model.{p}" for p in encoder_path(model)], batch_size=batch_size,
+                          progress=progress, pairs=pairs, keep_images=keep_images)
+    result.unpaired_taps = controlled_unpaired(model)
+    spec = model.spec
+    result.model = {"adapter": type(model.adapter).__name__, "backbone": getattr(model.backbone, "name", None),
+                    "image_size": model.adapter.image_size, "emi": model.emi is not None, "edi": model.edi is not None,
+                    "feature_spec": spec.to_dict(), "identity_level": f"pyramid.{spec.identity_level}",
+                    "pairing": "source/donor runs under one coefficient window" if donor_coefficients is None
+                    else "source/donor runs under their own coefficient windows"}
     return result
 
 
@@ -356,7 +424,13 @@ def run_probe(spec: ProbeSpec, *, scorer: Scorer | None = None, progress: Progre
         _warn(messages, f"no checkpoint given and no default {spec.backbone} model installed: the {spec.backbone} "
                         f"backbone has RANDOM weights (seed {spec.seed}); the probe runs end to end, but its scores "
                         "say nothing about a trained animator")
-    select_taps(animator_taps(model), spec.taps)  # fail on unknown tap names before reading any frame
+    from .controlled import controlled_taps, is_controlled, window_from_file
+
+    controlled = is_controlled(model)
+    select_taps(controlled_taps(model) if controlled else animator_taps(model), spec.taps)  # before any frame
+    window = None
+    if controlled and spec.coefficients is not None:
+        window = window_from_file(model, spec.coefficients)
     unknown = [g for g in (spec.groups or []) if g not in animator_groups(model.spec)]
     if unknown:
         raise InputError(f"unknown group(s) {unknown}; groups: {', '.join(animator_groups(model.spec))}")
@@ -383,13 +457,19 @@ def run_probe(spec: ProbeSpec, *, scorer: Scorer | None = None, progress: Progre
                         f"resized to {score_size} px (Lanczos); set score_size to choose")
     scorer = scorer or FaceScorer(spec.metrics, output_faces=spec.output_faces, score_size=score_size)
     try:
-        result = probe_animator(model, src, drv, taps=spec.taps, groups=spec.groups, directions=spec.directions,
-                                kinds=[spec.pairs[k].kind for k in loaded.indices], scorer=scorer,
-                                batch_size=spec.batch_size, progress=progress, pairs=pairs, keep_images=keep_images)
+        common = dict(taps=spec.taps, groups=spec.groups, directions=spec.directions,
+                      kinds=[spec.pairs[k].kind for k in loaded.indices], scorer=scorer,
+                      batch_size=spec.batch_size, progress=progress, pairs=pairs, keep_images=keep_images)
+        if controlled:
+            result = probe_controlled(model, src, drv, coefficients=window, **common)
+        else:
+            result = probe_animator(model, src, drv, **common)
     except NoFaceError as e:
         raise NoFaceError(f"{e}" + (f"; unreadable: {'; '.join(s['reason'] for s in skipped)}" if skipped else "")) from None
     result.spec = spec
     result.model = {**info, **result.model}
+    if controlled:
+        result.model["coefficients"] = spec.coefficients or "neutral window (zeros, 27 frames)"
     result.skipped_pairs = skipped + result.skipped_pairs
     result.warnings = messages + result.warnings
     result.timing = {"load_s": load_s, **result.timing, "total_s": time.perf_counter() - t0}
@@ -401,8 +481,11 @@ def describe_taps(animator: nn.Module, **adapter_options: Any) -> dict[str, Any]
     on a blank pair: ``{"taps": {name: TapInfo}, "groups": {...}, "unpaired": [...]}``."""
     from ..hooks import capture
 
+    from .controlled import controlled_taps, controlled_unpaired, is_controlled, neutral_window
+
     model = as_animator(animator, **adapter_options)
-    taps = animator_taps(model)
+    controlled = is_controlled(model)
+    taps = controlled_taps(model, prefix="") if controlled else animator_taps(model)
     p = next(model.parameters())
     size = model.adapter.image_size
     x = torch.zeros(1, 3, size, size, device=p.device, dtype=p.dtype)
@@ -410,7 +493,10 @@ def describe_taps(animator: nn.Module, **adapter_options: Any) -> dict[str, Any]
     was_training = model.training
     try:
         with torch.no_grad(), capture(model.eval(), sites) as cache:
-            model(x, x)
+            if controlled:
+                model(x, coefficients=neutral_window(model))
+            else:
+                model(x, x)
     finally:
         model.train(was_training)
     infos = {}
@@ -418,5 +504,9 @@ def describe_taps(animator: nn.Module, **adapter_options: Any) -> dict[str, Any]
         v = cache.one(t.name)
         infos[t.name] = TapInfo(t.name, t.source.describe(), tuple(s.describe() for s in t.driving_sites),
                                 tuple(v.shape[1:]), str(v.dtype))
-    return {"taps": infos, "groups": animator_groups(model.spec), "unpaired": unpaired_taps(model),
+    unpaired = controlled_unpaired(model) if controlled else unpaired_taps(model)
+    if controlled:  # as TwoSourceRun names the sites: the source's run is call 0, the donor's call 1
+        infos = {k: dataclasses.replace(i, source=f"{i.source} (source run)",
+                                        driving=tuple(f"{d} (donor run)" for d in i.driving)) for k, i in infos.items()}
+    return {"taps": infos, "groups": animator_groups(model.spec), "unpaired": unpaired,
             "identity_level": f"pyramid.{model.spec.identity_level}"}

@@ -85,7 +85,7 @@ def _thumb(img: np.ndarray, size: int):
 
 
 def write_grid(result: ProbeResult, path: str | os.PathLike, thumb: int = 128) -> Path:
-    """``grid.png``: one column per pair; rows: source, driving, unpatched output, then one row of
+    """``grid.png``: one column per pair; rows: source, driving (GoHD: donor), unpatched output, then one row of
     patched outputs per variant in rank order (label: rank, tap, direction, identity transfer)."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -94,7 +94,8 @@ def write_grid(result: ProbeResult, path: str | os.PathLike, thumb: int = 128) -
     im = result.images
     n = im.sources.shape[0]
     label_w, head_h = 230, 22
-    rows: list[tuple[str, str, np.ndarray]] = [("source", "", im.sources), ("driving", "", im.drivings),
+    second = "donor" if "pairing" in (result.model or {}) else "driving"  # GoHD: a donor portrait, no driver
+    rows: list[tuple[str, str, np.ndarray]] = [("source", "", im.sources), (second, "", im.drivings),
                                                ("unpatched", "", im.baseline)]
     main = "cross" if "cross" in result.kinds else "self"
     for r in result.variants:

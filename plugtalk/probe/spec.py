@@ -15,29 +15,31 @@ from ..errors import InputError
 from .scoring import DEFAULT_METRICS, OUTPUT_FACES, SCORER_METRICS
 from .taps import DIRECTIONS
 
-__all__ = ["probe_backbones", "PAIR_KINDS", "PairSpec", "ProbeSpec", "load_spec"]
+__all__ = ["image_driven", "probe_backbones", "PAIR_KINDS", "PairSpec", "ProbeSpec", "load_spec"]
 
 
 
 def check_probe_backbone(name: str) -> None:
-    """Raise :class:`InputError` unless the probe can build ``name`` (saying why for non-image animators)."""
-    from ..backbones import animator_backbones, backbone_entry
-
-    if name in probe_backbones():
-        return
-    if name in animator_backbones():
-        raise InputError(f"probe: {name} is driven by {', '.join(backbone_entry(name).controls)}, not by driving "
-                         f"images; the probe swaps taps between a source/driving image pair and supports "
-                         f"{', '.join(probe_backbones())}")
-    raise InputError(f"probe: unknown backbone {name!r}; choose from {probe_backbones()}")
+    """Raise :class:`InputError` unless the probe can build ``name``."""
+    if name not in probe_backbones():
+        raise InputError(f"probe: unknown backbone {name!r}; choose from {probe_backbones()}")
 
 
 def probe_backbones() -> tuple[str, ...]:
-    """Backbones the probe can build by name: the registered animators driven by driving frames (the
-    probe swaps values between a source/driving pair's runs)."""
-    from ..backbones import animator_backbones, backbone_entry
+    """Backbones the probe can build by name: every registered animator.  Those driven by driving frames
+    swap taps between a source/driving pair's runs; those driven by controls only (GoHD's coefficient
+    windows) between the runs of a source and a donor portrait (:mod:`plugtalk.probe.controlled`)."""
+    from ..backbones import animator_backbones
 
-    return tuple(n for n in animator_backbones() if "driving" in backbone_entry(n).controls)
+    return tuple(animator_backbones())
+
+
+def image_driven(name: str) -> bool:
+    """Whether the backbone ``name`` is driven by driving images (else by controls only: GoHD)."""
+    from ..backbones import backbone_entry
+
+    return "driving" in backbone_entry(name).controls
+
 
 PAIR_KINDS = ("self", "cross")
 SPEC_VERSION = 1
@@ -59,7 +61,8 @@ def _fields(cls, d: Mapping[str, Any], what: str) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class PairSpec:
-    """One source/driving pair: a frame of a video (``*_frame`` = frame index, 0-based, at the
+    """One source/driving pair (for an animator without a driving image, GoHD: ``driving`` is the donor
+    portrait whose taps go into the source's run): a frame of a video (``*_frame`` = frame index, 0-based, at the
     file's native rate) or an image file (frame index ignored, 0); ``kind`` is ``"self"`` (same clip /
     identity) or ``"cross"`` (different identities)."""
 
@@ -96,7 +99,7 @@ class ProbeSpec:
     """Everything that defines a probe run.
 
     Attributes:
-        backbone: one of :func:`probe_backbones` (``"lia"``, ``"edtalk"``, ``"dpe"``).
+        backbone: one of :func:`probe_backbones` (``"lia"``, ``"edtalk"``, ``"dpe"``, ``"gohd"``).
         pairs: the source/driving pairs.
         checkpoint: official ``.pt``, plugtalk backbone or retrofit ``.safetensors``; ``None``: the
             default checkpoint if one is installed, else random weights drawn from ``seed``.
@@ -104,7 +107,10 @@ class ProbeSpec:
         taps: tap names to swap one by one (``None``: every paired tap).
         groups: names of FixTalk's groups to swap (``pyramid``, ``identity``, ``pyramid-but-identity``;
             ``None``: all of them).
-        directions: ``"to_source"`` (driving value into the source branch) and/or ``"to_driving"``.
+        directions: ``"to_source"`` (driving value into the source branch) and/or ``"to_driving"``;
+            ``None``: both, or ``["to_source"]`` alone for animators without a driving image (GoHD).
+        coefficients: GoHD only: a coefficient file whose middle window drives both runs of every pair
+            (``None``: a neutral window, zero expression / pose / gaze).
         metrics: subset of ``csim``, ``lmd``, ``niqe``, ``cpbd``.
         output_faces: ``"detect"`` or ``"driving"`` (see :class:`~plugtalk.probe.scoring.FaceScorer`).
         score_size: score at this size in px (see :class:`~plugtalk.probe.scoring.FaceScorer`); ``None``:
@@ -120,16 +126,29 @@ class ProbeSpec:
     backbone_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     taps: list[str] | None = None
     groups: list[str] | None = None
-    directions: list[str] = dataclasses.field(default_factory=lambda: list(DIRECTIONS))
+    directions: list[str] | None = None
     metrics: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_METRICS))
     output_faces: str = "detect"
     score_size: int | None = None
     seed: int = 0
     batch_size: int | None = None
     device: str = "cpu"
+    coefficients: str | None = None
 
     def __post_init__(self) -> None:
         check_probe_backbone(self.backbone)
+        controlled = not image_driven(self.backbone)
+        if self.directions is None:
+            self.directions = ["to_source"] if controlled else list(DIRECTIONS)
+        if controlled:
+            from .controlled import check_directions
+
+            check_directions(self.directions)
+        if self.coefficients is not None:
+            if not controlled:
+                raise InputError(f"probe: coefficients drive animators without a driving image; {self.backbone} "
+                                 "is driven by driving frames")
+            self.coefficients = str(self.coefficients)
         self.pairs = [p if isinstance(p, PairSpec) else PairSpec.from_json(p) for p in self.pairs]
         if not self.pairs:
             raise InputError("probe: no source/driving pairs")
