@@ -103,7 +103,7 @@ def write_official_checkpoint(manifest: dict, module: str, path: Path, container
     return path
 
 
-SUMMARY_PARTS = ("mean", "crop", "full")
+SUMMARY_PARTS = ("mean", "crop", "full", "crop_center")
 
 
 def summarize(prefix: str, maps, store: dict[str, torch.Tensor]) -> None:
