@@ -57,6 +57,9 @@ def bench(
     size: int = typer.Option(256, "--size", help="image size in px (256: the official models)"),
     threads: int = typer.Option(0, help="torch CPU threads (0: leave torch's default)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+    runtime: str = typer.Option("torch", "--runtime", help="torch | onnx: per-frame time of torch eager vs "
+                                                            "onnxruntime side by side (exports each model first)"),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="onnx: alternating torch / onnxruntime rounds"),
 ) -> None:
     """Time LIA / EDTalk / DPE at 256 px, plain and with EMI / EDI: model-only forward passes and whole animate runs.
 
@@ -84,9 +87,17 @@ def bench(
             dtypes.append(getattr(torch, _DTYPES[d]))
         batches = batch or ([1, 8] if cuda else [1, 4])
         layouts = B.layouts_for(device, channels_last, compile)
+        if runtime not in ("torch", "onnx"):
+            raise typer.BadParameter(f"unknown runtime {runtime!r}; choose torch or onnx")
+        if runtime == "onnx":
+            torch.set_num_threads(threads or 2)
         env = B.environment(torch.device(device))
         console.print("  ".join(f"{k}={v}" for k, v in env.items()), highlight=False, soft_wrap=True)
         out: dict = {"environment": env}
+        if runtime == "onnx":
+            _bench_onnx(out, backbone, variant if variant != ["base", "emi", "edi", "both"] else ["base", "both"],
+                        size, threads or 2, rounds, iters, warmup, device)
+            model_only = end_to_end = False
         if model_only:
             table = Table("backbone", "variant", "batch", "dtype", "options", "ms/batch", "fps", "peak MB",
                           "params M", "added M", title=f"model only: source + driving -> image ({size} px)")
@@ -103,3 +114,20 @@ def bench(
         if json_out:
             write_json(json_out, out)
             console.print(f"wrote {json_out}", highlight=False)
+
+
+def _bench_onnx(out: dict, backbones: List[str], variants: List[str], size: int, threads: int, rounds: int,
+                iters: int, warmup: int, device: str) -> None:
+    """Per-frame torch eager vs onnxruntime table (``out["onnx"]``)."""
+    from ..deploy.onnx_bench import run_onnx
+
+    provider = "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
+    if provider != "CPUExecutionProvider":
+        raise typer.BadParameter("--runtime onnx times torch on the CPU; for CUDA time the graphs with onnxruntime "
+                                 "directly")
+    table = Table("backbone", "variant", "threads", "torch ms/frame", "onnxruntime ms/frame", "speedup",
+                  "max |diff|", "torch: top ops (self time)", "onnxruntime: top ops",
+                  title=f"per frame (encode driving frame + render), {size} px, batch 1, interleaved rounds")
+    out["onnx"] = _run_into_table(table, "exporting and timing...", lambda show: run_onnx(
+        backbones, variants, on_result=show, size=size, threads=threads, rounds=rounds, iters=iters,
+        warmup=warmup, provider=provider))
