@@ -24,6 +24,7 @@ from . import export as _export  # noqa: E402,F401
 from . import prepare as _prepare  # noqa: E402,F401
 from . import probe as _probe  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
+from . import ui as _ui  # noqa: E402,F401
 
 
 def main() -> None:
