@@ -103,7 +103,10 @@ def _upload(value: Any, what: str, limit_mb: int) -> Path | None:
     """A Gradio file value (path string or object with ``.name``/``path``) -> a checked path."""
     if value is None or value == "":
         return None
-    path = Path(getattr(value, "path", None) or getattr(value, "name", None) or str(value))
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+    else:  # a Gradio FileData / tempfile wrapper
+        path = Path(getattr(value, "path", None) or getattr(value, "name", None) or str(value))
     if not path.is_file():
         raise InputError(f"{what}: the uploaded file is missing on the server; upload it again")
     size = path.stat().st_size
