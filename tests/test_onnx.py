@@ -210,3 +210,15 @@ def test_cli_exports_the_embedded_default_model_and_animates_the_demo(tmp_path):
                             str(demo_driving_path()), "-o", str(out), "--frames", "4", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "ONNX export" in r.output and probe_video(out).frame_count == 4
+
+
+@pytest.mark.slow
+def test_bench_onnx_times_both_runtimes_on_the_same_model():
+    """The bench's mechanics (figures are printed by plugtalk bench, never asserted)."""
+    from plugtalk.deploy.onnx_bench import bench_onnx
+
+    r = bench_onnx("lia", "both", size=32, threads=1, rounds=2, iters=1, warmup=0)
+    assert r.torch_ms > 0 and r.onnx_ms > 0 and r.speedup == pytest.approx(r.torch_ms / r.onnx_ms)
+    assert r.max_abs_error <= TOL
+    assert r.torch_top and r.onnx_top and all(0 < share <= 1 for _, share in r.onnx_top)
+    assert len(r.row()) == 9
