@@ -119,6 +119,8 @@ def bench(
 def _bench_onnx(out: dict, backbones: List[str], variants: List[str], size: int, threads: int, rounds: int,
                 iters: int, warmup: int, device: str) -> None:
     """Per-frame torch eager vs onnxruntime table (``out["onnx"]``)."""
+    import os
+
     from ..deploy.onnx_bench import run_onnx
 
     provider = "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
@@ -128,6 +130,14 @@ def _bench_onnx(out: dict, backbones: List[str], variants: List[str], size: int,
     table = Table("backbone", "variant", "threads", "torch ms/frame", "onnxruntime ms/frame", "speedup",
                   "max |diff|", "torch: top ops (self time)", "onnxruntime: top ops",
                   title=f"per frame (encode driving frame + render), {size} px, batch 1, interleaved rounds")
-    out["onnx"] = _run_into_table(table, "exporting and timing...", lambda show: run_onnx(
-        backbones, variants, on_result=show, size=size, threads=threads, rounds=rounds, iters=iters,
-        warmup=warmup, provider=provider))
+
+    def each(show):
+        def on_result(r):  # one line per model as soon as it is timed (a long run keeps what it measured)
+            console.print(f"{r.backbone} {r.variant}: torch {r.torch_ms:.1f} ms/frame, onnxruntime {r.onnx_ms:.1f} "
+                          f"ms/frame ({r.speedup:.2f}x), max |diff| {r.max_abs_error:.1e}, export {r.export_s:.0f} s, "
+                          f"load {os.getloadavg()[0]:.1f}", highlight=False, soft_wrap=True)
+            show(r)
+        return run_onnx(backbones, variants, on_result=on_result, size=size, threads=threads, rounds=rounds,
+                        iters=iters, warmup=warmup, provider=provider)
+
+    out["onnx"] = _run_into_table(table, "exporting and timing...", each)

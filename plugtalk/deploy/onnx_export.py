@@ -14,8 +14,10 @@ The model folder holds two graphs with a dynamic batch axis ``batch`` and a mani
     ``pose``, ``expression``; a driver with no input takes the source's ``code``: it keeps the
     source's own motion), and per control of the model (EDTalk: ``mouth_coefficients (B, 20)``,
     ``pose_coefficients (B, 6)``, ``expression_weights (B, 10)``) the value and ``use_{control} (B, 1)``:
-    1 replaces that driver's coefficients by the value, 0 ignores it  ->  ``image (B, 3, S, S)``, roughly
-    in [-1, 1].  :meth:`Retrofitted.render`.
+    1 replaces that driver's coefficients by the value, 0 ignores it; for a model with EDI and several
+    drivers or controls (EDTalk) also ``primary_code (B, D)``: the code EDI is conditioned on, that of the
+    request's first driver (as :meth:`Retrofitted.render` picks it), else the source's  ->  ``image (B, 3, S, S)``,
+    roughly in [-1, 1].  :meth:`Retrofitted.render`.
 
 Per-frame animation is ``render(source encoding, encode(driving).code)``.  The cut is at the motion code
 because that is where ``plugtalk animate`` smooths motion over time and applies relative motion
@@ -107,9 +109,9 @@ class _Render(nn.Module):
 
     varargs = True
 
-    def __init__(self, model, levels: int, controls: list[tuple[str, str]]):
+    def __init__(self, model, levels: int, controls: list[tuple[str, str]], primary: bool):
         super().__init__()
-        self.model, self.levels, self.controls = model, levels, controls
+        self.model, self.levels, self.controls, self.primary = model, levels, controls, primary
 
     def forward(self, *inputs: Tensor):
         from ..backbones.base import Encoding
@@ -119,6 +121,11 @@ class _Render(nn.Module):
         latent, pyramid, code = inputs[0], tuple(inputs[1:1 + n]), inputs[1 + n]
         codes = dict(zip(drivers, inputs[2 + n:2 + n + len(drivers)]))
         rest = inputs[2 + n + len(drivers):]
+        if self.primary:
+            # Retrofitted.render conditions EDI on its first driver's code; put the given one first (the
+            # adapters read their drivers by name and ignore other keys)
+            codes = {"primary": rest[0], **codes}
+            rest = rest[1:]
         handles = []
         for i, (control, driver) in enumerate(self.controls):
             value, use = rest[2 * i], rest[2 * i + 1]
@@ -252,6 +259,10 @@ def export_onnx(model, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
 
     enc_out = ["latent", *(f"pyramid_{i}" for i in range(levels)), "code"]
     render_in = [*enc_out, *(f"{d}_code" for d in drivers)]
+    # which driver's code conditions EDI depends on which drivers a request has (several drivers / controls)
+    primary = model.edi is not None and (len(drivers) > 1 or bool(controls))
+    if primary:
+        render_in.append("primary_code")
     for c, _ in controls:
         render_in += [c, f"use_{c}"]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if str(out.parent) else "."))
@@ -266,9 +277,13 @@ def export_onnx(model, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             for c, _ in controls:
                 ctrl_args += [torch.randn(example_batch, widths[c], generator=gen).to(code),
                               torch.tensor([[1.0]] + [[0.0]] * (example_batch - 1)).to(code)]
-            render_args = (*state, *([other[-1]] * len(drivers)), *ctrl_args)
-            render = _Render(model, levels, controls).eval()
+            render_args = (*state, *([other[-1]] * len(drivers)), *([other[-1]] if primary else []), *ctrl_args)
+            render = _Render(model, levels, controls, primary).eval()
             _export_graph(render, render_args, tmp / "render.onnx", render_in, ["image"], opset)
+            for graph, names in (("encode", ["image"]), ("render", render_in)):
+                got = [i.name for i in onnx.load(str(tmp / f"{graph}.onnx"), load_external_data=False).graph.input]
+                if got != names:
+                    raise InputError(f"ONNX export: {graph}.onnx has inputs {got}, expected {names}")
             expected = {"encode": [t.float().cpu().numpy() for t in state],
                         "render": [render(*render_args).float().cpu().numpy()]}
         feeds = {"encode": {"image": example.float().cpu().numpy()},

@@ -171,6 +171,7 @@ class OnnxAnimator(nn.Module):
         self.sessions = {g: open_session(self.folder / spec["file"], providers, threads)
                          for g, spec in m["graphs"].items()}
         self.levels = len(m["pyramid"])
+        self.inputs = {i.name for i in self.sessions["render"].get_inputs()}
         self.eval()
         self._source_cache: tuple[int, int, dict[str, np.ndarray]] | None = None
 
@@ -253,6 +254,9 @@ class OnnxAnimator(nn.Module):
             if z is not None and start_code is not None:
                 z = source.code + z - start_code
             feeds[f"{d}_code"] = src_code if z is None else _numpy(z)
+        if "primary_code" in self.inputs:
+            first = next(iter(drivers.codes), None)
+            feeds["primary_code"] = src_code if first is None else feeds[f"{first}_code"]
         for c, spec in self.manifest["controls"].items():
             value = controls.get(c)
             if value is not None and drivers.codes.get(spec["replaces"]) is not None:
