@@ -1,4 +1,4 @@
-"""plugtalk ui: the request runner, the identity-shift metric, and the page in a real headless Chromium.
+"""plugtalk ui: the request runner and the page in a real headless Chromium.
 
 The browser test uses Debian's ``chromium`` + ``chromium-driver`` packages (``.ci/run`` installs them); it is
 skipped, saying why, only where they are absent.  ``PLUGTALK_UI_SCREENSHOT_DIR``: keep the screenshots there.
@@ -16,31 +16,6 @@ import numpy as np
 import pytest
 
 from plugtalk.errors import CheckpointError, InputError, NoFaceError
-from plugtalk.metrics.identity_shift import shift_from_embeddings
-
-
-# -- the metric ----------------------------------------------------------------------------------------------
-def _unit(v):
-    v = np.asarray(v, float)
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def test_identity_shift_is_zero_for_the_source_and_positive_toward_the_driver():
-    rng = np.random.default_rng(0)
-    src = _unit(rng.normal(size=(1, 8)))
-    drv = _unit(rng.normal(size=(5, 8)))
-    same_as_source = shift_from_embeddings(np.repeat(src, 5, 0), src, drv)
-    assert same_as_source.frames == 5 and abs(same_as_source.mean) < 1e-12
-    copy_of_driver = shift_from_embeddings(drv, src, drv)
-    expected = 1 - (drv @ src[0])
-    np.testing.assert_allclose(copy_of_driver.per_frame, expected)
-    assert copy_of_driver.mean > 0
-    # frames without a face (NaN rows) are left out of the mean
-    out = drv.copy()
-    out[1] = np.nan
-    r = shift_from_embeddings(out, src, drv)
-    assert r.frames == 4 and np.isnan(r.per_frame[1])
-    np.testing.assert_allclose(r.mean, np.delete(expected, 1).mean())
 
 
 # -- the request runner (no browser) ------------------------------------------------------------------------
