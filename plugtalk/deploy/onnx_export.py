@@ -277,7 +277,9 @@ def export_onnx(model, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             for c, _ in controls:
                 ctrl_args += [torch.randn(example_batch, widths[c], generator=gen).to(code),
                               torch.tensor([[1.0]] + [[0.0]] * (example_batch - 1)).to(code)]
-            render_args = (*state, *([other[-1]] * len(drivers)), *([other[-1]] if primary else []), *ctrl_args)
+            # one distinct tensor per input: the tracer would merge inputs given the same tensor object
+            codes = [other[-1] * (1 + 0.25 * i) for i in range(len(drivers) + primary)]
+            render_args = (*state, *codes, *ctrl_args)
             render = _Render(model, levels, controls, primary).eval()
             _export_graph(render, render_args, tmp / "render.onnx", render_in, ["image"], opset)
             for graph, names in (("encode", ["image"]), ("render", render_in)):
