@@ -173,7 +173,7 @@ class OnnxAnimator(nn.Module):
         self.levels = len(m["pyramid"])
         self.inputs = {i.name for i in self.sessions["render"].get_inputs()}
         self.eval()
-        self._source_cache: tuple[int, int, dict[str, np.ndarray]] | None = None
+        self._source_cache: tuple[Any, int, dict[str, np.ndarray]] | None = None
 
     @property
     def backbone(self) -> _BackboneInfo:
@@ -220,9 +220,9 @@ class OnnxAnimator(nn.Module):
 
     def _source_feeds(self, source, batch: int) -> dict[str, np.ndarray]:
         """The source's encoding as graph inputs at ``batch`` (a batch-1 source is broadcast once, cached)."""
-        key = (id(source), batch)
-        if self._source_cache is not None and self._source_cache[:2] == key:
-            return self._source_cache[2]
+        cached = self._source_cache
+        if cached is not None and cached[0] is source and cached[1] == batch:  # holds the object: no id reuse
+            return cached[2]
         enc = source.encoding
         arrays = [enc.latent, *enc.pyramid, source.code]
         names = ["latent", *(f"pyramid_{i}" for i in range(self.levels)), "code"]
@@ -234,7 +234,7 @@ class OnnxAnimator(nn.Module):
                     raise InputError(f"source batch {a.shape[0]} does not match driver batch {batch}")
                 a = np.ascontiguousarray(np.broadcast_to(a, (batch, *a.shape[1:])))
             feeds[n] = a
-        self._source_cache = (key[0], key[1], feeds)
+        self._source_cache = (source, batch, feeds)
         return feeds
 
     def render(self, source, drivers, controls: dict[str, Tensor] | None = None,
