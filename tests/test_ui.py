@@ -100,6 +100,8 @@ def browser():
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium chromium-driver; .ci/run does this)")
     from selenium.webdriver.chrome.service import Service
 
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download a browser or driver
+
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
