@@ -135,14 +135,8 @@ def bench_onnx(name: str, variant: str = "base", *, size: int = 256, threads: in
             enc = {"image": driving.numpy()}
 
             def feeds():
-                code = runtime.sessions["encode"].run(None, enc)[-1]
-                render = dict(runtime._source_feeds(o_state, 1))
-                for d in runtime.adapter.drivers:
-                    render[f"{d}_code"] = code
-                for c, spec in runtime.manifest["controls"].items():
-                    render[c] = torch.zeros(1, spec["width"]).numpy()
-                    render[f"use_{c}"] = torch.zeros(1, 1).numpy()
-                return {"encode": enc, "render": render}
+                drivers = runtime.encode_drivers({d: driving for d in fills})
+                return {"encode": enc, "render": runtime.render_feeds(o_state, drivers)}
 
             onnx_top = _onnx_top(folder, feeds, threads, provider)
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -241,6 +241,12 @@ class OnnxAnimator(nn.Module):
                start_code: Tensor | None = None) -> Tensor:
         """Render ``(B, 3, S, S)`` from an encoded source and drivers' motion codes; ``controls`` as in
         :meth:`Retrofitted.render` (EDTalk: ``mouth_coefficients``, ``pose_coefficients``, ``expression_weights``)."""
+        return torch.from_numpy(self.sessions["render"].run(None, self.render_feeds(source, drivers, controls,
+                                                                                     start_code))[0])
+
+    def render_feeds(self, source, drivers, controls: dict[str, Tensor] | None = None,
+                     start_code: Tensor | None = None) -> dict[str, np.ndarray]:
+        """The ``render.onnx`` inputs of a :meth:`render` call (see the manifest)."""
         controls = dict(controls or {})
         unknown = set(controls) - set(self.adapter.control_replaces)
         if unknown:
@@ -263,7 +269,7 @@ class OnnxAnimator(nn.Module):
                 raise InputError(f"the {spec['replaces']} driver got both frames and {c}")
             feeds[c] = np.zeros((batch, spec["width"]), np.float32) if value is None else _numpy(value)
             feeds[f"use_{c}"] = np.full((batch, 1), 0.0 if value is None else 1.0, np.float32)
-        return torch.from_numpy(self.sessions["render"].run(None, feeds)[0])
+        return feeds
 
     def forward(self, source: Tensor, driving: Tensor) -> Tensor:
         """One-call animation: ``source (B or 1, 3, S, S)`` with ``driving (B, 3, S, S)``, absolute motion."""
