@@ -1,6 +1,6 @@
 # Two commands set plugtalk up on a fresh machine (see README):
 #   make demo   -> creates .venv, installs plugtalk, animates the embedded default portrait
-#   make test   -> creates .venv, installs plugtalk[test], runs the whole test suite
+#   make test   -> creates .venv, installs plugtalk[test,onnx,ui], runs the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.plugtalk-installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,onnx,ui]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -295,8 +295,10 @@ class Runtime:
 
     @classmethod
     def of(cls, model: torch.nn.Module, **kwargs) -> "Runtime":
-        """The model's own device and dtype."""
-        p = next(model.parameters())
+        """The model's own device and dtype (a model without torch parameters, e.g. an ONNX one: CPU float32)."""
+        p = next(model.parameters(), None)
+        if p is None:
+            return cls(**kwargs)
         return cls(device=p.device, dtype=p.dtype, **kwargs)
 
     def context(self):

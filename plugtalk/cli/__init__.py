@@ -20,9 +20,11 @@ from . import bench as _bench  # noqa: E402,F401
 from . import convert as _convert  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import evaluate as _evaluate  # noqa: E402,F401
+from . import export as _export  # noqa: E402,F401
 from . import prepare as _prepare  # noqa: E402,F401
 from . import probe as _probe  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
+from . import ui as _ui  # noqa: E402,F401
 
 
 def main() -> None:

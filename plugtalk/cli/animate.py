@@ -52,6 +52,27 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _load(runtime: str, checkpoint, backbone, mode, device, threads: int):
+    """The model for ``--runtime``: torch (any weights file) or onnx (an export folder, on onnxruntime)."""
+    from ..errors import InputError
+    from ..loading import load_animator
+
+    if runtime == "torch":
+        return load_animator(checkpoint, backbone, mode=mode, device=device)
+    if runtime != "onnx":
+        raise InputError(f"unknown runtime {runtime!r}; choose torch or onnx")
+    from ..deploy.onnx_runtime import load_onnx_animator
+
+    if checkpoint is None:
+        raise InputError("--runtime onnx needs --checkpoint FOLDER (made by plugtalk export --format onnx)")
+    loaded = load_onnx_animator(checkpoint, threads=threads or None)
+    if backbone is not None and backbone != loaded.backbone:
+        raise InputError(f"{str(checkpoint)!r} holds a {loaded.backbone} model, not {backbone}")
+    if mode is not None:
+        raise InputError("--mode is fixed when a DPE model is exported (plugtalk export --mode)")
+    return loaded
+
+
 @app.command()
 def animate(
     source: Path = typer.Option(..., "--source", "-s", help="source portrait (any image: 8/16-bit, gray, RGBA)"),
@@ -102,6 +123,9 @@ def animate(
     detect_every: int = typer.Option(5, "--detect-every", min=1, help="face-detection stride for the driving crop"),
     device: str = typer.Option(default_device(), "--device", help="cpu | cuda | cuda:N"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    runtime: str = typer.Option("torch", "--runtime", help="torch | onnx (onnxruntime; --checkpoint is a folder "
+                                                            "from plugtalk export --format onnx)"),
+    threads: int = typer.Option(0, "--threads", min=0, help="onnx runtime: intra-op threads (0: all cores)"),
 ) -> None:
     """Animate a source portrait with a driving video (LIA, EDTalk, DPE; plain or retrofitted with EMI/EDI).
 
@@ -113,7 +137,7 @@ def animate(
     """
     from ..animate import animate as run_animate
     from ..io.paths import check_outputs
-    from ..loading import load_animator, load_audio_model
+    from ..loading import load_audio_model
 
     with user_errors(), warnings_to_console():
         check_outputs({"--out": out, "--side-by-side": side_by_side},
@@ -122,7 +146,7 @@ def animate(
                        "--audio-checkpoint": audio_checkpoint, "--expression-weights": expression_weights,
                        "--coefficients": coefficients, "--gaze-from": gaze_from})
         dev = parse_device(device)
-        loaded = load_animator(checkpoint, backbone, mode=mode, device=dev)
+        loaded = _load(runtime, checkpoint, backbone, mode, dev, threads)
         audio_model = audio_desc = None
         if audio is not None and "mouth_coefficients" in loaded.model.adapter.control_replaces:
             audio_model, audio_desc = load_audio_model(audio_checkpoint, dev)

