@@ -116,16 +116,19 @@ def open_weights(path: str | os.PathLike) -> WeightsFile:
     it holds; anything else is an official checkpoint).
 
     Raises:
-        CheckpointError: missing file, or a safetensors file that is neither a plugtalk retrofit nor
-            backbone file.
+        CheckpointError: missing file, a file of no weights format (text, random bytes, empty), or a
+            safetensors file that is neither a plugtalk retrofit nor backbone file.
     """
     from .checkpoint import read_metadata
-    from .weights_file import sniff_format
+    from .weights_file import NOT_WEIGHTS, sniff_format
 
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
-    if sniff_format(p) != "safetensors":
+    fmt = sniff_format(p)
+    if fmt == "unknown":
+        raise CheckpointError(f"{str(p)!r} is {NOT_WEIGHTS}")
+    if fmt != "safetensors":
         return WeightsFile(p, "official", None, {})
     meta = read_metadata(p)
     kind = meta.get("kind")

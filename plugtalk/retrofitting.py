@@ -231,8 +231,14 @@ class Retrofitted(nn.Module):
         drivers, and each driver's code already holds that frame's whole motion (mouth, pose and
         expression), so summing offsets would count each motion once per driver.
         """
-        # one frame's code is one tensor (or views of the same memory, e.g. a batch sliced per driver)
-        values = list({(z.data_ptr(), tuple(z.shape), z.stride()): z for z in codes.values()}.values())
+        # one frame's code is one tensor (or views of the same memory, e.g. a batch sliced per driver); an
+        # exporter's fake tensors have no memory (and their shapes are symbolic): there the objects decide
+        def key(z: Tensor):
+            if torch.compiler.is_compiling():
+                return id(z)
+            return z.data_ptr(), tuple(z.shape), z.stride()
+
+        values = list({key(z): z for z in codes.values()}.values())
         if not values:
             return fallback
         return values[0] if len(values) == 1 else torch.stack(values).mean(dim=0)
@@ -264,8 +270,12 @@ class Retrofitted(nn.Module):
         return losses
 
     def render(self, source: SourceState, drivers: DriverState, controls: dict[str, Any] | None = None,
-               start_code: Tensor | None = None) -> Tensor | RetrofitOutput:
-        """Render from an encoded source and encoded drivers (source batch 1 broadcasts to the drivers')."""
+               start_code: Tensor | None = None, driving_code: Tensor | None = None) -> Tensor | RetrofitOutput:
+        """Render from an encoded source and encoded drivers (source batch 1 broadcasts to the drivers').
+
+        ``driving_code`` ``(B, D)``: the code EDI's query (and L_dis) use, given explicitly (an exported graph
+        takes it as an input); default :meth:`combined_code` of the drivers' codes, shifted like them when
+        ``start_code`` is given."""
         codes = dict(drivers.codes)
         # motion codes from non-image controls (GoHD: the coefficient window's embedding)
         from_controls, controls = self.adapter.control_codes(dict(controls or {}), self.taps)
@@ -277,6 +287,8 @@ class Retrofitted(nn.Module):
         if start_code is not None:  # relative motion: the mean commutes with the shift
             codes = {d: z_s + z - start_code for d, z in codes.items()}
             z_d = z_s + z_d - start_code
+        if driving_code is not None:
+            z_d = driving_code
         codes.update(from_controls)
         losses: dict[str, Tensor] = {}
         if self.emi is not None and self.training and codes:

@@ -15,8 +15,8 @@ The model folder holds two graphs with a dynamic batch axis ``batch`` and a mani
     source's own motion), and per control of the model (EDTalk: ``mouth_coefficients (B, 20)``,
     ``pose_coefficients (B, 6)``, ``expression_weights (B, 10)``) the value and ``use_{control} (B, 1)``:
     1 replaces that driver's coefficients by the value, 0 ignores it; for a model with EDI and several
-    drivers or controls (EDTalk) also ``primary_code (B, D)``: the code EDI is conditioned on, that of the
-    request's first driver (as :meth:`Retrofitted.render` picks it), else the source's  ->  ``image (B, 3, S, S)``,
+    drivers or controls (EDTalk) also ``primary_code (B, D)``: the code EDI is conditioned on, the mean code
+    of the request's distinct driving frames (:meth:`Retrofitted.combined_code`), else the source's  ->  ``image (B, 3, S, S)``,
     roughly in [-1, 1].  :meth:`Retrofitted.render`.
 
 Per-frame animation is ``render(source encoding, encode(driving).code)``.  The cut is at the motion code
@@ -121,18 +121,17 @@ class _Render(nn.Module):
         latent, pyramid, code = inputs[0], tuple(inputs[1:1 + n]), inputs[1 + n]
         codes = dict(zip(drivers, inputs[2 + n:2 + n + len(drivers)]))
         rest = inputs[2 + n + len(drivers):]
-        if self.primary:
-            # Retrofitted.render conditions EDI on its first driver's code; put the given one first (the
-            # adapters read their drivers by name and ignore other keys)
-            codes = {"primary": rest[0], **codes}
-            rest = rest[1:]
+        driving_code = None
+        if self.primary:  # the code EDI is conditioned on (Retrofitted.combined_code of the request's drivers)
+            driving_code, rest = rest[0], rest[1:]
         handles = []
         for i, (control, driver) in enumerate(self.controls):
             value, use = rest[2 * i], rest[2 * i + 1]
             hook = (lambda mod, args, out, v=value, u=use: u * v + (1 - u) * out)
             handles.append(self.model.taps.point(f"{driver}.alpha").register_forward_hook(hook))
         try:
-            image = self.model.render(SourceState(None, Encoding(latent, pyramid), code), DriverState({}, codes, {}))
+            image = self.model.render(SourceState(None, Encoding(latent, pyramid), code), DriverState({}, codes, {}),
+                                      driving_code=driving_code)
         finally:
             for h in handles:
                 h.remove()

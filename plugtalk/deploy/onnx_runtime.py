@@ -260,9 +260,13 @@ class OnnxAnimator(nn.Module):
             if z is not None and start_code is not None:
                 z = source.code + z - start_code
             feeds[f"{d}_code"] = src_code if z is None else _numpy(z)
-        if "primary_code" in self.inputs:
-            first = next(iter(drivers.codes), None)
-            feeds["primary_code"] = src_code if first is None else feeds[f"{first}_code"]
+        if "primary_code" in self.inputs:  # the code EDI is conditioned on, as Retrofitted.render forms it
+            from ..retrofitting import Retrofitted
+
+            primary = Retrofitted.combined_code(drivers.codes, None) if drivers.codes else None
+            if primary is not None and start_code is not None:
+                primary = source.code + primary - start_code
+            feeds["primary_code"] = src_code if primary is None else _numpy(primary)
         for c, spec in self.manifest["controls"].items():
             value = controls.get(c)
             if value is not None and drivers.codes.get(spec["replaces"]) is not None:
