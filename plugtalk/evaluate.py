@@ -349,7 +349,7 @@ def write_identity_shift_plot(result: dict, path: str | os.PathLike) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .io.atomic import atomic_path
+    from .io.atomic import save_figure
 
     pf = result.get("per_frame", {})
     if "identity_shift" not in pf:
@@ -373,10 +373,4 @@ def write_identity_shift_plot(result: dict, path: str | os.PathLike) -> Path:
     ax2.legend(loc="lower right", fontsize=7)
     fig.text(0.01, 0.005, f"CSIM encoder: {result.get('csim_encoder', '?')}", fontsize=6, color="gray")
     fig.tight_layout()
-    p = Path(path)
-    try:
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    return p
+    return save_figure(fig, path, dpi=100)

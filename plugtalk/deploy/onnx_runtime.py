@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
+from ..loading import LoadedAnimator
 from . import MANIFEST, require_onnx
 
 __all__ = ["OnnxAnimator", "LoadedOnnxAnimator", "load_onnx_animator", "open_session", "default_providers",
@@ -281,16 +282,8 @@ class OnnxAnimator(nn.Module):
 
 
 @dataclasses.dataclass
-class LoadedOnnxAnimator:
-    """Like :class:`~plugtalk.loading.LoadedAnimator`, for an ONNX export folder."""
-
-    model: OnnxAnimator
-    source: str
-    random_weights: bool = False
-
-    @property
-    def backbone(self) -> str:
-        return self.model.backbone.name
+class LoadedOnnxAnimator(LoadedAnimator):
+    """:class:`~plugtalk.loading.LoadedAnimator` for an ONNX export folder (``model``: an :class:`OnnxAnimator`)."""
 
     @property
     def variant(self) -> str:

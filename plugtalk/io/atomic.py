@@ -19,7 +19,7 @@ from typing import Iterator
 
 from ..errors import InputError
 
-__all__ = ["atomic_path", "check_output_path", "sigterm_as_exit"]
+__all__ = ["atomic_path", "check_output_path", "sigterm_as_exit", "save_figure"]
 
 
 def _file_mode() -> int:
@@ -107,3 +107,16 @@ def _atomic_temp(dest: Path, suffix: str | None) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it (also on an error).  -> the path."""
+    import matplotlib.pyplot as plt
+
+    p = Path(path)
+    try:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return p

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, save_figure
 from ..io.jsonfile import write_json as write_strict_json
 from .results import ProbeResult
 
@@ -172,13 +172,7 @@ def write_chart(result: ProbeResult, path: str | os.PathLike) -> Path:
     axes[0, 0].set_yticks(y, labels, fontsize=8)
     axes[0, 0].invert_yaxis()
     fig.tight_layout()
-    p = Path(path)
-    try:
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    return p
+    return save_figure(fig, path, dpi=110)
 
 
 def write_report(result: ProbeResult, out_dir: str | os.PathLike) -> dict[str, Path]:
