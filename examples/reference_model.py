@@ -93,7 +93,10 @@ def train_run(config: str, run: Path, data: Path, steps: int, checkpoint: Path |
 
 def train(args) -> None:
     runs, data = args.runs, shared_data() / "faces" / "train"
-    b0 = train_run("b0.yaml", runs / "b0", data, args.b0_steps)
+    if args.b0_init is not None:  # B0 continues an earlier model (trained on training identities only)
+        (runs / "b0").mkdir(parents=True, exist_ok=True)
+        write_json(runs / "b0" / "lineage.json", {"init": str(args.b0_init), "init_steps": args.b0_init_steps})
+    b0 = train_run("b0.yaml", runs / "b0", data, args.b0_steps, checkpoint=args.b0_init)
     b0_disc = last_checkpoint(runs / "b0") / "discriminator.safetensors"
     plan = {"baseline": [("baseline.yaml", "baseline", args.steps)],
             "emi": [("emi.yaml", "emi", args.steps)],
@@ -361,6 +364,67 @@ def budget_lines(runs: Path) -> list[str]:
     return lines
 
 
+# -- learning curve --------------------------------------------------------------------------------------
+def curve_fit(points: list[tuple[int, float]]) -> dict:
+    """Least-squares line ``delta = a + b * log10(steps)`` through ``(steps, delta)`` points; where it crosses 0.
+
+    Returns ``{"slope_per_decade": b, "intercept": a, "zero_at_steps": s or None}`` (``None`` when the line
+    does not rise, so no budget can be read from it).  An extrapolation, and said to be one where it is used.
+    """
+    xs = [math.log10(s) for s, _ in points]
+    ys = [d for _, d in points]
+    if len(points) < 2 or len(set(xs)) < 2:
+        raise ValueError("curve_fit: need points at two or more different step counts")
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    a = my - b * mx
+    return {"slope_per_decade": b, "intercept": a, "zero_at_steps": 10 ** (-a / b) if b > 0 else None}
+
+
+def curve(args) -> None:
+    """Self-reenactment against copy-source along B0's kept checkpoints: the learning curve from which the card
+    estimates the budget a model would need to beat copying the source frame.  Reported only: no checkpoint,
+    variant or setting is chosen from it."""
+    import reference_protocol as P
+
+    b0, root = args.runs / "b0", args.runs / "eval"
+    root.mkdir(parents=True, exist_ok=True)
+    lineage = json.loads((b0 / "lineage.json").read_text()) if (b0 / "lineage.json").is_file() else {}
+    offset = int(lineage.get("init_steps", 0))
+    ckpts = sorted((b0 / "checkpoints").glob("step-*")) if (b0 / "checkpoints").is_dir() else []
+    if len(ckpts) < 2:
+        sys.exit(f"curve: need two or more checkpoints under {b0 / 'checkpoints'} (found {len(ckpts)})")
+    models = {c.name: c / "model.safetensors" for c in ckpts}
+    own = P.spread(P.self_pairs(shared_data()), args.max_self)
+    rows = P.evaluate_pairs(own, models, frames=args.frames, self_frames=args.self_frames, jobs=args.jobs,
+                            cache=root / "curve_rows.jsonl", log=lambda m: print(m, flush=True))
+    out = [f"Learning curve of B0 (self-reenactment, {len(own)} test clips, {args.self_frames} frames each; model "
+           "minus copy-source with 95 % pair-bootstrap intervals). Steps count from scratch"
+           + (f" ({offset} before this run, in {lineage.get('init')})" if offset else "") + ".", "",
+           "| B0 checkpoint | total steps | PSNR | SSIM | ΔPSNR vs copy-source | ΔSSIM vs copy-source |",
+           "|---|---|---|---|---|---|"]
+    points, table_rows = {"psnr": [], "ssim": []}, []
+    for name in models:
+        steps = offset + int(name.split("-")[1])
+        d = {m: _delta(name, "copy-source", rows, m, 1) for m in ("psnr", "ssim")}
+        cells = [_cell(_values(rows, name, m), len(own)) for m in ("psnr", "ssim")]
+        out.append(f"| {name} | {steps} | {cells[0]} | {cells[1]} | {_delta_cell(d['psnr'], len(own))} | "
+                   f"{_delta_cell(d['ssim'], len(own))} |")
+        for m in points:
+            points[m].append((steps, d[m]["estimate"]))
+        table_rows.append({"checkpoint": name, "steps": steps, "delta": d})
+    fits = {m: curve_fit(p) for m, p in points.items()}
+    out.append("")
+    for m, f in fits.items():
+        where = (f"crosses 0 near {f['zero_at_steps']:.3g} steps (an extrapolation of a log-linear fit)"
+                 if f["zero_at_steps"] is not None else "does not rise, so it gives no budget estimate")
+        out.append(f"Δ{m.upper()} ≈ {f['intercept']:+.3f} {f['slope_per_decade']:+.3f}·log10(steps): {where}.")
+    text = "\n".join(out) + "\n"
+    print(text)
+    (root / "curve.md").write_text(text)
+    write_json(root / "curve.json", {"rows": table_rows, "fits": fits, "lineage": lineage})
+
+
 # -- probe and export ------------------------------------------------------------------------------------
 def probe(args) -> None:
     """``plugtalk probe`` on B0: over the training identities (this chose EMI/EDI's identity level, see
@@ -386,27 +450,42 @@ def probe(args) -> None:
     (args.runs / "eval" / "probe.txt").write_text(text)
 
 
-def export(args) -> None:
-    """Store one variant's weights in fp16 as the package's embedded default model."""
+def store_fp16(src: Path, dest: Path, variant: str) -> None:
+    """One trained variant's weights, in float16, with the reference model's note in its metadata."""
     from plugtalk.checkpoint import load_safetensors, save_safetensors
-    from plugtalk.pretrained import DEFAULT_MODEL_FILE
 
-    tensors, meta = load_safetensors(args.runs / args.variant / "model.safetensors")
+    tensors, meta = load_safetensors(src)
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {k: v for k, v in meta.items() if k != "format"}
-    meta["reference_model"] = {"variant": args.variant, "protocol": "examples/reference_model.py",
+    meta["reference_model"] = {"variant": variant, "protocol": "examples/reference_model.py",
                                "stored_dtype": "float16"}
-    dest = Path(__file__).resolve().parents[1] / "plugtalk" / "assets" / DEFAULT_MODEL_FILE
     save_safetensors(half, dest, meta)
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB, {sum(t.numel() for t in half.values()) / 1e6:.2f} M "
           f"values, float16)")
 
 
+def export(args) -> None:
+    """Store one variant's weights in fp16 as the package's embedded default model, and the baseline beside it
+    (``plugtalk demo`` sets the two side by side in compare.mp4)."""
+    from plugtalk.pretrained import BASELINE_MODEL_FILE, DEFAULT_MODEL_FILE
+
+    assets = Path(__file__).resolve().parents[1] / "plugtalk" / "assets"
+    store_fp16(args.runs / args.variant / "model.safetensors", assets / DEFAULT_MODEL_FILE, args.variant)
+    baseline = args.runs / "baseline" / "model.safetensors"
+    if args.variant != "baseline" and baseline.is_file():
+        store_fp16(baseline, assets / BASELINE_MODEL_FILE, "baseline")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=("train", "evaluate", "probe", "table", "export"))
+    ap.add_argument("command", choices=("train", "evaluate", "probe", "table", "export", "curve"))
     ap.add_argument("--runs", type=Path, default=Path("runs/reference"), help="where runs and results go")
     ap.add_argument("--b0-steps", type=int, default=15000, help="steps of the from-scratch baseline B0")
+    ap.add_argument("--b0-init", type=Path, default=None,
+                    help="train: start B0 from these weights instead of from scratch (only weights trained on "
+                         "training identities; their EMI/EDI, if any, are not loaded by the baseline stage)")
+    ap.add_argument("--b0-init-steps", type=int, default=0,
+                    help="train: optimizer steps already behind --b0-init (the learning curve's x axis)")
     ap.add_argument("--steps", type=int, default=2000, help="steps of each variant after B0 (the shared budget)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--frames", type=int, default=10,
@@ -426,7 +505,8 @@ def main() -> None:
         args.jobs = reference_protocol.default_jobs()
     if not shutil.which("plugtalk") and not Path(sys.executable).with_name("plugtalk").exists():
         sys.exit("the plugtalk command is not installed (pip install -e .)")
-    {"train": train, "evaluate": evaluate, "probe": probe, "table": table, "export": export}[args.command](args)
+    {"train": train, "evaluate": evaluate, "probe": probe, "table": table, "export": export,
+     "curve": curve}[args.command](args)
 
 
 if __name__ == "__main__":

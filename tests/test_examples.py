@@ -169,3 +169,38 @@ def test_reference_protocol_copy_source_shortcut_equals_scoring_every_frame(shar
     quick = P.score_copy_source_cross(scorer, "s", src, src_face, drv_faces)
     assert quick == pytest.approx(full, abs=1e-9)
     assert quick["identity_shift"] == 0.0 and rm is not None
+
+
+def test_reference_model_curve_fit_reads_a_budget_only_from_a_rising_curve():
+    rm = _reference_model_module()
+    fit = rm.curve_fit([(1000, -2.0), (10000, -1.0), (100000, 0.0)])
+    assert fit["slope_per_decade"] == pytest.approx(1.0) and fit["zero_at_steps"] == pytest.approx(1e5)
+    assert rm.curve_fit([(1000, -1.0), (4000, -1.2)])["zero_at_steps"] is None   # falling: no estimate
+    with pytest.raises(ValueError):
+        rm.curve_fit([(1000, -1.0)])
+
+
+@pytest.mark.slow
+def test_reference_model_curve_scores_every_kept_checkpoint(tmp_path, shared_data):
+    """`curve` on two stand-in B0 checkpoints (the shipped model twice), 1 self pair, 2 frames: a row per
+    checkpoint at lineage + step, model minus copy-source with an interval, and the fit."""
+    import json
+    import shutil
+
+    from plugtalk.pretrained import default_model_path
+
+    b0 = tmp_path / "b0"
+    for step in (500, 1000):
+        (b0 / "checkpoints" / f"step-{step:08d}").mkdir(parents=True)
+        shutil.copy(default_model_path(), b0 / "checkpoints" / f"step-{step:08d}" / "model.safetensors")
+    (b0 / "lineage.json").write_text(json.dumps({"init": "earlier.safetensors", "init_steps": 16000}))
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "reference_model.py"), "curve", "--runs",
+                          str(tmp_path), "--max-self", "1", "--self-frames", "2", "--jobs", "1"],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads((tmp_path / "eval" / "curve.json").read_text())
+    assert [r["steps"] for r in out["rows"]] == [16500, 17000]
+    d0, d1 = (r["delta"]["psnr"] for r in out["rows"])
+    assert d0["n"] == 1 and d0["estimate"] == pytest.approx(d1["estimate"])  # the same weights score the same
+    assert out["fits"]["psnr"]["slope_per_decade"] == pytest.approx(0.0, abs=1e-9)
+    assert "| step-00001000 | 17000 |" in (tmp_path / "eval" / "curve.md").read_text()
