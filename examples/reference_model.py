@@ -10,6 +10,8 @@ produced by this script, not typed:
     python examples/reference_model.py probe      # plugtalk probe on the trained baseline B0
     python examples/reference_model.py table      # the tables again from eval/pairs.json
     python examples/reference_model.py export     # fp16 weights of one variant -> the package's default model
+    python examples/reference_model.py curve      # B0's kept checkpoints vs copy-source -> eval/curve.md
+    python examples/reference_model.py card       # the probe, results and curve outputs -> docs/model_card.md
 
 Data: ``faces/train`` of the shared folder (v2: 34 identities) for training; ``faces/test`` (9 held-out
 identities) and ``stills/`` for evaluation; nothing is tuned on them.  Every step is resumable: a finished
@@ -476,9 +478,36 @@ def export(args) -> None:
         store_fp16(baseline, assets / BASELINE_MODEL_FILE, "baseline")
 
 
+#: The model card's generated blocks: ``<!-- generated:NAME -->`` ... ``<!-- /generated:NAME -->`` in the card is
+#: replaced by eval/FILE (the prose around the blocks is written by people; the numbers never are).
+CARD = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"
+CARD_BLOCKS = {"probe": "probe.txt", "results": "results.md", "curve": "curve.md"}
+
+
+def card(args) -> None:
+    """Put the latest probe, results and learning-curve outputs into docs/model_card.md's generated blocks."""
+    from plugtalk.io.atomic import atomic_path
+
+    text = CARD.read_text()
+    for name, file in CARD_BLOCKS.items():
+        begin, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
+        if begin not in text or end not in text:
+            continue
+        source = args.runs / "eval" / file
+        if not source.is_file():
+            sys.exit(f"card: {source} is missing (run the step that writes it first)")
+        body = source.read_text().rstrip("\n") + "\n"
+        if file.endswith(".txt"):
+            body = "```\n" + body + "```\n"
+        text = text[: text.index(begin) + len(begin)] + "\n" + body + text[text.index(end):]
+        print(f"model card: {name} <- {source}")
+    with atomic_path(CARD) as tmp:
+        Path(tmp).write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=("train", "evaluate", "probe", "table", "export", "curve"))
+    ap.add_argument("command", choices=("train", "evaluate", "probe", "table", "export", "curve", "card"))
     ap.add_argument("--runs", type=Path, default=Path("runs/reference"), help="where runs and results go")
     ap.add_argument("--b0-steps", type=int, default=15000, help="steps of the from-scratch baseline B0")
     ap.add_argument("--b0-init", type=Path, default=None,
@@ -506,7 +535,7 @@ def main() -> None:
     if not shutil.which("plugtalk") and not Path(sys.executable).with_name("plugtalk").exists():
         sys.exit("the plugtalk command is not installed (pip install -e .)")
     {"train": train, "evaluate": evaluate, "probe": probe, "table": table, "export": export,
-     "curve": curve}[args.command](args)
+     "curve": curve, "card": card}[args.command](args)
 
 
 if __name__ == "__main__":

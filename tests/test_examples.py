@@ -204,3 +204,23 @@ def test_reference_model_curve_scores_every_kept_checkpoint(tmp_path, shared_dat
     assert d0["n"] == 1 and d0["estimate"] == pytest.approx(d1["estimate"])  # the same weights score the same
     assert out["fits"]["psnr"]["slope_per_decade"] == pytest.approx(0.0, abs=1e-9)
     assert "| step-00001000 | 17000 |" in (tmp_path / "eval" / "curve.md").read_text()
+
+
+def test_reference_model_card_replaces_only_the_generated_blocks(tmp_path, monkeypatch):
+    import types
+
+    rm = _reference_model_module()
+    card = tmp_path / "card.md"
+    card.write_text("# Card\nprose stays\n<!-- generated:results -->\nold numbers\n<!-- /generated:results -->\n"
+                    "more prose\n<!-- generated:probe -->\n<!-- /generated:probe -->\n")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.md").write_text("| a | b |\n")
+    (tmp_path / "eval" / "probe.txt").write_text("pyramid.2 +0.1\n")
+    monkeypatch.setattr(rm, "CARD", card)
+    rm.card(types.SimpleNamespace(runs=tmp_path))
+    assert card.read_text() == ("# Card\nprose stays\n<!-- generated:results -->\n| a | b |\n<!-- /generated:results -->\n"
+                                "more prose\n<!-- generated:probe -->\n```\npyramid.2 +0.1\n```\n<!-- /generated:probe -->\n")
+    (tmp_path / "eval" / "results.md").unlink()
+    with pytest.raises(SystemExit, match="results.md is missing"):
+        rm.card(types.SimpleNamespace(runs=tmp_path))
+    assert "| a | b |" in card.read_text()  # a failed run leaves the card as it was
