@@ -142,6 +142,21 @@ def test_cache_budget_switches_to_seeking_and_evicts(small_clips):
     assert 1 <= len(lru._cache) < len(clips)  # older clips were evicted
 
 
+def test_cache_budget_counts_frames_at_the_training_size(small_clips):
+    """The cache keeps frames resized to ``size``, so the budget is judged at that size: a folder too big to
+    cache at 256 px fits at 64 px (the v2 train split: 2.3 GB at 256 px, 0.15 GB at 64 px), and cached frames
+    equal the seeked ones."""
+    clips = list_clips(small_clips)
+    full = sum(c.nbytes for c in clips)
+    assert ClipStore(clips, cache_bytes=full // 2).frame_access == "seek"
+    small = ClipStore(clips, size=64, cache_bytes=full // 2)
+    assert small.frame_access == "cache" and sum(small.stored_bytes(c) for c in clips) * 16 == full
+    seek = ClipStore(clips, size=64, frame_access="seek")
+    for i in range(len(clips)):
+        np.testing.assert_array_equal(small.frames(i, [0, 2]), seek.frames(i, [0, 2]))
+    assert all(f.shape[1:] == (64, 64, 3) for f in small._cache.values())  # stored at the training size
+
+
 def test_shared_splits_are_whole_identities_and_match_the_manifest():
     """Properties of the shared face set, whatever its version or size: the files on disk are exactly the
     MANIFEST's, every file sits in its split under its identity, and no identity is in two splits."""

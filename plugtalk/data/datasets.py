@@ -146,7 +146,7 @@ class ClipStore:
         self.clips = list(clips)
         self.size = size
         self.cache_bytes = int(cache_bytes)
-        total = sum(c.nbytes for c in self.clips)
+        total = sum(self.stored_bytes(c) for c in self.clips)
         self.frame_access = frame_access if frame_access != "auto" else ("cache" if total <= cache_bytes else "seek")
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cached_bytes = 0
@@ -154,6 +154,12 @@ class ClipStore:
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def stored_bytes(self, clip: Clip) -> int:
+        """Memory the cache needs for ``clip``: its frames are kept at ``size`` (resized once, when decoded)."""
+        if self.size is None:
+            return clip.nbytes
+        return clip.num_frames * self.size * self.size * _FRAME_BYTES_GUESS
 
     def _resize(self, frames: np.ndarray) -> np.ndarray:
         if self.size is None or frames.shape[1:3] == (self.size, self.size):
@@ -170,7 +176,7 @@ class ClipStore:
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        frames = self._decode_all(self.clips[i])
+        frames = self._resize(self._decode_all(self.clips[i]))
         self._cache[i] = frames
         self._cached_bytes += frames.nbytes
         while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
