@@ -21,7 +21,8 @@ run is skipped, an interrupted one continues from its last checkpoint; scored pa
 Protocol v2 (pairs and frames: examples/reference_protocol.py; written down in docs/model_card.md):
 * B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``); then, from B0 and with the same
   number of optimizer steps each: ``baseline`` (B0 trained on), ``emi`` (FixTalk stage 1: backbone + EMI),
-  ``edi`` (stage 2: EDI only, backbone frozen), ``both`` (stage 1 for half the steps, then stage 2);
+  ``edi`` (baseline for half the steps, then stage 2: EDI only, backbone frozen), ``both`` (stage 1 for half
+  the steps, then stage 2) -- a 2x2 design: +EDI differs from its partner only in how the second half is spent;
 * cross-reenactment: every still and the first frame of every test clip, driven by every test clip of
   another identity (``--frames`` frames evenly spaced over the driver's first 100), absolute motion ->
   CSIM to the source (dlib's ResNet, a substitute for ArcFace), identity shift toward the driver
@@ -102,7 +103,9 @@ def train(args) -> None:
     b0_disc = last_checkpoint(runs / "b0") / "discriminator.safetensors"
     plan = {"baseline": [("baseline.yaml", "baseline", args.steps)],
             "emi": [("emi.yaml", "emi", args.steps)],
-            "edi": [("edi.yaml", "edi", args.steps)],
+            # a 2x2 design: EDI's variants spend half the budget as their partner without EDI does (baseline /
+            # stage 1), then half in stage 2 (EDI only), so +EDI is not also "no backbone fine-tuning" (v1's confound)
+            "edi": [("baseline.yaml", "edi-stage1", args.steps // 2), ("edi.yaml", "edi", args.steps // 2)],
             "both": [("emi.yaml", "both-stage1", args.steps // 2), ("both_stage2.yaml", "both", args.steps // 2)]}
     for variant in args.variants:
         checkpoint, disc = b0, b0_disc
@@ -359,7 +362,7 @@ def train_budget(run: Path) -> dict | None:
 
 def budget_lines(runs: Path) -> list[str]:
     lines = ["| run | steps | images seen | training time (sum over logged steps) |", "|---|---|---|---|"]
-    for run in ("b0", "baseline", "emi", "edi", "both-stage1", "both"):
+    for run in ("b0", "baseline", "emi", "edi-stage1", "edi", "both-stage1", "both"):
         b = train_budget(runs / run)
         if b is not None:
             lines.append(f"| {run} | {b['steps']} | {b['images']} | {b['seconds'] / 3600:.2f} h |")
