@@ -325,3 +325,13 @@ def test_sigterm_during_animate_leaves_no_partial_file(files, tmp_path):
             proc.kill()
     assert rc == 128 + signal.SIGTERM, proc.stdout.read().decode()[-2000:]
     assert not partials(out.parent) and not out.exists()
+
+
+def test_python_dash_m_plugtalk_cli_is_the_plugtalk_command():
+    """``python -m plugtalk.cli`` works where the console script is not on PATH, and errors the same way."""
+    res = subprocess.run([sys.executable, "-m", "plugtalk.cli", "train", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and "--resume" in res.stdout
+    bad = subprocess.run([sys.executable, "-m", "plugtalk.cli", "no-such-command"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "no-such-command" in bad.stderr

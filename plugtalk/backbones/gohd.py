@@ -29,7 +29,7 @@ from ..errors import InputError
 from ..layers import MotionDictionary, StyledConv, linear_stack
 from .base import Backbone, BackboneConfig, Encoding, check_image
 from .encoder import PyramidEncoder
-from .keymaps import _styled_conv, encoder_keys, linear_stack_keys, synthesis_keys
+from .keymaps import styled_conv_keys, encoder_keys, linear_stack_keys, synthesis_keys
 from .official import OfficialKeyMap
 from .reenactment import Reenactment
 from .synthesis import FlowSynthesis, SynthesisOutput
@@ -306,7 +306,7 @@ class GoHD(Backbone):
         for j in range(config.sft_levels):
             o, p = f"dec.sft.{j}.", f"generator.sft.{j}."
             for branch in ("scale", "shift"):
-                _styled_conv(m, f"{o}{branch}1.", f"{p}{branch}_style.", upsample=False)
+                styled_conv_keys(m, f"{o}{branch}1.", f"{p}{branch}_style.", upsample=False)
                 m.rename[f"{o}{branch}2.weight"] = f"{p}{branch}_conv.weight"
                 m.rename[f"{o}{branch}2.bias"] = f"{p}{branch}_conv.bias"
         return m

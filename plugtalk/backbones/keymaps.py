@@ -9,7 +9,7 @@ from ..layers import fir_kernel
 from .base import BackboneConfig
 from .official import OfficialKeyMap
 
-__all__ = ["encoder_keys", "synthesis_keys", "linear_stack_keys"]
+__all__ = ["encoder_keys", "synthesis_keys", "linear_stack_keys", "styled_conv_keys"]
 
 _UNUSED_NOISE = "noise-injection weight: the official decoders never pass noise, so it has no effect"
 _UNUSED_RGB1 = "4x4 RGB head: computed by no official forward pass"
@@ -35,7 +35,9 @@ def encoder_keys(config: BackboneConfig, official: str, ours: str) -> OfficialKe
     return m
 
 
-def _styled_conv(m: OfficialKeyMap, o: str, p: str, upsample: bool) -> None:
+def styled_conv_keys(m: OfficialKeyMap, o: str, p: str, upsample: bool) -> None:
+    """Map one official StyleGAN2 styled convolution (prefix ``o``) onto plugtalk's (prefix ``p``): weight,
+    modulation and activation bias (LIA's and GoHD's generators share this block)."""
     m.rename[o + "conv.weight"] = p + "conv.weight"
     m.rename[o + "conv.modulation.weight"] = p + "conv.modulation.weight"
     m.rename[o + "conv.modulation.bias"] = p + "conv.modulation.bias"
@@ -51,13 +53,13 @@ def synthesis_keys(config: BackboneConfig, official: str, ours: str, expression:
     m = OfficialKeyMap()
     up = fir_kernel(gain=4)
     m.rename[f"{official}input.input"] = f"{ours}const"
-    _styled_conv(m, f"{official}conv1.", f"{ours}conv_in.", upsample=False)
+    styled_conv_keys(m, f"{official}conv1.", f"{ours}conv_in.", upsample=False)
     for k in ("bias", "conv.0.weight", "conv.1.bias"):
         m.drop[f"{official}to_rgb1.{k}"] = _UNUSED_RGB1
     for i, _ in enumerate(config.pyramid_resolutions):
         p = f"{ours}levels.{i}."
-        _styled_conv(m, f"{official}convs.{2 * i}.", p + "up.", upsample=True)
-        _styled_conv(m, f"{official}convs.{2 * i + 1}.", p + "conv.", upsample=False)
+        styled_conv_keys(m, f"{official}convs.{2 * i}.", p + "up.", upsample=True)
+        styled_conv_keys(m, f"{official}convs.{2 * i + 1}.", p + "conv.", upsample=False)
         o = f"{official}to_rgbs.{i}."
         m.rename[o + "conv.0.weight"] = p + "rgb.conv.weight"
         m.rename[o + "conv.1.bias"] = p + "rgb.act.bias"
