@@ -440,7 +440,7 @@ def probe(args) -> None:
         if not (out / "report.json").exists():
             plugtalk("probe", "--backbone", "lia", "--checkpoint", args.runs / "b0" / "model.safetensors",
                      "--pairs", shared_data() / "faces" / split, "-n", str(args.pairs * (2 if split == "train" else 1)),
-                     "--out", out)
+                     "--directions", "to-source", "--metrics", "csim", "--out", out)  # what the table reads
         report = json.loads((out / "report.json").read_text())
         lines.append(f"probe over faces/{split}: identity transfer (cross-reenactment, driving value into the source "
                      "branch; CSIM change toward the driver), mean ± std over pairs")
