@@ -94,6 +94,29 @@ def train_run(config: str, run: Path, data: Path, steps: int, checkpoint: Path |
     return final
 
 
+def reuse_first_half(source: Path, step: int, run: Path) -> bool:
+    """Make ``run`` the ``step``-step prefix of ``source`` when ``source`` has that checkpoint.
+
+    +EDI's first half is baseline's first half: the same config and seed on the same data give the same
+    weights bit for bit (the two runs' logged losses agree to the last digit), so training it twice
+    would only spend CPU.  Returns False (train it then) when the checkpoint is not there.
+    """
+    if (run / "model.safetensors").is_file():
+        return True
+    ck = source / "checkpoints" / f"step-{step:08d}"
+    if not ck.is_dir():
+        return False
+    run.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ck, run / "checkpoints" / ck.name, dirs_exist_ok=True)
+    shutil.copy(source / "config.yaml", run / "config.yaml")
+    records = [r for r in (source / "metrics.jsonl").read_text().splitlines() if json.loads(r)["step"] <= step]
+    (run / "metrics.jsonl").write_text("\n".join(records) + "\n")
+    write_json(run / "reused.json", {"from": str(ck), "note": "the first half of baseline (same config and seed)"})
+    shutil.copy(ck / "model.safetensors", run / "model.safetensors")  # last: marks the run finished
+    print(f"{run.name}: reused {ck}", flush=True)
+    return True
+
+
 def train(args) -> None:
     runs, data = args.runs, shared_data() / "faces" / "train"
     if args.b0_init is not None:  # B0 continues an earlier model (trained on training identities only)
@@ -109,6 +132,8 @@ def train(args) -> None:
             "both": [("emi.yaml", "both-stage1", args.steps // 2), ("both_stage2.yaml", "both", args.steps // 2)]}
     for variant in args.variants:
         checkpoint, disc = b0, b0_disc
+        if variant == "edi":
+            reuse_first_half(runs / "baseline", args.steps // 2, runs / "edi-stage1")
         for config, name, steps in plan[variant]:
             checkpoint = train_run(config, runs / name, data, steps, checkpoint, disc)
             disc = last_checkpoint(runs / name) / "discriminator.safetensors"
@@ -364,7 +389,9 @@ def budget_lines(runs: Path) -> list[str]:
     lines = ["| run | steps | images seen | training time (sum over logged steps) |", "|---|---|---|---|"]
     for run in ("b0", "baseline", "emi", "edi-stage1", "edi", "both-stage1", "both"):
         b = train_budget(runs / run)
-        if b is not None:
+        if b is not None and (runs / run / "reused.json").is_file():
+            lines.append(f"| {run} | {b['steps']} | {b['images']} | (baseline's first {b['steps']} steps, reused) |")
+        elif b is not None:
             lines.append(f"| {run} | {b['steps']} | {b['images']} | {b['seconds'] / 3600:.2f} h |")
     return lines
 

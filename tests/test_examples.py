@@ -224,3 +224,29 @@ def test_reference_model_card_replaces_only_the_generated_blocks(tmp_path, monke
     with pytest.raises(SystemExit, match="results.md is missing"):
         rm.card(types.SimpleNamespace(runs=tmp_path))
     assert "| a | b |" in card.read_text()  # a failed run leaves the card as it was
+
+
+def test_reference_model_edi_reuses_baselines_first_half(tmp_path):
+    """+EDI's first half is baseline's checkpoint at half the budget (copied, with the log up to that step);
+    without that checkpoint nothing is made, so the run is trained instead."""
+    import json
+
+    rm = _reference_model_module()
+    base = tmp_path / "baseline"
+    for step in (500, 1000, 1500):
+        ck = base / "checkpoints" / f"step-{step:08d}"
+        ck.mkdir(parents=True)
+        (ck / "model.safetensors").write_bytes(f"weights {step}".encode())
+        (ck / "discriminator.safetensors").write_bytes(f"disc {step}".encode())
+    (base / "config.yaml").write_text("data: {batch_size: 8}\nlog: {every: 50}\n")
+    (base / "metrics.jsonl").write_text("\n".join(json.dumps({"step": s, "speed/images_per_s": 8.0})
+                                                  for s in range(50, 1501, 50)) + "\n")
+    assert not rm.reuse_first_half(base, 2000, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    run = tmp_path / "edi-stage1"
+    assert rm.reuse_first_half(base, 1000, run)
+    assert (run / "model.safetensors").read_bytes() == b"weights 1000"
+    assert rm.last_checkpoint(run).name == "step-00001000"
+    assert (rm.last_checkpoint(run) / "discriminator.safetensors").read_bytes() == b"disc 1000"
+    assert rm.train_budget(run)["steps"] == 1000
+    assert "| edi-stage1 | 1000 | 8000 | (baseline's first 1000 steps, reused) |" in rm.budget_lines(tmp_path)
