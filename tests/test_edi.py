@@ -459,18 +459,20 @@ def test_cuda_matches_cpu():
         torch.testing.assert_close(got.losses[k].cpu(), ref.losses[k], rtol=1e-4, atol=1e-5)
 
 
-def test_the_embedded_default_model_keeps_its_old_edi_behaviour():
-    """plugtalk-small-fixtalk was trained before the addressing options: fixed tau, full-size restore."""
-    from importlib import resources
-
-    from plugtalk import load_retrofitted
+def test_a_file_written_before_the_addressing_options_keeps_its_old_edi_behaviour():
+    """A saved config without ``addressing`` (files of v1, e.g. the default model shipped before protocol v2)
+    loads with LEGACY_OPTIONS: fixed tau, Eq. 6's recall while training, full-size restore."""
+    from plugtalk.edi import LEGACY_OPTIONS
     from plugtalk.layers import CrossAttentionBlock
 
-    path = resources.files("plugtalk") / "assets" / "plugtalk-small-fixtalk.safetensors"
-    edi = load_retrofitted(str(path)).edi
-    c = edi.config
+    new_keys = {"addressing", "train_recall", "align_stop_gradient", "dmem_scale", "memory_init", "fusion_grid",
+                "fusion_dim", "min_temperature"}
+    old_values = {k: v for k, v in tiny_config(temperature=0.1).to_dict().items() if k not in new_keys}
+    c = EDI.config_from(old_values)
     assert (c.addressing, c.train_recall, c.align_stop_gradient, c.dmem_scale, c.fusion_grid) == (
         "fixed", "driving", False, "paper", 0)
+    assert all(getattr(c, k) == v for k, v in LEGACY_OPTIONS.items())
+    edi = EDI(c).eval()
     assert isinstance(edi.fusion, CrossAttentionBlock)
     src, _, z_s, z_d = make_inputs(c, batch=2)
     with torch.no_grad():
@@ -479,6 +481,7 @@ def test_the_embedded_default_model_keeps_its_old_edi_behaviour():
         address = memory_logits(query, edi.memory_ms, c.temperature).softmax(-1)
     torch.testing.assert_close(out.token, address @ edi.memory_d)
     assert out.restored.shape == src.shape
+    assert EDI.config_from(tiny_config().to_dict()).addressing == "learned"   # new files keep their options
 
 
 def test_data_memory_init_puts_the_first_batch_tokens_in_the_slots_once():
