@@ -20,7 +20,8 @@ run is skipped, an interrupted one continues from its last checkpoint; scored pa
 ``eval/rows.jsonl``.
 
 Protocol v2 (pairs and frames: examples/reference_protocol.py; written down in docs/model_card.md):
-* B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``); then, from B0 and with the same
+* B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``), or continuing an earlier model trained
+  on training identities only (``--b0-init``; the v2 run continued the v1 default); then, from B0 and with the same
   number of optimizer steps each: ``baseline`` (B0 trained on), ``emi`` (FixTalk stage 1: backbone + EMI),
   ``edi`` (baseline for half the steps, then stage 2: EDI only, backbone frozen), ``both`` (stage 1 for half
   the steps, then stage 2) -- a 2x2 design: +EDI differs from its partner only in how the second half is spent;
