@@ -182,9 +182,10 @@ def test_page_in_headless_chromium_animates_the_demo_pair_and_shows_errors(brows
         "return v && v.readyState >= 1 && isFinite(v.duration) ? v.duration : 0;"), 90, "the result video")
     assert duration > 0
     assert "model:" in _status(browser, By) and "error" not in _status(browser, By)
-    # the retrofitted default model: EMI/EDI off vs on, both with an identity shift
+    # the plain default model beside the shipped +EMI+EDI comparison model, both with an identity shift
     assert browser.execute_script("return !!document.querySelector('#emi-edi-off video')")
     assert "identity shift" in _status(browser, By)
+    assert "plugtalk-small-compare" in _status(browser, By)  # the "on" side is the shipped comparison model
     browser.execute_script("document.querySelector('#result').scrollIntoView()")
     browser.save_screenshot(str(shots / "ui-result.png"))
     assert (shots / "ui-result.png").stat().st_size > 0

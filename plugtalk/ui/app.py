@@ -2,7 +2,8 @@
 pair), pick a model, animate through the same :func:`~plugtalk.animate.animate` as the CLI.
 
 For a model retrofitted with EMI/EDI the page can also render the same pair with the modules off (the
-plain backbone) and show both with their identity shift toward the driver
+plain backbone); for the plain embedded default it renders the shipped comparison model (+EMI+EDI) beside
+it. Both are shown with their identity shift toward the driver
 (:func:`~plugtalk.metrics.identity_shift.identity_shift`).
 
 :func:`run_request` is the page's work without Gradio (tested directly); :func:`build_app` wires it to the
@@ -82,6 +83,20 @@ class ModelCache:
                                              device=self.device)
                 self._key = key
             return self._loaded
+
+    def companion(self):
+        """The shipped comparison model (:func:`plugtalk.pretrained.compare_model_path`: the other side of the
+        reference ablation), loaded once; ``None`` when this installation has none."""
+        from ..loading import load_animator
+        from ..pretrained import compare_model_path
+
+        path = compare_model_path()
+        if path is None:
+            return None
+        with self._lock:
+            if getattr(self, "_companion", None) is None:
+                self._companion = load_animator(path, device=self.device)
+            return self._companion
 
 
 def demo_pair(workdir: Path) -> tuple[Path, Path]:
@@ -169,8 +184,9 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
                 on_progress: Callable[[int, int | None, str], None] | None = None) -> RunOutput:
     """Animate one request of the page (see the module docstring).
 
-    ``compare``: for a model with EMI and/or EDI also render the pair with the plain backbone and report each
-    one's identity shift toward the driver.
+    ``compare``: for a model with EMI and/or EDI also render the pair with the plain backbone, and for the plain
+    embedded default with the shipped comparison model (+EMI+EDI, when installed); report each one's identity
+    shift toward the driver.
 
     Raises:
         PlugtalkError (InputError, NoFaceError, CheckpointError, ...): with the CLI's messages.
@@ -201,7 +217,12 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
                   expression=videos["expression"], audio=sound, audio_model=audio_model, relative=relative,
                   smooth=int(smooth), paste=paste, max_frames=int(frames) if frames else None)
     retrofitted = model.emi is not None or model.edi is not None
-    stages = 2 if (compare and retrofitted) else 1
+    # the other side of the comparison: this model's plain backbone, or, for the plain embedded default, the
+    # shipped comparison model (the reference experiment's +EMI+EDI)
+    companion = None
+    if compare and not retrofitted and not (checkpoint or "").strip() and not loaded.random_weights:
+        companion = cache.companion()
+    stages = 2 if (compare and (retrofitted or companion is not None)) else 1
 
     def progress(stage: int, label: str):
         if on_progress is None:
@@ -218,12 +239,20 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
              + f"; {result.timings.get('total', 0):.1f} s"]
     lines += [f"**note:** {w}" for w in result.warnings]
     out = RunOutput(result.path, result.side_by_side, report="")
-    if compare and not retrofitted:
+    if compare and not retrofitted and companion is None:
         lines.append("**EMI/EDI off vs on:** this model has no EMI/EDI (a plain backbone): nothing to compare.")
     elif compare:
-        plain = retrofit(model.backbone, emi=None, edi=None, **model.adapter.options()).eval()
-        off = animate(plain, prepared, run_dir / "emi_edi_off.mp4", on_progress=progress(1, "EMI/EDI off"), **common)
-        out.off_video, out.on_video = off.path, result.path
+        if companion is None:
+            plain = retrofit(model.backbone, emi=None, edi=None, **model.adapter.options()).eval()
+            off = animate(plain, prepared, run_dir / "emi_edi_off.mp4", on_progress=progress(1, "EMI/EDI off"),
+                          **common)
+            on, off_name, on_name = result, f"plain {loaded.backbone}", loaded.variant
+        else:
+            on = animate(companion.model, prepared, run_dir / "emi_edi_on.mp4",
+                         on_progress=progress(1, "EMI/EDI on"), **common)
+            off, off_name = result, f"{loaded.variant}, the embedded default"
+            on_name = f"{companion.variant}, {Path(companion.source).name}"
+        out.off_video, out.on_video = off.path, on.path
         key = next((k for k in ("driving", "expression", "pose", "mouth") if videos[k] is not None), None)
         if key is None:
             lines.append("**identity shift:** n/a (no driving video)")
@@ -236,13 +265,13 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
                                       read_frames(videos[key], max_frames=result.frames, fps=result.fps)])
             try:
                 meter = _ShiftMeter(prepared.crop, driving_crops)
-                off_text, on_text = meter.text(off.path), meter.text(result.path)
+                off_text, on_text = meter.text(off.path), meter.text(on.path)
             except PlugtalkError as e:
                 off_text = on_text = f"n/a ({e})"
             lines += ["**identity shift toward the driver** = CSIM(output, driver) - CSIM(source, driver), "
                       "per-frame mean (0: no leak; higher: the output looks more like the driver):",
-                      f"- EMI/EDI **off** (plain {loaded.backbone}): {off_text}",
-                      f"- EMI/EDI **on** ({loaded.variant}): {on_text}"]
+                      f"- EMI/EDI **off** ({off_name}): {off_text}",
+                      f"- EMI/EDI **on** ({on_name}): {on_text}"]
     out.report = "\n\n".join(lines)
     return out
 
@@ -306,7 +335,8 @@ def build_app(cfg: UIConfig | None = None):
                 paste = gr.Checkbox(False, label="paste the face back into the full source image")
                 frames = gr.Slider(1, cfg.max_frames, value=min(60, cfg.max_frames), step=1, label="frames (at most)",
                                    elem_id="frames")
-                compare = gr.Checkbox(True, label="retrofitted model: also render with EMI/EDI off and compare")
+                compare = gr.Checkbox(True, label="compare EMI/EDI off vs on (a retrofitted model vs its plain backbone; "
+                                                   "the plain default vs the shipped +EMI+EDI model)")
         with gr.Group(visible=False) as edtalk_group:
             gr.Markdown("EDTalk: separate drivers (each replaces the driving video for its bank)")
             with gr.Row():
