@@ -103,6 +103,14 @@ def write_official_checkpoint(manifest: dict, module: str, path: Path, container
     return path
 
 
+def official_generator(backbone: str, directory: Path, filename: str, container: str = "gen"
+                       ) -> tuple[dict[str, torch.Tensor], Path]:
+    """The backbone's recorded reference outputs and its generator fixture written as an official checkpoint
+    (``{container: state_dict}`` in ``directory / filename``)."""
+    manifest, ref = load_manifest(backbone), load_reference(backbone)
+    return ref, write_official_checkpoint(manifest, "generator", directory / filename, container)
+
+
 SUMMARY_PARTS = ("mean", "crop", "full", "crop_center")
 
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 import plugtalk.backbones as B
-from parity_support import (ParityReport, float32_run, float64_run, load_manifest, load_reference, summarize,
-                            write_official_checkpoint)
+from parity_support import ParityReport, float32_run, float64_run, official_generator, summarize
 
 pytestmark = pytest.mark.parity
 
@@ -17,9 +16,7 @@ STAGES = {"exp": ("expression", [("mlp_pose", "dec_pose", "expression")]),
 
 @pytest.fixture(scope="module")
 def dpe_setup(tmp_path_factory):
-    manifest, ref = load_manifest("dpe"), load_reference("dpe")
-    path = write_official_checkpoint(manifest, "generator", tmp_path_factory.mktemp("dpe") / "dpe.pt", "gen")
-    return ref, path
+    return official_generator("dpe", tmp_path_factory.mktemp("dpe"), "dpe.pt")
 
 
 @pytest.fixture(scope="module")

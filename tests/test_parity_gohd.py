@@ -11,8 +11,7 @@ import pytest
 import torch
 
 import plugtalk.backbones as B
-from parity_support import (ParityReport, float32_run, float64_run, load_manifest, load_reference, summarize,
-                            write_official_checkpoint)
+from parity_support import ParityReport, float32_run, float64_run, load_manifest, official_generator, summarize
 
 pytestmark = pytest.mark.parity
 
@@ -24,10 +23,8 @@ IMAGE_KEYS = {"": "outputs.image", "t25.": "outputs.image_t25", "gaze.": "output
 
 @pytest.fixture(scope="module")
 def gohd_setup(tmp_path_factory):
-    manifest, ref = load_manifest("gohd"), load_reference("gohd")
-    path = write_official_checkpoint(manifest, "generator", tmp_path_factory.mktemp("gohd") / "FaceAnimator_GoHD.pt",
-                                     "gen_pose")
-    return manifest, ref, path
+    ref, path = official_generator("gohd", tmp_path_factory.mktemp("gohd"), "FaceAnimator_GoHD.pt", "gen_pose")
+    return load_manifest("gohd"), ref, path
 
 
 def summarize_sft(prefix: str, m: torch.Tensor, store: dict[str, torch.Tensor]) -> None:

@@ -7,17 +7,14 @@ import pytest
 import torch
 
 import plugtalk.backbones as B
-from parity_support import (ParityReport, float32_run, float64_run, load_manifest, load_reference, summarize,
-                            write_official_checkpoint)
+from parity_support import ParityReport, float32_run, float64_run, official_generator, summarize
 
 pytestmark = pytest.mark.parity
 
 
 @pytest.fixture(scope="module")
 def lia_setup(tmp_path_factory):
-    manifest, ref = load_manifest("lia"), load_reference("lia")
-    path = write_official_checkpoint(manifest, "generator", tmp_path_factory.mktemp("lia") / "vox.pt", "gen")
-    return ref, path
+    return official_generator("lia", tmp_path_factory.mktemp("lia"), "vox.pt")
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,7 @@ class ModelCache:
         self.device = device
         self._key: tuple | None = None
         self._loaded = None
+        self._companion = None
         self._lock = threading.Lock()
 
     def get(self, checkpoint: str | None, backbone: str | None):
@@ -94,7 +95,7 @@ class ModelCache:
         if path is None:
             return None
         with self._lock:
-            if getattr(self, "_companion", None) is None:
+            if self._companion is None:
                 self._companion = load_animator(path, device=self.device)
             return self._companion
 
