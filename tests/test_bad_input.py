@@ -154,6 +154,58 @@ def test_prepare_refuses_an_output_folder_that_holds_its_sources(work):
     assert digest(vids / "p1__c1.mp4") == before and sorted(p.name for p in vids.iterdir()) == ["p1__c1.mp4"]
 
 
+@pytest.mark.parametrize("ident, expected", [
+    ("../../victim", "path separator"),        # issue 19: this --id replaced the source video with its crop
+    ("../escape", "path separator"),           # ... and this one wrote outside --out
+    ("a\\b", "path separator"),
+    ("..", "is not a name"),
+    ("", "is not a name"),
+    ("bad\x07id", "control character"),
+    ("x" * 300, "file name too long"),
+])
+def test_prepare_id_must_be_one_path_component(work, ident, expected):
+    (work / "victim__clip.mp4").write_bytes((work / "clip.mp4").read_bytes())
+    before = {p.name: digest(p) for p in work.iterdir() if p.is_file()}
+    refused(*cli("prepare", work / "victim__clip.mp4", "--out", work / "sub" / "prepv", "--id", ident,
+                 "--no-progress"), expected)
+    assert {p.name: digest(p) for p in work.iterdir() if p.is_file()} == before
+    assert not (work / "sub").exists() and not (work.parent / "escape__clip.mp4").exists()
+
+
+def test_prepare_video_never_writes_onto_its_source_or_outside_out(work):
+    """The API guards every clip path itself: inside ``out_dir`` and none of the inputs (nor their wav)."""
+    from plugtalk.data.prepare import prepare_video, prepare_videos
+    from plugtalk.errors import InputError
+
+    src = work / "p1__c1.mp4"
+    src.write_bytes((work / "clip.mp4").read_bytes())
+    before = digest(src)
+    with pytest.raises(InputError, match="would replace the input"):
+        prepare_video(src, work)                        # p1__c1 -> work/p1__c1.mp4 is the source itself
+    with pytest.raises(InputError, match="would replace the input"):
+        prepare_video(work / "clip.mp4", work / "out", protect=[work / "out" / "clip__clip.mp4"])
+    with pytest.raises(InputError, match="path separator"):
+        prepare_videos([src], work / "out", identity="../p1")
+    assert digest(src) == before and not (work / "out").exists()
+
+
+def test_path_guards():
+    from plugtalk.errors import InputError
+    from plugtalk.io.paths import check_inside, check_path_component
+
+    assert check_path_component("M003_angry-3", "--id") == "M003_angry-3"
+    for bad in ("a/b", "/abs", "..", ".", "nul\x00", "tab\t", "x" * 256):
+        with pytest.raises(InputError):
+            check_path_component(bad, "--id")
+    with pytest.raises(InputError, match="file name too long"):
+        check_path_component("x" * 250, "--id", reserve=10)
+    root = Path("/tmp/plugtalk-guard")
+    assert check_inside(root / "a.mp4", root, "--out") == root / "a.mp4"
+    for bad in (root / ".." / "a.mp4", root.parent / "a.mp4", Path("/etc/passwd")):
+        with pytest.raises(InputError, match="outside"):
+            check_inside(bad, root, "--out")
+
+
 # -- tracebacks that become one line ----------------------------------------------------------------
 def test_convert_unknown_backbone(work):
     refused(*cli("convert", "-b", "foo", work / "Audio2Lip.pt", work / "o.safetensors"), "unknown backbone 'foo'")

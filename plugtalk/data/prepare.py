@@ -35,6 +35,7 @@ from ..errors import InputError, NoFaceError
 from ..face.crop import CropBox, FaceTrack, clip_crop_box, crop_and_resize, split_face_track
 from ..face.detect import FaceBox, follow_face
 from ..io.jsonfile import write_json
+from ..io.paths import TEMP_NAME_EXTRA, check_inside, check_path_component, same_file
 from ..io.audio import load_audio, save_wav
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter
 
@@ -137,6 +138,21 @@ def _names(source: Path, identity: str | None) -> tuple[str, str]:
     return (identity or ident), clip
 
 
+def _check_identity(identity: str | None) -> None:
+    if identity is not None:
+        check_path_component(identity, "--id", reserve=len("__") + len(".mp4") + TEMP_NAME_EXTRA)
+
+
+def _clip_path(out: Path, name: str, protect: Sequence[Path]) -> Path:
+    """``out/<name>.mp4``, checked: one path component, inside ``out``, and none of the inputs (nor their wav)."""
+    check_path_component(name, "clip name", reserve=len(".mp4") + TEMP_NAME_EXTRA)
+    path = check_inside(out / f"{name}.mp4", out, "--out")
+    for p in protect:
+        if same_file(path, p) or same_file(path.with_suffix(".wav"), p):
+            raise InputError(f"the clip {str(path)!r} would replace the input {str(p)!r}; refused")
+    return path
+
+
 def _parts(tracks: Sequence[FaceTrack], min_frames: int, max_frames: int) -> list[FaceTrack]:
     parts = []
     for t in tracks:
@@ -173,25 +189,35 @@ def _audio_slice(audio: np.ndarray, start: int, end: int, fps: float) -> np.ndar
 
 def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, settings: PrepareSettings = PrepareSettings(),
                   *, identity: str | None = None,
-                  on_frames: Callable[[str, int, int | None], None] | None = None) -> list[PreparedClip]:
+                  on_frames: Callable[[str, int, int | None], None] | None = None,
+                  protect: Sequence[str | os.PathLike] = ()) -> list[PreparedClip]:
     """Crop one raw video into face clips (see the module docstring).
 
     Args:
         source: a video file.
         out_dir: existing output folder.
-        identity: identity prefix of the clip names (default: the source's ``id__`` prefix or its stem).
+        identity: identity prefix of the clip names (default: the source's ``id__`` prefix or its stem); one
+            file-name component (no separator, ``..`` or control character).
         on_frames: progress callback ``(stage, frames_done, frames_total_or_None)``.
+        protect: further input files no clip may replace (``source`` is always protected).
 
     Returns:
         The written clips (possibly several per source).
 
     Raises:
-        InputError: unreadable / corrupt / empty video.
+        InputError: unreadable / corrupt / empty video; an ``identity`` that is not one path component, or a
+            clip path that would leave ``out_dir``, exceed the file-name limit or replace an input (checked
+            before anything is read).
         NoFaceError: no face detected, or no face track at least ``min_seconds`` long.
     """
     settings.check()
+    _check_identity(identity)
     src = Path(source)
     out = Path(out_dir)
+    guard = [src, *map(Path, protect)]
+    ident, clip = _names(src, identity)
+    for name in (f"{ident}__{clip}", f"{ident}__{clip}_00"):  # refuse a bad name before any decoding
+        _clip_path(out, name, guard)
     reader = VideoReader(src, fps=settings.fps)
     total = reader.frame_count
     tick = on_frames or (lambda stage, done, tot: None)
@@ -231,7 +257,6 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
 
     # pass 2: crop and write, one writer open at a time
     audio = _audio_for(src, reader)
-    ident, clip = _names(src, identity)
     written: list[PreparedClip] = []
     k = 0
     writer: VideoWriter | None = None
@@ -246,7 +271,7 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
             if writer is None:
                 name = f"{ident}__{clip}" + (f"_{k:02d}" if len(parts) > 1 else "")
                 seg = None if audio is None else _audio_slice(audio, part.start, part.end, settings.fps)
-                writer = VideoWriter(out / f"{name}.mp4", fps=settings.fps, crf=settings.crf, audio=seg,
+                writer = VideoWriter(_clip_path(out, name, guard), fps=settings.fps, crf=settings.crf, audio=seg,
                                      sample_rate=AUDIO_RATE if seg is not None else None).open()
             writer.write(crop_and_resize(frame, crop_boxes[k], settings.size))
             if i + 1 == part.end:
@@ -292,6 +317,7 @@ def prepare_videos(sources: Iterable[str | os.PathLike], out_dir: str | os.PathL
         InputError: a source path does not exist, no video was given, or none gave a clip.
     """
     settings.check()
+    _check_identity(identity)
     videos = find_videos(sources)
     if not videos:
         raise InputError("no video files given (folders are scanned for " + ", ".join(VIDEO_SUFFIXES) + ")")
@@ -318,7 +344,7 @@ def prepare_videos(sources: Iterable[str | os.PathLike], out_dir: str | os.PathL
                     prog.update(_task, description=f"{stage:6s} {_name}", completed=done, total=total)
 
             try:
-                made = prepare_video(v, out, settings, identity=identity, on_frames=tick)
+                made = prepare_video(v, out, settings, identity=identity, on_frames=tick, protect=videos)
             except InputError as e:  # includes NoFaceError
                 skipped.append((v, str(e)))
                 warnings.warn(f"skipped {v.name}: {e}", SkippedVideoWarning, stacklevel=2)

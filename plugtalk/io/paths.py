@@ -14,7 +14,15 @@ from typing import Iterable, Iterator, Mapping, Union
 
 from ..errors import InputError
 
-__all__ = ["same_file", "check_outputs", "require_suffix", "check_folder_holds_no_inputs", "removing_new_folders"]
+__all__ = ["same_file", "check_outputs", "require_suffix", "check_folder_holds_no_inputs", "removing_new_folders",
+           "check_path_component", "check_inside", "NAME_MAX_BYTES",
+           "TEMP_NAME_EXTRA"]
+
+#: The longest file name (one path component, in UTF-8 bytes) that common file systems take (ext4, XFS, tmpfs).
+NAME_MAX_BYTES = 255
+#: Bytes :func:`plugtalk.io.atomic.atomic_path` adds to a file name for its temporary sibling
+#: (``.<name>.partial-XXXXXXXX<suffix>``), which must fit the limit too.
+TEMP_NAME_EXTRA = 32
 
 PathLike = Union[str, os.PathLike]
 Paths = Union[PathLike, Iterable[PathLike], None]
@@ -73,6 +81,51 @@ def require_suffix(path: PathLike | None, suffixes: tuple[str, ...], option: str
         return
     if Path(path).suffix.lower() not in suffixes:
         raise InputError(f"{option} {str(path)!r}: the name must end in {' or '.join(suffixes)}")
+
+
+def check_path_component(name: str, option: str, *, reserve: int = 0) -> str:
+    """Refuse a name built from user text that is not exactly one path component.
+
+    Args:
+        name: the user's text (e.g. ``prepare --id``), used inside a file name.
+        option: how the user gave it (``"--id"``), for the message.
+        reserve: bytes the caller will add around ``name`` in the final file name (suffixes, separators).
+
+    Returns:
+        ``name`` unchanged.
+
+    Raises:
+        InputError: an empty name, ``.`` or ``..``, a path separator (``/``, ``\\``), a control character
+            (including NUL), or a name whose final file name would exceed :data:`NAME_MAX_BYTES` bytes.
+    """
+    if not name or name in (".", ".."):
+        raise InputError(f"{option} {name!r} is not a name: give one file-name component (letters, digits, '-', '_')")
+    bad = [c for c in name if c in "/\\" or c == os.sep or (os.altsep and c == os.altsep)]
+    if bad:
+        raise InputError(f"{option} {name!r} contains a path separator {bad[0]!r}: it must be one file-name "
+                         "component, not a path")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InputError(f"{option} {name!r} contains a control character: it must be a plain file-name component")
+    if len(name.encode("utf-8", "surrogateescape")) + reserve > NAME_MAX_BYTES:
+        raise InputError(f"{option} {name[:40]!r}...: file name too long (the file names built from it would exceed "
+                         f"{NAME_MAX_BYTES} bytes)")
+    return name
+
+
+def check_inside(path: PathLike, folder: PathLike, option: str) -> Path:
+    """Refuse an output ``path`` that does not lie inside ``folder`` once both are resolved.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        InputError: ``path`` escapes ``folder`` (``..``, an absolute part, or a symlink out of it).
+    """
+    p, f = Path(path), Path(folder)
+    rp, rf = p.resolve(), f.resolve()
+    if rp.parent != rf and rf not in rp.parents:
+        raise InputError(f"{option}: the output {str(p)!r} would be written outside {str(f)!r}; refused")
+    return p
 
 
 def check_folder_holds_no_inputs(folder: PathLike, option: str, inputs: Iterable[PathLike], what: str) -> None:
