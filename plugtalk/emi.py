@@ -14,6 +14,12 @@ feature pyramid instead (``inputs="paper"``, the default):
   which replaces the backbone's plain motion input (the latent that LIA/DPE feed their motion MLP,
   EDTalk its latent-navigation heads).
 
+**Level set.**  FixTalk names five encoder levels, ``f_1:5`` with ``f_4`` the 512 x 32 x 32 identity map,
+besides the latent.  plugtalk's pyramids hold every level from 8 x 8 to the image size (six at 256 px),
+and ``level_set="all"`` (the default) reads them all; ``level_set="f1:5"`` reads exactly FixTalk's five,
+counted fine to coarse from ``f_4`` (three finer levels, one coarser): at 256 px 256, 128, 64, [32], 16
+px - the 8 x 8 level is not read.  :attr:`EMIConfig.read_levels` lists the levels read.
+
 Training adds the disentanglement loss ``L_dis = max(0, cos(z_s, z_d) - xi)`` (Eq. 4) between the
 codes of the source and driving frames.
 
@@ -58,11 +64,15 @@ from .errors import InputError
 from .features import FeatureSpec
 from .layers import CrossAttentionBlock, SoftmaxWeightedSum
 
-__all__ = ["EMIConfig", "EMI", "EMICodes", "INPUTS", "disentangle_loss", "distill_loss"]
+__all__ = ["EMIConfig", "EMI", "EMICodes", "INPUTS", "LEVEL_SETS", "disentangle_loss", "distill_loss"]
 
 _OWNER = "EMI"
 #: Weighted-sum wirings: FixTalk's (``"paper"``) and the pre-issue-11 ablation (``"leaky"``).
 INPUTS = ("paper", "leaky")
+#: Which pyramid levels EMI reads: every level (``"all"``) or FixTalk's five, ``f_1:5`` (``"f1:5"``).
+LEVEL_SETS = ("all", "f1:5")
+#: ``"f1:5"``: levels finer (f_1 .. f_3) and coarser (f_5) than the identity level f_4.
+F15_FINER, F15_COARSER = 3, 1
 
 
 @dataclasses.dataclass
@@ -97,6 +107,14 @@ class EMIConfig(ConfigDict):
         extractor_grid: the identity map is average-pooled to at most this many tokens a side before
             ``P`` (``None``: every position is a token, 1024 at 32 x 32).  Ours, for cost: the token
             projection over 32 x 32 x 512 was most of EMI's time; 16 keeps a 16 x 16 layout (256 tokens).
+        level_set: which pyramid levels EMI reads (``"paper"`` wiring only).  ``"all"`` (default): every
+            level - the identity level through ``P``, every other one pooled into the weighted sum (at
+            256 px also the 8 x 8 level, which FixTalk's ``f_1:5`` does not name).  ``"f1:5"``: exactly
+            FixTalk's five levels ``f_1:5`` (Sec. 3.1, 4.1; suppl. 2.7), counted fine to coarse with
+            ``f_4`` the identity level: the three finer levels ``f_1 .. f_3`` and the next coarser ``f_5``
+            are pooled, ``f_4`` goes through ``P``, every other level is not read (at 256 px: reads
+            256, 128, 64, [32], 16 and not 8).  Needs three finer and one coarser level around the
+            identity level (ValueError otherwise).
     """
 
     pyramid_channels: tuple[int, ...] = (512, 512, 512, 256, 128, 64)
@@ -114,6 +132,7 @@ class EMIConfig(ConfigDict):
     dropout: float = 0.0
     xi: float = 0.0
     extractor_grid: int | None = 16
+    level_set: str = "all"
 
     def __post_init__(self) -> None:
         self.pyramid_channels = tuple(int(c) for c in self.pyramid_channels)
@@ -144,6 +163,16 @@ class EMIConfig(ConfigDict):
             raise ValueError(f"EMIConfig: bridge_gate must lie in [0, 1], got {self.bridge_gate}")
         if self.bridge_gate and not self.has_bridge:
             raise ValueError("EMIConfig: bridge_gate needs inputs='paper' and a latent (latent_dim = dim)")
+        if self.level_set not in LEVEL_SETS:
+            raise ValueError(f"EMIConfig: level_set must be one of {LEVEL_SETS}, got {self.level_set!r}")
+        if self.level_set == "f1:5":
+            k, n = self.identity_level, len(self.pyramid_channels)
+            if self.inputs != "paper":
+                raise ValueError("EMIConfig: level_set 'f1:5' is FixTalk's wiring and needs inputs='paper'")
+            if k < F15_COARSER or k + F15_FINER >= n:
+                raise ValueError(f"EMIConfig: level_set 'f1:5' reads the identity level (f_4, index {k}), the "
+                                 f"{F15_FINER} finer levels (f_1..f_3) and the next coarser one (f_5); this pyramid "
+                                 f"has {n - 1 - k} finer and {k} coarser level(s) (levels coarse to fine)")
         if self.extractor_grid is not None and self.extractor_grid < 1:
             raise ValueError(f"EMIConfig: extractor_grid must be positive or None, got {self.extractor_grid}")
         if self.width % 4 or self.width % self.num_heads:
@@ -159,10 +188,18 @@ class EMIConfig(ConfigDict):
         return self.inputs == "paper" and self.latent_dim is not None
 
     @property
+    def read_levels(self) -> tuple[int, ...]:
+        """Pyramid levels (indices, coarse to fine) EMI reads at all: every level, or for ``"f1:5"``
+        ``f_5, f_4, f_3, f_2, f_1`` (the identity level, one coarser and three finer)."""
+        n, k = len(self.pyramid_channels), self.identity_level
+        if self.level_set == "f1:5":
+            return tuple(range(k - F15_COARSER, k + F15_FINER + 1))
+        return tuple(range(n))
+
+    @property
     def summed_levels(self) -> tuple[int, ...]:
-        """Pyramid levels pooled into the weighted sum (``"paper"``: all but the identity level)."""
-        n = len(self.pyramid_channels)
-        return tuple(i for i in range(n) if self.inputs == "leaky" or i != self.identity_level)
+        """Pyramid levels pooled into the weighted sum (``"paper"``: the read levels but the identity level)."""
+        return tuple(i for i in self.read_levels if self.inputs == "leaky" or i != self.identity_level)
 
     @property
     def num_inputs(self) -> int:
@@ -351,7 +388,8 @@ class EMI(ConfigurableModule):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"inputs={c.inputs!r}, bridge_gate={self.bridge_gate:g}, extractor_grid={c.extractor_grid}"
+        return (f"inputs={c.inputs!r}, level_set={c.level_set!r}, bridge_gate={self.bridge_gate:g}, "
+                f"extractor_grid={c.extractor_grid}")
 
     # -- forward --------------------------------------------------------------------------------------
     def extract(self, identity_map: Tensor) -> Tensor:

@@ -428,3 +428,44 @@ def test_cuda_matches_cpu():
         got = emi.to("cuda")([p.cuda() for p in pyramid], latent.cuda())
     assert got.device.type == "cuda"
     torch.testing.assert_close(got.cpu(), ref, rtol=1e-4, atol=1e-4)
+
+
+# -- level set: which pyramid levels EMI reads ------------------------------------------------------------------
+def _levels_read(emi: EMI, spec: FeatureSpec) -> list[int]:
+    """Resolutions (px) of the levels whose values reach the motion code (non-zero gradient)."""
+    pyramid = [torch.randn(1, lv.channels, lv.height, lv.width, requires_grad=True) for lv in spec.levels]
+    emi.codes(pyramid).free.square().sum().backward()
+    return sorted((lv.height for lv, f in zip(spec.levels, pyramid) if f.grad is not None and f.grad.abs().sum() > 0),
+                  reverse=True)
+
+
+@pytest.mark.parametrize("size, identity_level, level_set, read", [
+    (256, None, "all", [256, 128, 64, 32, 16, 8]),
+    (256, None, "f1:5", [256, 128, 64, 32, 16]),        # FixTalk's f_1:5: the 8 x 8 level is not read
+    (512, None, "all", [512, 256, 128, 64, 32, 16, 8]),
+    (512, None, "f1:5", [512, 256, 128, 64, 32]),       # identity level scaled with the size: 64 x 64
+    (512, 2, "f1:5", [256, 128, 64, 32, 16]),           # f_4 = 512 x 32 x 32 as the paper states it
+])
+def test_level_set_decides_which_levels_emi_reads(size, identity_level, level_set, read):
+    from plugtalk import backbones
+    from plugtalk.adapters import adapter_for
+
+    torch.manual_seed(0)
+    backbone = backbones.create("edtalk", size=size, channel_base=1024, channel_max=16, style_dim=64)
+    spec = adapter_for(backbone, identity_level=identity_level).feature_spec
+    emi = EMI.from_spec(spec, level_set=level_set, width=16, num_heads=2, num_queries=2)
+    assert _levels_read(emi, spec) == read
+    assert sorted((spec.levels[i].height for i in emi.config.read_levels), reverse=True) == read
+    assert spec.levels[emi.config.identity_level].height in read
+    assert len(emi.layer_names()) == len(read)  # the pooled levels + P
+
+
+def test_level_set_f15_needs_the_five_levels_and_the_paper_wiring():
+    with pytest.raises(ValueError, match="3 finer levels"):  # 64 px: identity level 8 x 8 is the coarsest
+        EMIConfig(pyramid_channels=(8, 8, 8, 8), identity_level=0, level_set="f1:5", dim=8, latent_dim=None,
+                  width=8, num_heads=2)
+    with pytest.raises(ValueError, match="inputs='paper'"):
+        EMIConfig(inputs="leaky", level_set="f1:5")
+    with pytest.raises(ValueError, match="level_set must be one of"):
+        EMIConfig(level_set="f1:6")
+    assert EMIConfig().level_set == "all" and EMIConfig().read_levels == tuple(range(6))
