@@ -26,9 +26,9 @@ def weights(module):
 
 
 # -- config ----------------------------------------------------------------------------------------------
-def test_packaged_configs_load_with_the_papers_setting():
+def test_packaged_configs_load_with_the_recommended_setting():
     names = packaged_configs()
-    assert {"fixtalk-edtalk256", "small-cpu"} <= set(names)
+    assert {"fixtalk-edtalk256", "fixtalk-edtalk-paper", "small-cpu"} <= set(names)
     paper = load_config("fixtalk-edtalk256")
     assert (paper.model.backbone, paper.data.batch_size, paper.optim.lr) == ("edtalk", 16, 2e-4)
     assert all(getattr(paper.loss, k) == 1.0 for k in ("rec", "per", "adv", "dis", "dmem", "align"))
@@ -92,6 +92,32 @@ def test_perceptual_loss_from_a_user_vgg19_file(tmp_path):
     torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError, match="VGG19"):
         PerceptualLoss(tmp_path / "bad.pth")
+
+
+def test_squared_l2_perceptual_loss_is_fixtalk_eq2(tmp_path):
+    """distance='squared_l2': sum over relu1_1..relu5_1 of mean (phi(x) - phi(y))^2 (Eq. 2), not LIA's L1."""
+    from torchvision.models import vgg19
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg19(weights=None).features[:30].state_dict().items()}
+    save_file(state, str(tmp_path / "vgg19.safetensors"))
+    eq2 = PerceptualLoss(tmp_path / "vgg19.safetensors", layer_weights=(1.0,) * 5, scales=(1.0,),
+                         distance="squared_l2")
+    lia = PerceptualLoss(tmp_path / "vgg19.safetensors", layer_weights=(1.0,) * 5, scales=(1.0,))
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        fx, fy = eq2.vgg(x), eq2.vgg(y)
+        by_hand = sum(((a - b) ** 2).mean() for a, b in zip(fx, fy))
+        l1 = sum((a - b).abs().mean() for a, b in zip(fx, fy))
+        assert eq2(x, y).item() == pytest.approx(by_hand.item(), rel=1e-5)
+        assert lia(x, y).item() == pytest.approx(l1.item(), rel=1e-5)
+        assert abs(by_hand.item() - l1.item()) > 1e-3 * l1.item()
+    with pytest.raises(ValueError, match="distance"):
+        PerceptualLoss(tmp_path / "vgg19.safetensors", distance="l2")
+    assert config_from_mapping({"loss": {"vgg_distance": "squared_l2"}}).loss.vgg_distance == "squared_l2"
+    assert config_from_mapping({}).loss.vgg_distance == "l1"
+    with pytest.raises(InputError, match="vgg_distance"):
+        config_from_mapping({"loss": {"vgg_distance": "l2"}})
 
 
 def test_without_vgg_weights_feature_matching_replaces_perceptual_loss_and_warns_once(tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ from ._common import console, console_warnings, user_errors
 @app.command()
 def train(
     config: str = typer.Option(..., "--config", "-c",
-                               help="YAML config file, or a packaged one: fixtalk-edtalk256, small-cpu"),
+                               help="YAML config file, or a packaged one: fixtalk-edtalk256 (recommended), "
+                                    "fixtalk-edtalk-paper (the paper's, exactly), small-cpu"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in output_dir"),
     overrides: list[str] = typer.Option([], "--set", help="override a setting, e.g. --set optim.steps=1000 "
                                         "(repeatable; values are YAML)"),

@@ -144,6 +144,8 @@ class LossSection:
         vgg_weights: a user-supplied torchvision VGG19 weights file (``.pth`` / ``.safetensors``).
         vgg_layer_weights: weights of relu1_1 .. relu5_1 (LIA's perceptual loss uses 10 each).
         vgg_scales: image-pyramid scales the perceptual loss is summed over.
+        vgg_distance: feature distance of the perceptual loss: ``l1`` (LIA's, the default) or
+            ``squared_l2`` (FixTalk's Eq. 2, ``||Phi(I^d) - Phi(I^g)||_2^2``, per-element mean).
         r1_gamma: R1 regularisation strength (0: off); applied lazily every ``r1_every`` steps.
     """
 
@@ -156,6 +158,7 @@ class LossSection:
     vgg_weights: str | None = None
     vgg_layer_weights: tuple[float, float, float, float, float] = (10.0, 10.0, 10.0, 10.0, 10.0)
     vgg_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
+    vgg_distance: Literal["l1", "squared_l2"] = "l1"
     r1_gamma: float = 0.0
     r1_every: int = 16
 

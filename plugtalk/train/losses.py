@@ -3,9 +3,10 @@
 (:class:`plugtalk.Retrofitted` in training mode).
 
 * :func:`reconstruction_loss` - L1 between output and driving frame (self-reenactment).
-* :class:`PerceptualLoss` - LIA-style multi-scale VGG19 loss: L1 between relu1_1 .. relu5_1 features
-  of output and target, per-layer weights, summed over an image pyramid.  The VGG19 weights are a
-  file the user supplies (nothing is downloaded).
+* :class:`PerceptualLoss` - VGG19 loss between relu1_1 .. relu5_1 features of output and target,
+  per-layer weights, summed over an image pyramid: LIA-style L1 over four scales (plugtalk's default),
+  or FixTalk's Eq. 2, ``||Phi(I^d) - Phi(I^g)||_2^2`` (``distance="squared_l2"``).  The VGG19 weights
+  are a file the user supplies (nothing is downloaded).
 * :func:`feature_matching_loss` - L1 between discriminator features of output and target: the
   stand-in for the perceptual loss when no VGG19 weights are given (pix2pixHD, Wang et al. 2018).
 * :func:`generator_adversarial_loss` / :func:`discriminator_loss` - non-saturating GAN loss
@@ -26,13 +27,15 @@ from torch import Tensor, nn
 from ..checkpoint import read_state_dict
 from ..errors import CheckpointError
 
-__all__ = ["reconstruction_loss", "PerceptualLoss", "VGG19Features", "feature_matching_loss",
+__all__ = ["PERCEPTUAL_DISTANCES", "reconstruction_loss", "PerceptualLoss", "VGG19Features", "feature_matching_loss",
            "generator_adversarial_loss", "discriminator_loss", "r1_penalty", "warn_no_vgg"]
 
 #: torchvision ``vgg19().features`` index ranges ending at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
 VGG19_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Feature distances of :class:`PerceptualLoss`: LIA's L1 and FixTalk Eq. 2's squared L2.
+PERCEPTUAL_DISTANCES = ("l1", "squared_l2")
 
 
 def reconstruction_loss(output: Tensor, target: Tensor) -> Tensor:
@@ -96,26 +99,40 @@ class VGG19Features(nn.Module):
 
 
 class PerceptualLoss(nn.Module):
-    """LIA-style perceptual loss: ``sum_scales sum_l w_l * mean |phi_l(down_s(output)) - phi_l(down_s(target))|``.
+    """VGG19 perceptual loss: ``sum_scales sum_l w_l * dist(phi_l(down_s(output)), phi_l(down_s(target)))``.
+
+    ``distance="l1"`` (default, LIA's loss): ``dist = mean |a - b|``.  ``distance="squared_l2"``: FixTalk's
+    Eq. 2 (after Johnson et al. 2016, its ref. [28]), ``||Phi(I^d) - Phi(I^g)||_2^2`` normalised by the
+    feature map's size, ``dist = mean (a - b)^2``; the paper names neither the layers nor a pyramid, so
+    with ``scales=(1.0,)`` and unit layer weights it is the plain sum over relu1_1 .. relu5_1.
 
     Args:
         weights: VGG19 weights file (see :class:`VGG19Features`).
         layer_weights: ``w_l`` for relu1_1 .. relu5_1.
         scales: image-pyramid scales (anti-aliased bilinear down-sampling).
+        distance: ``"l1"`` or ``"squared_l2"``.
 
-    ``forward(output, target)``: ``(B, 3, H, W)`` in [-1, 1] -> scalar.  No gradient flows into the target.
+    ``forward(output, target)``: ``(B, 3, H, W)`` in [-1, 1] -> scalar >= 0.  No gradient flows into the target.
+
+    Raises:
+        ValueError: wrong number of layer weights, a scale outside (0, 1], an unknown distance.
+        CheckpointError: see :class:`VGG19Features`.
     """
 
     def __init__(self, weights: str | os.PathLike, layer_weights: Sequence[float] = (10.0,) * 5,
-                 scales: Sequence[float] = (1.0, 0.5, 0.25, 0.125)):
+                 scales: Sequence[float] = (1.0, 0.5, 0.25, 0.125), distance: str = "l1"):
         super().__init__()
         if len(layer_weights) != len(VGG19_SLICES):
             raise ValueError(f"PerceptualLoss: need {len(VGG19_SLICES)} layer weights, got {len(layer_weights)}")
         if not scales or any(not 0 < s <= 1 for s in scales):
             raise ValueError(f"PerceptualLoss: scales must lie in (0, 1], got {list(scales)}")
+        if distance not in PERCEPTUAL_DISTANCES:
+            raise ValueError(f"PerceptualLoss: distance must be one of {PERCEPTUAL_DISTANCES}, got {distance!r}")
         self.vgg = VGG19Features(weights)
         self.layer_weights = tuple(float(w) for w in layer_weights)
         self.scales = tuple(float(s) for s in scales)
+        self.distance = distance
+        self._dist = F.l1_loss if distance == "l1" else F.mse_loss
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
         total = output.new_zeros((), dtype=torch.float32)
@@ -129,7 +146,7 @@ class PerceptualLoss(nn.Module):
                 ft = self.vgg(t)
             for w, a, b in zip(self.layer_weights, fo, ft):
                 if w:
-                    total = total + w * F.l1_loss(a.float(), b.float())
+                    total = total + w * self._dist(a.float(), b.float())
         return total
 
 

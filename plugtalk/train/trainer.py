@@ -138,7 +138,8 @@ class Trainer:
         w = config.loss
         self.perceptual = None
         if w.per > 0 and w.vgg_weights:
-            self.perceptual = PerceptualLoss(expand_path(w.vgg_weights), w.vgg_layer_weights, w.vgg_scales)
+            self.perceptual = PerceptualLoss(expand_path(w.vgg_weights), w.vgg_layer_weights, w.vgg_scales,
+                                             w.vgg_distance)
             self.perceptual.to(self.device)
         self.feature_matching = w.per > 0 and self.perceptual is None
         if self.feature_matching:
