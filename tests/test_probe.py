@@ -132,10 +132,9 @@ def test_planted_identity_leak_ranks_first_and_unused_level_scores_zero(at_outpu
     # self-reenactment: source and driver share the tint (their patterns differ a little), so swapping
     # the colour moves the identity a hundred times less
     assert abs(top.scores.summary["self"]["identity_transfer"]["mean"]) < 0.01 * transfer["mean"]
-    for key in ("unused:d->s", "unused:s->d", "colour:s->d", "pattern:d->s"):
-        r = res.variant(key)
-        assert r.scores.summary["all"]["pixel_change"]["mean"] == 0.0, key
-        assert r.scores.summary["all"]["identity_transfer"]["mean"] == 0.0, key
+    # values the decoder never reads: inert, reported apart and not ranked
+    assert {r.variant.key for r in res.inert} == {"unused:d->s", "unused:s->d", "colour:s->d", "pattern:d->s"}
+    assert {r.variant.key for r in res.variants} == {"colour:d->s", "pattern:s->d"}
     motion = res.variant("pattern:s->d")  # the source's pattern now drives: pixels change, identity does not
     assert motion.scores.summary["all"]["pixel_change"]["mean"] > 1e-3
     assert abs(motion.scores.summary["cross"]["identity_transfer"]["mean"]) < 0.05
@@ -246,19 +245,41 @@ def test_replay_refuses_a_patch_upstream_of_the_replayed_module():
                      [Variant("colour", "to_source", ("colour",))], reuse=["encoder"])
 
 
-def test_unread_taps_of_a_plain_lia_have_no_effect():
+def test_unread_taps_of_a_plain_lia_are_marked_inert_and_not_ranked():
     """Plain LIA renders from the source pyramid and the driver's latent only: the driver's pyramid and
-    the source's motion code are never read, so patching them changes no pixel."""
+    the source's motion code are never read.  Those swaps are reported as inert (not rendered, not
+    ranked); rendering them anyway changes no pixel, and every ranked swap changes the output."""
     m = tiny_backbone("lia")
     s, d = images(dtype=torch.float32)
-    res = probe_animator(m, s, d, scorer=colour_scorer(), groups=[])
-    dead = {"motion_code:d->s", *(f"pyramid.{i}:s->d" for i in range(3))}
+    res = probe_animator(m, s, d, scorer=colour_scorer())
+    dead = {"motion_code:d->s", *(f"pyramid.{i}:s->d" for i in range(3)), "pyramid:s->d", "identity:s->d",
+            "pyramid-but-identity:s->d"}
+    assert {r.variant.key for r in res.inert} == dead
+    assert all(r.rank == 0 and "cannot change a pixel" in r.inert for r in res.inert)
+    assert [r.rank for r in res.variants] == list(range(1, len(res.variants) + 1))
     for r in res.variants:
-        change = r.scores.summary["all"]["pixel_change"]["mean"]
-        # float32 renders in batches of other sizes differ by ~1e-7 (other kernels): "no effect" is < 1e-5
-        assert (change < 1e-5) == (r.variant.key in dead), (r.variant.key, change)
-        if r.variant.key not in dead:
-            assert change > 1e-4, (r.variant.key, change)
+        assert r.inert is None and r.scores.summary["all"]["pixel_change"]["mean"] > 1e-4, r.variant.key
+    model = as_animator(m)
+    taps = animator_taps(model)
+    out = run_patching(model, s, d, taps, [r.variant for r in res.inert], batch_size=1)
+    for key, image in out.outputs.items():
+        assert torch.equal(image, out.baseline), key
+    report = res.to_json()
+    assert {v["key"] for v in report["inert_variants"]} == dead and res.variant("motion_code:d->s").inert
+    assert not any("inert" in v for v in report["variants"])
+
+
+def test_a_reader_of_the_source_motion_code_makes_its_swap_real():
+    """With EDI the source's motion code feeds EDI's query (z_d - z_s): the same swap is ranked."""
+    from plugtalk import retrofit
+
+    m = tiny_backbone("lia")
+    r = retrofit(m, emi=None, edi=dict(num_slots=8, decoder_channels=16, fusion_heads=2), init="random").eval()
+    s, d = images(n=2, dtype=torch.float32)
+    res = probe_animator(r, s, d, taps=["motion_code"], groups=[], scorer=colour_scorer())
+    assert [v.variant.key for v in res.variants] == ["motion_code:d->s", "motion_code:s->d"] or \
+        {v.variant.key for v in res.variants} == {"motion_code:d->s", "motion_code:s->d"}
+    assert not res.inert
 
 
 # -- names, groups, errors -----------------------------------------------------------------------------------

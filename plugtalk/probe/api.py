@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from ..errors import InputError, NoFaceError
 from ..io.images import to_tensor, to_uint8
-from .patching import ForwardFn, count_images, run_patching
+from .patching import ForwardFn, count_images, default_forward, run_patching, site_keys
+from .reach import inert_variants, unreachable_sites
 from .results import ProbeImages, ProbeResult, VariantResult, baseline_scores, derive_scores, rank_variants
 from .scoring import FaceScorer, Scorer
 from .spec import NIQE_MIN_SIZE, SMALL_MODEL_SCORE_SIZE, ProbeSpec, check_probe_backbone
@@ -121,7 +122,9 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
         keep_images: keep the images in ``result.images`` (for the grid).
 
     Returns:
-        A :class:`ProbeResult`; variants in rank order (identity transfer on cross-reenactment).
+        A :class:`ProbeResult`; variants in rank order (identity transfer on cross-reenactment), and in
+        ``result.inert`` those that cannot change this model's output (:mod:`plugtalk.probe.reach`): they
+        are not rendered, scored or ranked.
 
     Raises:
         InputError: bad tensors, unknown taps/groups/directions, taps that cannot be patched.
@@ -142,7 +145,7 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
         raise InputError("taps: none given")
     chosen = select_taps(tap_map, select)
     groups = {g: tuple(m) for g, m in (groups or {}).items()}
-    variants = build_variants(list(chosen), groups, directions, known_taps=tap_map)
+    variants = all_variants = build_variants(list(chosen), groups, directions, known_taps=tap_map)
     used = {t for v in variants for t in v.taps}
     engine_taps = {k: t for k, t in tap_map.items() if k in used}
     pairs = [dict(p) for p in pairs] if pairs is not None else [{"index": i} for i in range(n)]
@@ -176,6 +179,13 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
     source, driving = source.index_select(0, idx), driving.index_select(0, idx)
     src_u8, drv_u8 = src_u8[usable], drv_u8[usable]
 
+    # swaps that cannot change this model's output are not rendered (nor ranked)
+    t0 = time.perf_counter()
+    dead = unreachable_sites(model, source, driving, site_keys(engine_taps), forward or default_forward)
+    inert = inert_variants(variants, engine_taps, dead)
+    inert_s = time.perf_counter() - t0
+    variants = [v for v in variants if v.key not in inert]
+
     # render
     total_images = count_images(len(usable), variants)
     out = run_patching(model, source, driving, engine_taps, variants, forward=forward, reuse=reuse,
@@ -208,8 +218,8 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
     if "substitute" in enc:
         messages.append(f"CSIM uses {enc}; numbers are not comparable to papers' ArcFace CSIM")
     model_s = out.timing["capture_s"] + out.timing["patched_s"]
-    timing = {"faces_s": faces_s, "model_s": model_s, **out.timing, "scoring_s": scoring_s,
-              "probe_s": time.perf_counter() - t_start, "pairs": len(usable), "variants": len(variants),
+    timing = {"faces_s": faces_s, "inert_check_s": inert_s, "model_s": model_s, **out.timing, "scoring_s": scoring_s,
+              "probe_s": time.perf_counter() - t_start, "pairs": len(usable), "variants": len(variants), "inert_variants": len(inert),
               "distinct_variants": len(distinct), "images_rendered": out.images_rendered + len(usable),
               "forward_passes": out.forward_passes, "batch_size": out.batch_size,
               "seconds_per_image": model_s / max(1, out.images_rendered + len(usable)),
@@ -220,7 +230,8 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
     all_groups = {g: tuple(m) for g, m in groups.items()}
     return ProbeResult(taps={k: out.taps[k] for k in engine_taps if k in out.taps}, groups=all_groups,
                        unpaired_taps=[], pairs=pairs, skipped_pairs=skipped, baseline=baseline, variants=results,
-                       rank_by=rank_by, scorer=info, timing=timing, warnings=messages, images=images)
+                       rank_by=rank_by, scorer=info, timing=timing, warnings=messages, images=images,
+                       inert=[VariantResult.unranked(v, inert[v.key]) for v in all_variants if v.key in inert])
 
 
 # -- plugtalk animators --------------------------------------------------------------------------------------

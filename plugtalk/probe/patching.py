@@ -41,6 +41,7 @@ __all__ = [
     "record",
     "replay",
     "run_patching",
+    "site_keys",
     "tile",
 ]
 
@@ -164,7 +165,8 @@ class PatchOutputs:
     batch_size: int = 0
 
 
-def _site_keys(taps: Mapping[str, TapSpec]) -> dict[str, HookSite]:
+def site_keys(taps: Mapping[str, TapSpec]) -> dict[str, HookSite]:
+    """Every site of ``taps`` by key: ``"<tap>@source"`` and ``"<tap>@driving<j>"``."""
     sites = {}
     for t in taps.values():
         sites[f"{t.name}@source"] = t.source
@@ -263,7 +265,7 @@ def run_patching(model: nn.Module, source: Tensor, driving: Tensor, taps: Mappin
     missing = sorted({t for v in variants for t in v.taps} - set(taps))
     if missing:
         raise InputError(f"variants use unknown taps {missing}; known: {', '.join(taps)}")
-    sites = _site_keys(taps)
+    sites = site_keys(taps)
     patched_modules = {s.module for s in sites.values()}
     for r in reuse:
         inner = [m for m in patched_modules if m.startswith(r + ".")]

@@ -67,8 +67,12 @@ def ranking_table(result: ProbeResult, limit: int | None = None):
         if other:
             row.append(m(r.scores.summary.get(other, {}).get("identity_transfer"), True))
         t.add_row(*row)
+    for r in result.inert:
+        t.add_row("-", r.variant.name + ("*" if r.variant.group else ""), r.variant.key.split(":")[-1],
+                  "inert", *[""] * (6 + bool(other)), style="dim")
     t.caption = ("* group.  NIQE/CPBD: absolute for 'unpatched', change against it for the taps.  "
-                 "ID transfer: change of identity shift toward the donor branch.")
+                 "ID transfer: change of identity shift toward the donor branch."
+                 + ("  inert: cannot change this model's output (never read), not ranked." if result.inert else ""))
     t.caption_justify = "left"
     return t
 

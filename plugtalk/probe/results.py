@@ -104,12 +104,24 @@ def derive_scores(raw: Mapping[str, np.ndarray], baseline: Scores, variant: Vari
 
 @dataclasses.dataclass
 class VariantResult:
+    """One variant's scores and rank (1 = moves identity most); ``inert``: why the variant cannot change
+    the output of this model (then it is neither rendered, scored nor ranked: rank 0, empty scores)."""
+
     variant: Variant
     scores: Scores
     rank: int = 0
+    inert: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.variant.to_json(), "rank": self.rank, **self.scores.to_json()}
+        out = {**self.variant.to_json(), "rank": self.rank, **self.scores.to_json()}
+        if self.inert is not None:
+            out["inert"] = self.inert
+        return out
+
+    @classmethod
+    def unranked(cls, variant: Variant, reason: str) -> "VariantResult":
+        """An inert variant: no scores, rank 0."""
+        return cls(variant, Scores({}, {}), 0, reason)
 
 
 def _rank_key(kinds: Sequence[str]) -> tuple[str, str]:
@@ -155,7 +167,9 @@ class ProbeResult:
         pairs: per scored pair: labels and ``kind`` (``"self"`` / ``"cross"``).
         skipped_pairs: pairs left out, with the reason.
         baseline: :class:`Scores` of the unpatched outputs.
-        variants: :class:`VariantResult` s in rank order.
+        variants: :class:`VariantResult` s in rank order (the swaps that can change the output).
+        inert: variants that cannot change this model's output (a value the decoder never reads, found
+            by :mod:`plugtalk.probe.reach`), with the reason; not rendered, scored or ranked.
         rank_by: the ranking key.
         scorer: what was measured and with which models.
         timing: seconds and counts (``model_s``, ``scoring_s``, ``total_s``, ``images_rendered``, ...).
@@ -179,16 +193,17 @@ class ProbeResult:
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     spec: Any = None
     images: ProbeImages | None = None
+    inert: list[VariantResult] = dataclasses.field(default_factory=list)
 
     @property
     def kinds(self) -> list[str]:
         return [p["kind"] for p in self.pairs]
 
     def variant(self, key: str) -> VariantResult:
-        for r in self.variants:
+        for r in [*self.variants, *self.inert]:
             if r.variant.key == key:
                 return r
-        raise KeyError(f"no variant {key!r}; variants: {[r.variant.key for r in self.variants]}")
+        raise KeyError(f"no variant {key!r}; variants: {[r.variant.key for r in [*self.variants, *self.inert]]}")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> null); contains the spec, so the run can be reproduced from it."""
@@ -209,6 +224,7 @@ class ProbeResult:
             "rank_by": self.rank_by,
             "baseline": self.baseline.to_json(),
             "variants": [r.to_json() for r in self.variants],
+            "inert_variants": [{**r.variant.to_json(), "inert": r.inert} for r in self.inert],
             "timing": self.timing,
             "warnings": self.warnings,
             "versions": {"plugtalk": __version__, "torch": torch.__version__},
