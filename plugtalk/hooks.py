@@ -80,6 +80,13 @@ class TapSet(nn.Module):
     def forward(self, name: str, value: Tensor) -> Tensor:  # type: ignore[override]
         return self.point(name)(value)
 
+    def watched(self, name: str) -> bool:
+        """Whether a forward hook or pre-hook is registered on hook point ``name`` (someone reads or
+        writes it: :func:`capture`, :func:`patch`, the probe).  Lets a caller compute a value that only
+        exists to be looked at - e.g. EDTalk's source-branch FDM outputs - only when it is."""
+        p = self.point(name)
+        return bool(p._forward_hooks or p._forward_pre_hooks)
+
 
 def resolve_module(model: nn.Module, path: str) -> nn.Module:
     """``model.get_submodule(path)`` with an error listing close module names."""

@@ -30,6 +30,7 @@ from plugtalk.probe import (
     probe_animator,
     probe_module,
     run_patching,
+    unpaired_taps,
     write_report,
 )
 from plugtalk.probe.results import ProbeResult
@@ -186,7 +187,7 @@ def test_stacked_batches_equal_one_pass_per_variant(name):
     m = tiny_backbone(name, torch.float64)
     s, d = images(n=2)
     r = as_animator(m)
-    names = list(animator_taps(r))
+    names = [t for t in animator_taps(r) if not t.startswith("fdm.") or t == "fdm.direction"]  # EDTalk: one FDM tap
     variants = [Variant(t, dr, (t,)) for t in names for dr in ("to_source", "to_driving")]
     a = _render(m, s, d, names, variants, batch_size=1)
     b = _render(m, s, d, names, variants, batch_size=8)
@@ -205,6 +206,43 @@ def test_edtalk_reverse_patch_replaces_every_bank_driver():
     out = _render(m, s, d, ["latent"], [Variant("latent", "to_driving", ("latent",))])
     with torch.no_grad():
         assert (out.outputs["latent:s->d"] - m(s, driving=s)).abs().max() < 1e-9
+
+
+def test_edtalk_fdm_outputs_are_swappable_taps():
+    """EDTalk's FDM outputs (per-bank coefficients, the combined direction) pair with the source frame's
+    own: s->d renders what the source's FDM output gives (FixTalk suppl. 2.7 case (4)); d->s writes into
+    values the render never reads, so those swaps are inert."""
+    m = tiny_backbone("edtalk", torch.float64)
+    s, d = images(n=2)
+    r = as_animator(m)
+    taps = animator_taps(r)
+    fdm = ["fdm.mouth.alpha", "fdm.pose.alpha", "fdm.expression.alpha", "fdm.alpha", "fdm.direction"]
+    assert set(fdm) <= set(taps) and not set(fdm) & set(unpaired_taps(r))
+    assert [x.module for x in taps["fdm.direction"].driving_sites] == ["taps.direction"]
+    out = _render(m, s, d, fdm, [Variant(t, "to_driving", (t,)) for t in fdm])
+    c = m.config
+    with torch.no_grad():
+        assert (out.outputs["fdm.alpha:s->d"] - m(s, driving=s)).abs().max() < 1e-9  # every bank the source's
+        assert (out.outputs["fdm.mouth.alpha:s->d"] - m(s, mouth=s, pose=d, expression=d)).abs().max() < 1e-9
+        assert (out.outputs["fdm.pose.alpha:s->d"] - m(s, mouth=d, pose=s, expression=d)).abs().max() < 1e-9
+        # the direction alone: the latent moves by the source's direction, the expression condition stays
+        alpha_s = torch.cat([m.bank_coefficients(m.encode(s).latent, b)[1] for b in ("mouth", "pose", "expression")], 1)
+        alpha_d = torch.cat([m.bank_coefficients(m.encode(d).latent, b)[1] for b in ("mouth", "pose", "expression")], 1)
+        q = m.banks.basis()
+        enc = m.encode(s)
+        by_hand = m.decode(enc.latent + m.banks(alpha_s, q), enc.pyramid, m.banks.expression_direction(alpha_d, q))
+        assert (out.outputs["fdm.direction:s->d"] - by_hand).abs().max() < 1e-9
+        assert (out.outputs["fdm.direction:s->d"] - out.baseline).abs().max() > 1e-4
+    assert taps_shape(r, "fdm.mouth.alpha") == c.mouth_dim and taps_shape(r, "fdm.direction") == c.style_dim
+    res = probe_animator(m, s, d, taps=fdm, groups=[], scorer=colour_scorer())
+    assert {v.variant.key for v in res.inert} == {f"{t}:d->s" for t in fdm}
+    assert {v.variant.key for v in res.variants} == {f"{t}:s->d" for t in fdm}
+
+
+def taps_shape(model, name):
+    from plugtalk.probe import describe_taps
+
+    return describe_taps(model)["taps"][name].shape[-1]
 
 
 def test_encoder_runs_once_per_image_not_per_tap():

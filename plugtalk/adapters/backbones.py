@@ -47,6 +47,17 @@ class EDTalkAdapter(Adapter):
     driving_fills = BANKS
     control_replaces = {"mouth_coefficients": "mouth", "pose_coefficients": "pose", "expression_weights": "expression"}
     motion_taps = ("mouth.alpha", "pose.alpha", "expression.alpha", "alpha", "direction")
+    #: The FDM outputs of the source frame (FixTalk suppl. 1.1 / 2.7: each CLN's weights ``W`` and the motion
+    #: feature ``f = sum_i w_i b_i``), computed from the source's motion code only while a hook watches them.
+    source_motion_taps = tuple(f"source.fdm.{t}" for t in motion_taps)
+
+    def paired_taps(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """The FDM outputs as swappable taps: ``fdm.{mouth,pose,expression}.alpha`` (per-bank coefficients,
+        ``(B, 20)``, ``(B, 6)``, ``(B, 10)``), ``fdm.alpha`` (all of them, ``(B, 36)``) and ``fdm.direction``
+        (the combined direction ``alpha Q^T`` added to the source latent, ``(B, style_dim)``).  ``s->d``
+        writes the source's value into the driving branch (FixTalk suppl. 2.7 case (4): ``f^s`` in place of
+        ``f^d``); ``d->s`` writes into source-branch values the render never reads (reported inert)."""
+        return {f"fdm.{t}": (f"source.fdm.{t}", (t,)) for t in self.motion_taps}
 
     def __init__(self, backbone: EDTalk, identity_level: int | None = None):
         if not isinstance(backbone, EDTalk):
@@ -68,6 +79,11 @@ class EDTalkAdapter(Adapter):
             else:
                 alphas[bank] = m.bank_coefficients(codes.get(bank, source_code), bank)[1]
         latent, expression_direction = m.motion(source.latent, alphas, tap)
+        watched = getattr(tap, "watched", None)
+        if watched is not None and any(watched(n) for n in self.source_motion_taps):
+            # the source frame's own FDM outputs, for the probe only: nothing below reads them
+            own = {bank: m.bank_coefficients(source_code, bank)[1] for bank in BANKS}
+            m.motion(source.latent, own, lambda name, value: tap(f"source.fdm.{name}", value))
         return Motion(latent, {"expression": expression_direction})
 
     def decode(self, motion: Motion, pyramid: Sequence[Tensor]) -> Tensor:

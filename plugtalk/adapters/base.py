@@ -67,6 +67,9 @@ class Adapter(nn.Module):
     control_replaces: ClassVar[dict[str, str]] = {}
     #: Names of the values :meth:`motion` routes through its ``tap`` argument.
     motion_taps: ClassVar[tuple[str, ...]] = ()
+    #: Source-branch counterparts of motion values, computed by :meth:`motion` only for the probe (see
+    #: :meth:`paired_taps`); the render never reads them.
+    source_motion_taps: ClassVar[tuple[str, ...]] = ()
     #: :meth:`motion` also receives ``images={"source": ..., driver: ...}`` (for adapters that rerun the model).
     wants_images: ClassVar[bool] = False
     #: Whether EMI can be plugged in: EMI computes motion codes from driving *images*; an animator driven
@@ -114,7 +117,12 @@ class Adapter(nn.Module):
 
     def tap_names(self) -> list[str]:
         """Names of the motion values :meth:`motion` routes through its ``tap`` argument."""
-        return list(self.motion_taps)
+        return [*self.motion_taps, *self.source_motion_taps]
+
+    def paired_taps(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """Motion values the probe can swap between branches: ``{tap name: (source hook point, driving hook
+        points)}`` (EDTalk: the FDM outputs).  Default: none."""
+        return {}
 
     # -- stages ---------------------------------------------------------------------------------------
     def encode(self, image: Tensor) -> Encoding:

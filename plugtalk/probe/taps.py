@@ -170,8 +170,10 @@ def animator_taps(model) -> dict[str, TapSpec]:
     """Taps of a :class:`~plugtalk.retrofitting.Retrofitted` animator, paired by name across branches.
 
     ``source.<x>`` pairs with ``<driver>.<x>`` for every driver the driving frame fills, giving
-    ``latent``, ``pyramid.0`` .. ``pyramid.{n-1}`` (coarse to fine) and ``motion_code``.  Hook-point
-    module paths are ``taps.<branch>.<x>`` (call 0: each hook point runs once per forward pass).
+    ``latent``, ``pyramid.0`` .. ``pyramid.{n-1}`` (coarse to fine) and ``motion_code``; the adapter's
+    :meth:`~plugtalk.adapters.Adapter.paired_taps` add more (EDTalk: ``fdm.mouth.alpha``,
+    ``fdm.pose.alpha``, ``fdm.expression.alpha``, ``fdm.alpha``, ``fdm.direction``).  Hook-point module
+    paths are ``taps.<hook point>`` (call 0: each hook point runs once per forward pass).
     """
     names = set(model.taps.names())
     drivers = _driving_branch(model)
@@ -183,14 +185,17 @@ def animator_taps(model) -> dict[str, TapSpec]:
         partners = [f"{d}.{x}" for d in drivers if f"{d}.{x}" in names]
         if partners:
             out[x] = TapSpec(x, HookSite(f"taps.{n}", call=0), tuple(HookSite(f"taps.{p}", call=0) for p in partners))
+    for x, (src, drv) in model.adapter.paired_taps().items():  # e.g. EDTalk's FDM outputs
+        out[x] = TapSpec(x, HookSite(f"taps.{src}", call=0), tuple(HookSite(f"taps.{p}", call=0) for p in drv))
     return out
 
 
 def unpaired_taps(model) -> list[str]:
     """Hook points of a Retrofitted animator that have no counterpart in the other branch (motion
     coefficients, directions, skips, decoder latent, image): they can be captured but not swapped."""
-    drivers = _driving_branch(model)
-    paired = {f"source.{x}" for x in animator_taps(model)} | {f"{d}.{x}" for x in animator_taps(model) for d in drivers}
+    taps = animator_taps(model)
+    paired = {t.source.module.removeprefix("taps.") for t in taps.values()}
+    paired |= {s.module.removeprefix("taps.") for t in taps.values() for s in t.driving_sites}
     return [n for n in model.taps.names() if n not in paired]
 
 
