@@ -309,6 +309,8 @@ class Retrofitted(nn.Module):
 
         if self.adapter.wants_images:
             controls["images"] = {"source": source.image, **drivers.images}
+        if self.adapter.wants_encodings:
+            controls["encodings"] = dict(drivers.encodings)
         motion = self.adapter.motion(src, z_s, codes, tap=self.taps, **controls)
         motion.latent = self.taps("latent", motion.latent)
         image = self.taps("image", self.adapter.decode(motion, skips))

@@ -483,3 +483,51 @@ def test_hook_adapter_probe_equals_builtin_lia_adapter_probe():
     assert swaps_to_source >= 3  # latent, pyramid levels and groups: the swaps the old decode lost
     for metric, values in builtin.baseline.per_pair.items():
         np.testing.assert_allclose(via_hooks.baseline.per_pair[metric], values, rtol=1e-6, atol=1e-9)
+
+
+def _leaky_forward(m, s, d):
+    """A generic animator that reads its driving frame's features: LIA plus the driving frame's coarsest
+    level, upsampled, added to the image (a planted path for the driver's appearance)."""
+    src, drv = m.encoder(s), m.encoder(d)                                   # encoder calls 0 and 1
+    out = m.decode(m.motion(src.latent, drv.latent), src.pyramid)
+    return out + 0.5 * F.interpolate(drv.pyramid[0].mean(1, keepdim=True), size=out.shape[-2:])
+
+
+def _leaky_adapter(m, **options):
+    from plugtalk.adapters import HookAdapter
+
+    return HookAdapter(m, encoder="encoder", pyramid=[HookSite("encoder", output=(1, i)) for i in range(3)],
+                       latent=HookSite("encoder", output=0), motion_input=HookSite("motion_mlp", kind="input"),
+                       image_size=32, forward=_leaky_forward, **options)
+
+
+def test_hook_adapter_writes_driving_features_into_an_animator_that_reads_them():
+    """A driving-branch value written at the retrofitted model's hook point reaches a generic animator that
+    reads driving features (the driving encoder call is rewritten too), so the probe's s->d swap of that
+    level is real; with driving_call=None it would be lost, and the probe says so (inert)."""
+    from plugtalk.hooks import patch
+    from plugtalk.retrofitting import retrofit
+
+    m = tiny_backbone("lia", torch.float64)
+    s, d = images(n=2)
+    adapter = _leaky_adapter(m)
+    assert adapter.driving_call == 1 and _leaky_adapter(m, driving_call=None).driving_call is None
+    r = retrofit(adapter, emi=None, edi=None, freeze_backbone=False).eval()
+    with torch.no_grad():
+        assert (r(s, d) - _leaky_forward(m, s, d)).abs().max() < 1e-12  # unpatched: the animator itself
+        donor = m.encoder(s).pyramid[0]
+        with patch(r, {"x": HookSite("taps.driving.pyramid.0")}, {"x": donor}):
+            swapped = r(s, d)
+        src, drv = m.encoder(s), m.encoder(d)
+        by_hand = m.decode(m.motion(src.latent, drv.latent), src.pyramid) + \
+            0.5 * F.interpolate(donor.mean(1, keepdim=True), size=(32, 32))
+        assert (swapped - by_hand).abs().max() < 1e-12 and (swapped - r(s, d)).abs().max() > 1e-3
+    res = probe_animator(r, s, d, taps=["pyramid.0", "pyramid.1"], groups=[], directions=["to_driving"],
+                         scorer=colour_scorer())
+    assert [v.variant.key for v in res.variants] == ["pyramid.0:s->d"]
+    assert [v.variant.key for v in res.inert] == ["pyramid.1:s->d"]  # the animator reads only level 0
+    blind = retrofit(_leaky_adapter(m, driving_call=None), emi=None, edi=None, freeze_backbone=False).eval()
+    res = probe_animator(blind, s, d, taps=["pyramid.0"], groups=[], directions=["to_driving"], scorer=colour_scorer())
+    assert not res.variants and [v.variant.key for v in res.inert] == ["pyramid.0:s->d"]
+    with pytest.raises(InputError, match="driving_call"):
+        _leaky_adapter(m, driving_call=0)

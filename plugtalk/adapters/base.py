@@ -72,6 +72,9 @@ class Adapter(nn.Module):
     source_motion_taps: ClassVar[tuple[str, ...]] = ()
     #: :meth:`motion` also receives ``images={"source": ..., driver: ...}`` (for adapters that rerun the model).
     wants_images: ClassVar[bool] = False
+    #: :meth:`motion` also receives ``encodings={driver: Encoding}``, the drivers' encodings as the
+    #: retrofitted model holds them (hook points applied), for adapters that rerun the model.
+    wants_encodings: ClassVar[bool] = False
     #: Whether EMI can be plugged in: EMI computes motion codes from driving *images*; an animator driven
     #: by other signals only (GoHD's coefficient windows) has none to replace.
     accepts_emi: ClassVar[bool] = True

@@ -218,8 +218,9 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
     if "substitute" in enc:
         messages.append(f"CSIM uses {enc}; numbers are not comparable to papers' ArcFace CSIM")
     model_s = out.timing["capture_s"] + out.timing["patched_s"]
-    timing = {"faces_s": faces_s, "inert_check_s": inert_s, "model_s": model_s, **out.timing, "scoring_s": scoring_s,
-              "probe_s": time.perf_counter() - t_start, "pairs": len(usable), "variants": len(variants), "inert_variants": len(inert),
+    timing = {"faces_s": faces_s, "inert_check_s": inert_s, "model_s": model_s, **out.timing,
+              "scoring_s": scoring_s, "probe_s": time.perf_counter() - t_start, "pairs": len(usable),
+              "variants": len(variants), "inert_variants": len(inert),
               "distinct_variants": len(distinct), "images_rendered": out.images_rendered + len(usable),
               "forward_passes": out.forward_passes, "batch_size": out.batch_size,
               "seconds_per_image": model_s / max(1, out.images_rendered + len(usable)),
