@@ -185,6 +185,9 @@ def probe(
         say(f"{tm['pairs']} pairs x {tm['distinct_variants']} variants: {tm['images_rendered']} images "
             f"rendered in {tm['model_s']:.1f} s ({tm['seconds_per_image']:.2f} s/image), scored in "
             f"{tm['scoring_s']:.1f} s; total {tm['total_s']:.1f} s")
+        if result.inert:
+            say(f"{len(result.inert)} inert swap(s) not rendered (they cannot change this model's output): "
+                + ", ".join(r.variant.key for r in result.inert))
         say("wrote " + ", ".join(str(p) for p in files.values()))
 
 
