@@ -26,6 +26,7 @@ from .api import (
 from .pairs import identity_of, load_pair_frames, pairs_from_files, pairs_from_folder, usable_pairs_from_folder
 from .controlled import TwoSourceRun, controlled_taps
 from .patching import PatchOutputs, ReplayError, auto_batch_size, count_images, record, replay, run_patching
+from .reach import inert_variants, unreachable_sites
 from .report import REPORT_FILES, ranking_table, write_chart, write_grid, write_json, write_report
 from .results import ProbeResult, Scores, VariantResult
 from .scoring import FaceScorer, References, Scorer
@@ -58,6 +59,7 @@ __all__ = [
     "describe_taps",
     "encoder_path",
     "identity_of",
+    "inert_variants",
     "load_animator",
     "load_pair_frames",
     "load_spec",
@@ -74,6 +76,7 @@ __all__ = [
     "run_patching",
     "run_probe",
     "unpaired_taps",
+    "unreachable_sites",
     "usable_pairs_from_folder",
     "write_chart",
     "write_grid",
