@@ -43,7 +43,10 @@ def test_every_tap_is_scored_and_one_window_makes_the_embedding_swap_a_no_op():
     res = probe_controlled(tiny().double(), src, donor, kinds=["self", "cross", "cross"], scorer=colour_scorer(),
                            batch_size=4)
     keys = {r.variant.key for r in res.variants}
-    assert keys == {f"{t}:d->s" for t in TAPS} | {"pyramid:d->s", "identity:d->s", "pyramid-but-identity:d->s"}
+    # without EDI nothing reads the source's motion code: that swap is inert, reported apart
+    assert keys == {f"{t}:d->s" for t in TAPS if t != "motion_code"} | {"pyramid:d->s", "identity:d->s",
+                                                                         "pyramid-but-identity:d->s"}
+    assert [r.variant.key for r in res.inert] == ["motion_code:d->s"]
     for r in res.variants:
         for metric in ("pixel_change", "identity_transfer", "csim_source", "csim_driving"):
             assert np.isfinite(r.scores.per_pair[metric]).all(), (r.variant.key, metric)
