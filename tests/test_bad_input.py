@@ -387,3 +387,113 @@ def test_python_dash_m_plugtalk_cli_is_the_plugtalk_command():
     bad = subprocess.run([sys.executable, "-m", "plugtalk.cli", "no-such-command"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "no-such-command" in bad.stderr
+
+
+# -- OS errors: one line naming the path, nothing partial left (issue 19.2) ---------------------------
+@pytest.fixture
+def mounts(tmp_path):
+    """``full/``: a 1 MB tmpfs filled to the last byte; ``ro/``: a read-only tmpfs.  Needs root (else skipped);
+    both are unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    made = []
+    try:
+        for name, opts in (("full", "size=1m"), ("ro", "size=1m,ro")):
+            (tmp_path / name).mkdir()
+            res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(tmp_path / name)],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+            made.append(tmp_path / name)
+        with open(tmp_path / "full" / "filler", "wb") as f, pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        yield tmp_path / "full", tmp_path / "ro"
+    finally:
+        for m in reversed(made):
+            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+def test_disk_full_is_one_line_naming_the_output_and_leaves_nothing(work, mounts):
+    full, _ = mounts
+    src = ("-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors")
+    for args, out in [
+        ([*ANIMATE, *src, "-o", full / "o.mp4"], full / "o.mp4"),
+        (["eval", "--pred", work / "clip.mp4", "--ref", work / "clip.mp4", "-m", "psnr", "--frames", "2",
+          "--no-progress", "--json", full / "e.json"], full / "e.json"),
+        (["convert", "-b", "edtalk-audio", work / "Audio2Lip.pt", full / "a.safetensors"], full / "a.safetensors"),
+    ]:
+        res, text = cli(*args)
+        refused(res, text, f"{str(out)!r}: no space left on device")
+        assert ".partial" not in text, text
+    assert sorted(p.name for p in full.iterdir()) == ["filler"]
+
+
+@pytest.mark.parametrize("command", ["probe", "train", "prepare", "export", "demo", "animate", "convert"])
+def test_read_only_file_system_is_one_line_naming_the_output(work, mounts, command):
+    _, ro = mounts
+    cfg = work / "train.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_mapping(ro / "run")))
+    args, out = {
+        "probe": (["probe", "-b", "lia", "-c", work / "lia.safetensors", "--source", work / "face.png", "--driving",
+                   work / "clip.mp4", "-o", ro / "probe"], ro / "probe"),
+        "train": (["train", "-c", cfg, "--data", work], ro / "run"),
+        "prepare": (["prepare", work / "clip.mp4", "--out", ro / "clips", "--no-progress"], ro / "clips"),
+        "export": (["export", "-c", work / "lia.safetensors", "-o", ro / "exp", "--no-check"], ro / "exp"),
+        "demo": (["demo", "-c", work / "lia.safetensors", "-o", ro / "demo", "--frames", "2", "--no-progress",
+                  "--device", "cpu"], ro / "demo"),
+        "animate": ([*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors",
+                     "-o", ro / "o.mp4"], ro),
+        "convert": (["convert", "-b", "edtalk-audio", work / "Audio2Lip.pt", ro / "a.safetensors"], ro),
+    }[command]
+    res, text = cli(*args)
+    refused(res, text, str(out))
+    assert "read-only file system" in text or "is not writable" in text, text
+    assert list(ro.iterdir()) == []
+
+
+def test_names_over_the_file_system_limit_are_one_line(work):
+    long = "x" * 300
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors",
+                 "-o", work / f"{long}.mp4"), "file name too long")
+    cfg = work / "train.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_mapping(work / long)))
+    refused(*cli("train", "-c", cfg, "--data", work), "file name too long")
+    assert not partials(work)
+
+
+def test_os_error_message_names_the_path_in_words():
+    import errno
+
+    from plugtalk.io.oserrors import as_os_error, os_error_message
+
+    assert os_error_message(OSError(errno.ENOSPC, "x", "out/o.mp4")) == (
+        "'out/o.mp4': no space left on device (nothing was kept; free some space or write elsewhere)")
+    assert os_error_message(OSError(errno.EROFS, "x", "a", None, "b")).startswith("'a' -> 'b': read-only file system")
+    assert "file name too long" in os_error_message(OSError(errno.ENAMETOOLONG, "x", "y" * 400))
+    assert len(os_error_message(OSError(errno.ENAMETOOLONG, "x", "y" * 400))) < 200
+
+    class SafetensorError(Exception):
+        pass
+
+    e = as_os_error(SafetensorError("Error while serializing: I/O error: No space left (os error 28)"), "m.st")
+    assert e.errno == errno.ENOSPC and e.filename == "m.st"
+    assert as_os_error(ValueError("no os error here"), "m.st") is None
+
+
+# -- usage errors of the command line: one line too (issue 19, weak messages) --------------------------
+@pytest.mark.parametrize("args, expected", [
+    (["animate", "-s", "a.png", "-o", "o.mp4", "--batch-size", "0"], "'--batch-size'"),
+    (["eval", "--pred", "p.mp4", "--resize", "15"], "'--resize'"),
+    (["bench", "-v", "foo"], "unknown variant(s) ['foo']"),
+    (["ui", "--max-frames", "0"], "'--max-frames'"),
+    (["animate", "-o", "o.mp4"], "Missing option '--source'"),
+    (["animate", "--no-such-flag"], "--no-such-flag"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+])
+def test_usage_errors_are_one_error_line_not_a_panel(args, expected):
+    res, text = cli(*args)
+    refused(res, text, expected)
+    assert "╭" not in res.output and "Usage:" not in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_path
+from .oserrors import as_os_error
 
 __all__ = ["VideoInfo", "VideoReader", "VideoWriter", "read_frames", "read_frames_at", "probe_video",
            "VIDEO_SUFFIXES"]
@@ -528,6 +529,7 @@ class VideoWriter:
             self._container = None
         except BaseException as e:
             self._discard(e)
+            self._raise_about_path(e)
             raise
         self._atomic.__exit__(None, None, None)  # os.replace onto the destination
         self._is_open = False
@@ -577,10 +579,19 @@ class VideoWriter:
                              f"{self._shape[1]}x{self._shape[0]}")
         if h % 2 or w % 2:
             a = np.pad(a, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        for img in a:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            vf.pts = self.frames_written
-            self._container.mux(self._vstream.encode(vf))
-            self.frames_written += 1
-            if self._astream is not None:
-                self._write_audio_until(self._audio_end())
+        try:
+            for img in a:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                vf.pts = self.frames_written
+                self._container.mux(self._vstream.encode(vf))
+                self.frames_written += 1
+                if self._astream is not None:
+                    self._write_audio_until(self._audio_end())
+        except OSError as e:
+            self._raise_about_path(e)
+            raise
+
+    def _raise_about_path(self, e: BaseException) -> None:
+        """Re-raise PyAV's OS error about the hidden temporary file (disk full, ...) as one about ``path``."""
+        if isinstance(e, OSError):
+            raise as_os_error(e, self.path) from e
