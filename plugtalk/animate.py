@@ -49,7 +49,7 @@ from .errors import InputError
 from .face.crop import CropBox, crop_and_resize, crop_portrait, paste_back, video_crop_box
 from .io.atomic import check_output_path
 from .io.images import load_image, to_tensor, to_uint8
-from .io.video import VideoInfo, VideoReader, VideoWriter, probe_video
+from .io.video import MAX_FPS, VideoInfo, VideoReader, VideoWriter, probe_video
 from .retrofitting import DriverState, Retrofitted
 
 __all__ = ["SourceImage", "DrivingClip", "AnimateResult", "AnimatePlan", "FrameBatch", "Runtime", "prepare_source",
@@ -470,8 +470,8 @@ def plan_animation(model: Retrofitted, out: str | os.PathLike, *, driving=None, 
         raise InputError(f"the number of frames must be >= 1, got {max_frames}")
     if smooth < 0 or (smooth and smooth % 2 == 0):
         raise InputError(f"--smooth must be an odd number of frames (3, 5, ...) or 0, got {smooth}")
-    if fps is not None and not (fps > 0 and math.isfinite(fps)):
-        raise InputError(f"fps must be a positive number, got {fps}")
+    if fps is not None and not (fps > 0 and math.isfinite(fps) and fps <= MAX_FPS):
+        raise InputError(f"fps must be a positive number up to {MAX_FPS} frames/s, got {fps}")
     named = {d: v for d, v in (("mouth", mouth), ("pose", pose), ("expression", expression)) if v is not None}
     model_name = type(adapter.backbone).__name__
     entry = backbone_entry(adapter.backbone.name)

@@ -497,3 +497,126 @@ def test_usage_errors_are_one_error_line_not_a_panel(args, expected):
     refused(res, text, expected)
     assert "╭" not in res.output and "Usage:" not in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+# -- silent wrong results and unbounded values (issue 19.3-19.5) -------------------------------------
+@pytest.mark.parametrize("args, expected", [
+    (["--batch", "0"], "--batch 0: batch sizes must be from 1"),
+    (["--size", "7"], "--size 7: the image size must be a power of two"),
+    (["--size", "65"], "--size 65"),
+    (["--size", "100000"], "--size 100000"),
+    (["--threads", "-1"], "--threads must be a whole number >= 0"),
+    (["--no-model", "--no-e2e"], "leave nothing to time"),
+])
+def test_bench_values_are_bounded(args, expected):
+    refused(*cli("bench", "-b", "lia", "-v", "base", *args), expected)
+
+
+def test_thread_counts_are_capped_at_the_cores_with_a_warning(monkeypatch):
+    import plugtalk.checks as checks
+    from plugtalk.errors import InputError
+
+    monkeypatch.setattr(checks, "available_cpus", lambda: 2)
+    with pytest.warns(UserWarning, match="--threads 1000 is more than the 2 CPU core"):
+        assert checks.bounded_threads(1000, "--threads") == 2
+    assert checks.bounded_threads(2) == 2 and checks.bounded_threads(0) == 0 and checks.bounded_threads(None) is None
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="whole number"):
+            checks.bounded_threads(bad)
+
+
+def test_animate_fps_is_bounded(work):
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors",
+                 "-o", work / "o.mp4", "--fps", "100000"), "up to 240 frames/s")
+    assert not (work / "o.mp4").exists()
+    from plugtalk.errors import InputError
+
+    with pytest.raises(InputError, match="up to 240"):
+        VideoWriter(work / "o.mp4", fps=100000)
+
+
+def test_eval_never_writes_into_a_folder_it_scores(work):
+    frames = work / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(demo_source()[:64, :64]).save(frames / f"{i:03d}.png")
+    for out in (frames / "x.json", frames / "sub" / "x.json"):
+        refused(*cli("eval", "--pred", frames, "--source", work / "face.png", "--driving", work / "clip.mp4",
+                     "-m", "csim", "--json", out, "--no-progress"), "lies inside the --pred folder")
+    assert sorted(p.name for p in frames.iterdir()) == ["000.png", "001.png"]
+
+
+def test_eval_that_computes_nothing_is_refused_and_nan_is_warned(work):
+    refused(*cli("eval", "--pred", work / "clip.mp4", "-m", "psnr,ssim", "--frames", "2", "--no-progress"),
+            "no metric could be computed (psnr: needs reference frames")
+    gray = work / "gray"
+    gray.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(gray / f"{i}.png")
+    res, text = cli("eval", "--pred", gray, "--source", work / "face.png", "-m", "csim", "--no-progress")
+    assert res.exit_code == 0, text
+    assert "warning: csim is NaN: no frame could be scored" in text, text
+
+
+def test_eval_driving_adds_the_identity_shift_to_explicit_metrics():
+    from plugtalk.evaluate import EvalSettings, build_suite
+
+    suite, _ = build_suite(EvalSettings(metrics=["psnr"], identity_shift=True))
+    assert list(suite.metrics) == ["psnr", "identity_shift"]
+    suite, _ = build_suite(EvalSettings(metrics=["psnr"]))
+    assert list(suite.metrics) == ["psnr"]
+
+
+def test_train_resume_without_a_checkpoint_warns(tmp_path):
+    from plugtalk.train import Trainer
+    from plugtalk.train.bench import SyntheticPairs
+    from train_support import tiny_config
+
+    with pytest.warns(UserWarning, match="--resume: no checkpoint in .*starting from step 0"):
+        t = Trainer(tiny_config(tmp_path / "run"), SyntheticPairs(8, 32), resume=True)
+    t.dist.close()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--port", "-1"], "'--port'"),
+    (["--port", "70000"], "'--port'"),
+    (["--host", "999.1.1.1"], "--host '999.1.1.1' is not an address"),
+    (["--device", "cuda"], "CUDA is not available"),
+])
+def test_ui_settings_are_checked_before_serving(args, expected, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    refused(*cli("ui", *args), expected)
+
+
+def test_ui_workdir_file_and_temporary_folders(work, monkeypatch):
+    import tempfile
+
+    pytest.importorskip("gradio")
+    import plugtalk.ui as ui
+
+    refused(*cli("ui", "--workdir", work / "face.png"), "--workdir")
+    res, text = cli("ui", "--workdir", work / "face.png")
+    assert "is a file, not a folder" in text and "Errno" not in text
+    seen = []
+
+    def fail(host, port, cfg, **kw):
+        seen.append(cfg.workdir)
+        assert cfg.workdir.is_dir()
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.setattr(ui, "launch", fail)
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    refused(*cli("ui"), "address already in use")
+    assert seen and seen[0].name.startswith("plugtalk-ui-") and not seen[0].exists()
+
+
+def test_demo_checks_every_model_before_writing(work):
+    gohd = work / "gohd.safetensors"
+    B.create("gohd", size=32, channel_base=512, channel_max=32, style_dim=64).save_pretrained(gohd)
+    for args, expected in [(["--compare-with", work / "text.pt"], NOT_WEIGHTS),
+                           (["--compare-with", gohd], "plugtalk animate --coefficients"),
+                           (["-c", gohd], "plugtalk animate --coefficients")]:
+        out = work / "d5"
+        refused(*cli("demo", "-c", work / "lia.safetensors", *args, "-o", out, "--frames", "2", "--no-progress",
+                     "--device", "cpu"), expected)
+        assert not out.exists()

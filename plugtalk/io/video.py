@@ -29,6 +29,9 @@ __all__ = ["VideoInfo", "VideoReader", "VideoWriter", "read_frames", "read_frame
 #: File suffixes treated as videos when a folder is scanned.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv")
 
+#: The highest frame rate read or written (frames/s); 100000 fps once wrote a file that decoded to 0 frames.
+MAX_FPS = 240
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -168,8 +171,8 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike, *, fps: float | None = None, max_frames: int | None = None):
-        if fps is not None and not (fps > 0 and math.isfinite(fps)):
-            raise InputError(f"VideoReader: fps must be a positive number, got {fps!r}")
+        if fps is not None and not (fps > 0 and math.isfinite(fps) and fps <= MAX_FPS):
+            raise InputError(f"VideoReader: fps must be a positive number up to {MAX_FPS}, got {fps!r}")
         if max_frames is not None and max_frames < 0:
             raise InputError(f"VideoReader: max_frames must be >= 0, got {max_frames}")
         self.info = probe_video(path)
@@ -410,8 +413,9 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float = 25.0, *, codec: str = "libx264",
                  pix_fmt: str = "yuv420p", crf: int | None = 18, preset: str | None = "medium", lossless: bool = False,
                  audio: str | os.PathLike | np.ndarray | None = None, sample_rate: int | None = None):
-        if not (isinstance(fps, numbers.Real) and fps > 0 and math.isfinite(float(fps))):
-            raise InputError(f"VideoWriter: fps must be a positive number, got {fps!r}")
+        if not (isinstance(fps, numbers.Real) and fps > 0 and math.isfinite(float(fps)) and fps <= MAX_FPS):
+            raise InputError(f"VideoWriter: fps must be a positive number up to {MAX_FPS}, got {fps!r} (a faster "
+                             "rate writes a file players decode to no frames)")
         self.path = Path(path)
         self.fps = _as_fraction(fps)
         if lossless:
