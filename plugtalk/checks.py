@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .errors import InputError
 
-__all__ = ["check_feature_map", "check_vectors", "check_batch", "available_cpus", "bounded_threads"]
+__all__ = ["check_feature_map", "check_vectors", "check_batch", "available_cpus", "bounded_threads", "check_dtype"]
 
 
 def _expect_float_tensor(x: Any, owner: str, name: str, expected: str) -> Tensor:
@@ -98,3 +98,18 @@ def bounded_threads(threads: int | None, option: str = "threads") -> int | None:
         warnings.warn(f"{option} {threads} is more than the {cpus} CPU core(s) available; using {cpus}", stacklevel=2)
         return cpus
     return threads
+
+
+def check_dtype(x: Tensor, module: torch.nn.Module, owner: str, name: str) -> None:
+    """Refuse a float input whose dtype is not the module's weights' (e.g. float64 into a float32 model), outside
+    autocast, with the conversion to make instead of torch's dtype error deep inside a layer.
+
+    Raises:
+        InputError: naming both dtypes.
+    """
+    p = next(module.parameters(), None)
+    if p is None or x.dtype == p.dtype or torch.is_autocast_enabled(x.device.type):
+        return
+    raise InputError(f"{owner}: {name} is {str(x.dtype).replace('torch.', '')} but the weights are "
+                     f"{str(p.dtype).replace('torch.', '')}: convert the input with x.to({p.dtype}) (e.g. x.float()) "
+                     "or the model with .to(dtype)")

@@ -620,3 +620,94 @@ def test_demo_checks_every_model_before_writing(work):
         refused(*cli("demo", "-c", work / "lia.safetensors", *args, "-o", out, "--frames", "2", "--no-progress",
                      "--device", "cpu"), expected)
         assert not out.exists()
+
+
+def _with_metadata(src: Path, dst: Path, **changes) -> Path:
+    """A copy of plugtalk file ``src`` whose metadata has ``changes`` (``config_update`` merges into the config)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = json.loads(f.metadata()["plugtalk"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"].update(changes.pop("config_update", {}))
+    meta.update(changes)
+    save_file(tensors, str(dst), metadata={"plugtalk": json.dumps(meta)})
+    return dst
+
+
+def test_a_config_is_checked_against_the_tensor_shapes_before_building(work):
+    """Issue 19.4: an 870 KB file claiming channel_base=1e8, size=8192 allocated 22 GB and was OOM-killed."""
+    huge = _with_metadata(work / "lia.safetensors", work / "huge.safetensors",
+                          config_update={"channel_base": 100_000_000, "size": 8192})
+    with pytest.raises(CheckpointError, match="weights do not fit the LIA.* its config describes"):
+        B.load(huge)
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "-c", huge),
+            "weights do not fit")
+    # issue 19.3: metadata naming one backbone and holding another's config
+    other = _with_metadata(work / "lia.safetensors", work / "other.safetensors", name="edtalk")
+    with pytest.raises(CheckpointError, match="its config does not describe a EDTalk"):
+        B.load(other)
+    assert not (work / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("optim.lr=.nan", "optim.lr must be a finite number (got nan)"),
+    ("loss.rec=.inf", "loss.rec must be a finite number (got inf)"),
+    ("optim.lr=!!python/object/apply:os.system [echo]", "not a plain YAML value (could not determine a constructor"),
+])
+def test_set_values_are_checked(override, expected):
+    refused(*cli("train", "-c", "small-cpu", "--set", override, "--show-config"), expected)
+
+
+def test_prepare_size_is_bounded(work):
+    refused(*cli("prepare", work / "clip.mp4", "--out", work / "p", "--size", "100000", "--no-progress"),
+            "size must be from 16 to 2048 px")
+    assert not (work / "p").exists()
+
+
+def test_float64_inputs_get_a_dtype_message_like_uint8():
+    from conftest import tiny_backbone
+    from train_support import TINY_EDI as SMALL_EDI, TINY_EMI as SMALL_EMI
+    from plugtalk import retrofit
+    from plugtalk.errors import InputError
+
+    model = retrofit(tiny_backbone("lia"), emi=SMALL_EMI, edi=SMALL_EDI, init="random").eval()
+    size = model.adapter.image_size
+    x = torch.zeros(1, 3, size, size, dtype=torch.float64)
+    with pytest.raises(InputError, match="source is float64 but the weights are float32: convert"):
+        model(x, x)
+    with torch.no_grad():
+        enc = model.adapter.encode(x.float())
+    with pytest.raises(InputError, match="EMI: pyramid level 0 is float64 but the weights are float32"):
+        model.emi([f.double() for f in enc.pyramid], enc.latent.double())
+    model.double()(x, x)  # a float64 model takes float64 input
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pickled code ran",))
+
+
+def test_weak_messages_about_weights_files(work):
+    # a folder is a folder, not "does not exist"; an ONNX export folder is sent to --runtime onnx
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "-c", work),
+            "is a folder, not a weights file")
+    with pytest.raises(CheckpointError, match="is a folder, not a weights file"):
+        B.load(work)
+    onnx = work / "exported"
+    onnx.mkdir()
+    (onnx / "plugtalk-onnx.json").write_text("{}")
+    refused(*cli("export", "-c", onnx, "-o", work / "again"), "is an ONNX export folder")
+    # a valid official checkpoint given to load(): load_official
+    with pytest.raises(CheckpointError, match=r"official torch checkpoint.*load_official"):
+        B.load(work / "Audio2Lip.pt")
+    # a code-carrying pickle: said plainly, without torch's advice to load it anyway or colour codes
+    evil = work / "evil.pt"
+    torch.save({"audio2lip": {"x": torch.zeros(1)}, "payload": _Payload()}, evil)
+    res, text = cli("convert", "-b", "edtalk-audio", evil, work / "o.safetensors")
+    refused(res, text, "loading it would run code stored in the file")
+    assert "it needs" in text and "weights_only=False" not in text and "\x1b" not in res.output, text
+    assert not (work / "o.safetensors").exists() and not (work / "again").exists()
