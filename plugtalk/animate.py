@@ -187,10 +187,9 @@ def parse_expression_weights(value: str | os.PathLike | Sequence[float] | np.nda
         p = Path(value)
         if not p.is_file():
             raise InputError(f"expression weights file {str(p)!r} does not exist")
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise InputError(f"expression weights {p.name!r} is not a readable .npy array ({e})") from None
+        from .io.arrays import load_npy
+
+        arr = load_npy(p, "expression weights")
     elif isinstance(value, str):
         try:
             arr = np.array([float(v) for v in value.replace(" ", "").split(",") if v != ""])

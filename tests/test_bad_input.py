@@ -711,3 +711,28 @@ def test_weak_messages_about_weights_files(work):
     refused(res, text, "loading it would run code stored in the file")
     assert "it needs" in text and "weights_only=False" not in text and "\x1b" not in res.output, text
     assert not (work / "o.safetensors").exists() and not (work / "again").exists()
+
+
+def test_weak_messages_about_arrays_images_and_audio(work, monkeypatch):
+    import soundfile as sf
+
+    from plugtalk.errors import InputError
+    from plugtalk.io.arrays import load_npy
+    from plugtalk.io.audio import read_audio
+    from plugtalk.io.images import load_image
+
+    (work / "text.npy").write_text("0.1, 0.2\n")
+    with pytest.raises(InputError, match="'text.npy' is a text file, not a NumPy .npy array"):
+        load_npy(work / "text.npy", "expression weights")
+    np.save(work / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="holds Python objects"):
+        load_npy(work / "objects.npy", "expression weights")
+    np.save(work / "ok.npy", np.arange(3.0))
+    assert load_npy(work / "ok.npy", "w").tolist() == [0.0, 1.0, 2.0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 = 4096 px: over twice the limit
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(work / "big.png")
+    with pytest.raises(InputError, match="'big.png' is too large to read: over 1,000 pixels"):
+        load_image(work / "big.png")
+    sf.write(str(work / "slow.wav"), np.zeros(80, np.float32), 8, subtype="PCM_16")
+    with pytest.raises(InputError, match="sample rate of 8 Hz; plugtalk reads 1000 Hz"):
+        read_audio(work / "slow.wav")
