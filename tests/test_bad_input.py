@@ -736,3 +736,17 @@ def test_weak_messages_about_arrays_images_and_audio(work, monkeypatch):
     sf.write(str(work / "slow.wav"), np.zeros(80, np.float32), 8, subtype="PCM_16")
     with pytest.raises(InputError, match="sample rate of 8 Hz; plugtalk reads 1000 Hz"):
         read_audio(work / "slow.wav")
+
+
+def test_probe_reads_the_backbone_from_the_file_and_export_names_gohd(work):
+    # probe -c FILE without -b reads the backbone from the file, as animate does; --mode is DPE's alone
+    res, text = cli("probe", "-c", work / "lia.safetensors", "--mode", "pose", "--source", work / "face.png",
+                    "--driving", work / "clip.mp4", "-o", work / "pr")
+    refused(res, text, "--mode is DPE's option")
+    assert "backbone: lia (from" in text and not (work / "pr").exists()
+    refused(*cli("probe", "-c", work / "Audio2Lip.pt", "--source", work / "face.png", "--driving",
+                 work / "clip.mp4", "-o", work / "pr"), "is an official checkpoint: give --backbone")
+    gohd = work / "gohd.safetensors"
+    B.create("gohd", size=32, channel_base=512, channel_max=32, style_dim=64).save_pretrained(gohd)
+    refused(*cli("export", "-c", gohd, "-o", work / "gx", "--no-check"), "cannot be exported to ONNX")
+    assert not (work / "gx").exists()

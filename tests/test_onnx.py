@@ -7,6 +7,7 @@ for every backbone retrofitted with EMI + EDI (random init, so the modules act) 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -232,6 +233,9 @@ def test_a_folder_whose_graphs_do_not_match_the_manifest_is_refused_at_load(expo
     from plugtalk.checks import available_cpus
 
     _, result, _ = exported("lia+both")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert result.path.stat().st_mode & 0o777 == 0o777 & ~mask  # an ordinary folder, not mkdtemp's private 0700
     swapped = tmp_path / "swapped"
     shutil.copytree(result.path, swapped)
     shutil.copy(swapped / "encode.onnx", swapped / "render.onnx")

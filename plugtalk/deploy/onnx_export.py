@@ -161,6 +161,12 @@ def _check_model(model) -> list[tuple[str, str]]:
         raise InputError(f"export needs a Retrofitted model (a plain backbone is retrofit(b, emi=None, edi=None)), "
                          f"got {type(model).__name__}")
     a = model.adapter
+    from ..backbones import backbone_entry
+
+    controls_in = backbone_entry(a.backbone.name).controls
+    if "driving" not in controls_in:  # GoHD: a coefficient window per frame, no encode-the-driving-frame graph
+        raise InputError(f"plugtalk export writes an encode graph for driving frames; a {a.backbone.name} model is "
+                         f"driven by {', '.join(controls_in)} and cannot be exported to ONNX (use the torch runtime)")
     if a.wants_images:
         raise InputError(f"{type(a).__name__} re-runs the model on images inside its motion step; "
                          "it cannot be exported as encode + render graphs")
