@@ -49,7 +49,7 @@ from .errors import InputError
 from .face.crop import CropBox, crop_and_resize, crop_portrait, paste_back, video_crop_box
 from .io.atomic import check_output_path
 from .io.images import load_image, to_tensor, to_uint8
-from .io.video import VideoInfo, VideoReader, VideoWriter, probe_video
+from .io.video import MAX_FPS, VideoInfo, VideoReader, VideoWriter, probe_video
 from .retrofitting import DriverState, Retrofitted
 
 __all__ = ["SourceImage", "DrivingClip", "AnimateResult", "AnimatePlan", "FrameBatch", "Runtime", "prepare_source",
@@ -187,10 +187,9 @@ def parse_expression_weights(value: str | os.PathLike | Sequence[float] | np.nda
         p = Path(value)
         if not p.is_file():
             raise InputError(f"expression weights file {str(p)!r} does not exist")
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise InputError(f"expression weights {p.name!r} is not a readable .npy array ({e})") from None
+        from .io.arrays import load_npy
+
+        arr = load_npy(p, "expression weights")
     elif isinstance(value, str):
         try:
             arr = np.array([float(v) for v in value.replace(" ", "").split(",") if v != ""])
@@ -470,8 +469,8 @@ def plan_animation(model: Retrofitted, out: str | os.PathLike, *, driving=None, 
         raise InputError(f"the number of frames must be >= 1, got {max_frames}")
     if smooth < 0 or (smooth and smooth % 2 == 0):
         raise InputError(f"--smooth must be an odd number of frames (3, 5, ...) or 0, got {smooth}")
-    if fps is not None and not (fps > 0 and math.isfinite(fps)):
-        raise InputError(f"fps must be a positive number, got {fps}")
+    if fps is not None and not (fps > 0 and math.isfinite(fps) and fps <= MAX_FPS):
+        raise InputError(f"fps must be a positive number up to {MAX_FPS} frames/s, got {fps}")
     named = {d: v for d, v in (("mouth", mouth), ("pose", pose), ("expression", expression)) if v is not None}
     model_name = type(adapter.backbone).__name__
     entry = backbone_entry(adapter.backbone.name)

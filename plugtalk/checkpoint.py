@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
 from .io.atomic import atomic_path
-from .weights_file import check_finite, sniff_format
+from .weights_file import check_finite, require_weights_file, sniff_format
 
 __all__ = ["FORMAT_VERSION", "save_safetensors", "load_safetensors", "read_metadata", "read_state_dict"]
 
@@ -37,9 +37,7 @@ def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLik
 
 
 def _check_file(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    p = require_weights_file(path)
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(p)!r} is empty")
     return p

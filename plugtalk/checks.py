@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .errors import InputError
 
-__all__ = ["check_feature_map", "check_vectors", "check_batch"]
+__all__ = ["check_feature_map", "check_vectors", "check_batch", "available_cpus", "bounded_threads", "check_dtype"]
 
 
 def _expect_float_tensor(x: Any, owner: str, name: str, expected: str) -> Tensor:
@@ -59,3 +59,57 @@ def check_batch(x: Tensor, owner: str, name: str, batch: int | None) -> None:
     """Raise :class:`InputError` if ``x``'s batch size differs from ``batch`` (no check when ``None``)."""
     if batch is not None and x.shape[0] != batch:
         raise InputError(f"{owner}: {name} has batch size {x.shape[0]}, but the other inputs have {batch}")
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def bounded_threads(threads: int | None, option: str = "threads") -> int | None:
+    """A user's thread count, checked and capped at the cores available (a warning says so).
+
+    ``--threads 1000`` on a 2-core machine once hung ``animate --runtime onnx`` and pushed the load to ~700;
+    more threads than cores is never faster.
+
+    Args:
+        threads: ``None`` or ``0`` (the library's default: returned unchanged), or a positive count.
+        option: how the user gave it (``"--threads"``), for the messages.
+
+    Returns:
+        ``threads``, or :func:`available_cpus` when it asked for more.
+
+    Raises:
+        InputError: a negative or non-integer count.
+    """
+    import warnings
+
+    if threads is None or threads == 0:
+        return threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise InputError(f"{option} must be a whole number >= 0 (0: the default), got {threads!r}")
+    cpus = available_cpus()
+    if threads > cpus:
+        warnings.warn(f"{option} {threads} is more than the {cpus} CPU core(s) available; using {cpus}", stacklevel=2)
+        return cpus
+    return threads
+
+
+def check_dtype(x: Tensor, module: torch.nn.Module, owner: str, name: str) -> None:
+    """Refuse a float input whose dtype is not the module's weights' (e.g. float64 into a float32 model), outside
+    autocast, with the conversion to make instead of torch's dtype error deep inside a layer.
+
+    Raises:
+        InputError: naming both dtypes.
+    """
+    p = next(module.parameters(), None)
+    if p is None or x.dtype == p.dtype or torch.is_autocast_enabled(x.device.type):
+        return
+    raise InputError(f"{owner}: {name} is {str(x.dtype).replace('torch.', '')} but the weights are "
+                     f"{str(p.dtype).replace('torch.', '')}: convert the input with x.to({p.dtype}) (e.g. x.float()) "
+                     "or the model with .to(dtype)")

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from .checkpoint import load_safetensors, save_safetensors
 from .errors import CheckpointError
 
-__all__ = ["ConfigurableModule", "ConfigDict", "load_state_dict_checked", "describe_key_problems", "config_from_dict"]
+__all__ = ["ConfigurableModule", "ConfigDict", "load_state_dict_checked", "build_from_file", "describe_key_problems",
+           "config_from_dict"]
 
 
 def config_from_dict(cls: type, values: dict[str, Any]):
@@ -48,17 +49,48 @@ def describe_key_problems(missing, unexpected, mismatched, limit: int = 8) -> st
     return "; ".join(parts)
 
 
-def load_state_dict_checked(model: nn.Module, tensors: dict[str, Tensor], origin: str) -> None:
-    """``load_state_dict(strict=True)`` with one clear error listing missing/unexpected/mismatched keys."""
-    own = model.state_dict()
+def _check_fits(own: dict[str, Tensor], tensors: dict[str, Tensor], origin: str, what: str) -> None:
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     mismatched = [(k, tuple(tensors[k].shape), tuple(own[k].shape)) for k in own
                   if k in tensors and tensors[k].shape != own[k].shape]
     if missing or unexpected or mismatched:
-        raise CheckpointError(f"{origin}: weights do not fit {type(model).__name__}: "
+        raise CheckpointError(f"{origin}: weights do not fit {what}: "
                               + describe_key_problems(missing, unexpected, mismatched))
+
+
+def load_state_dict_checked(model: nn.Module, tensors: dict[str, Tensor], origin: str) -> None:
+    """``load_state_dict(strict=True)`` with one clear error listing missing/unexpected/mismatched keys."""
+    _check_fits(model.state_dict(), tensors, origin, type(model).__name__)
     model.load_state_dict(tensors, strict=True)
+
+
+def build_from_file(cls: type, values: Any, tensors: dict[str, Tensor], origin: str) -> nn.Module:
+    """``cls(cls.config_from(values))`` for a file's config, built only once the config is known to describe the
+    file's tensors: the module is first laid out on the ``meta`` device (no memory) and its parameter names
+    and shapes compared with ``tensors`` (read from the safetensors file).  A config that claims a huge model
+    (``channel_base=1e8`` in an 870 KB file once allocated 22 GB) is refused before anything is allocated.
+
+    Raises:
+        CheckpointError: a config that is not ``cls``'s (unknown options: e.g. metadata naming one backbone and
+            holding another's config), cannot be built, or whose shapes are not the file's.
+    """
+    try:
+        config = cls.config_from(values if isinstance(values, dict) else {})
+        if not isinstance(values, dict):
+            raise TypeError(f"expected a mapping, got {type(values).__name__}")
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{origin}: its config does not describe a {cls.__name__} ({e})") from None
+    try:
+        with torch.device("meta"):
+            skeleton = cls(config)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError, AssertionError) as e:
+        raise CheckpointError(f"{origin}: cannot build {cls.__name__} from its config ({e})") from None
+    except (RuntimeError, NotImplementedError):  # an operation without a meta kernel: checked after building
+        skeleton = None
+    if skeleton is not None:
+        _check_fits(skeleton.state_dict(), tensors, origin, f"the {cls.__name__} its config describes")
+    return cls(config)
 
 
 class ConfigurableModule(nn.Module):
@@ -102,6 +134,6 @@ class ConfigurableModule(nn.Module):
         if meta.get("kind") != cls.kind or (cls.name and meta.get("name") != cls.name):
             raise CheckpointError(f"{str(path)!r} holds a {meta.get('kind', 'unknown')} {meta.get('name', '')!r} "
                                   f"file, not a {cls.kind} {cls.name!r}")
-        model = cls(cls.config_from(meta["config"]))
+        model = build_from_file(cls, meta.get("config"), tensors, repr(str(path)))
         load_state_dict_checked(model, tensors, repr(str(path)))
         return model.to(device)

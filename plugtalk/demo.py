@@ -118,6 +118,22 @@ def write_comparison(dest: str | os.PathLike, panels: list[tuple[str, np.ndarray
     return Path(dest)
 
 
+def _video_driven(loaded, option: str):
+    """``loaded`` if its backbone takes a driving video (the demo's clip drives it).
+
+    Raises:
+        InputError: e.g. a GoHD model (driven by per-frame coefficients, which ``plugtalk demo`` has none of).
+    """
+    from .backbones import backbone_entry
+
+    controls = backbone_entry(loaded.backbone).controls
+    if "driving" not in controls:
+        raise InputError(f"{option}: plugtalk demo drives its model with a video, but this {loaded.backbone} model is "
+                         f"driven by {', '.join(controls)}; animate it with plugtalk animate "
+                         f"--{next(iter(controls)).replace('_', '-')} instead")
+    return loaded
+
+
 def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_FRAMES,
              checkpoint: str | os.PathLike | None = None, backbone: str | None = None, batch_size: int = 8,
              device: str | torch.device = "cpu", compare_with: str | os.PathLike | None = None,
@@ -147,8 +163,15 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"demo output {str(out)!r} is a file, expected a folder")
+    # every model is loaded and checked before anything is written (a bad --compare-with leaves no outputs)
+    loaded = _video_driven(load_animator(checkpoint, backbone, device=device), "--checkpoint")
+    if compare_with is None and checkpoint is None and not loaded.random_weights:
+        from .pretrained import compare_model_path
+
+        compare_with = compare_model_path()
+    other = None if compare_with is None else _video_driven(load_animator(compare_with, device=device),
+                                                            "--compare-with")
     out.mkdir(parents=True, exist_ok=True)
-    loaded = load_animator(checkpoint, backbone, device=device)
     size = loaded.model.adapter.image_size
     source = prepare_source(demo_source(), size, name="astronaut")
     src_png = save_image(out / "source.png", source.crop)
@@ -158,12 +181,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     upscaled = upscale_video(result.path, out / f"animated_{VIEW_SIZE}.mp4") if size < VIEW_SIZE else None
     demo = DemoResult(result.path, result.side_by_side, src_png, f"{loaded.backbone} {loaded.variant} from "
                       f"{loaded.source}", loaded.random_weights, result, upscaled)
-    if compare_with is None and checkpoint is None and not loaded.random_weights:
-        from .pretrained import compare_model_path
-
-        compare_with = compare_model_path()
-    if compare_with is not None:
-        other = load_animator(compare_with, device=device)
+    if other is not None:
         other_src = prepare_source(demo_source(), other.model.adapter.image_size, name="astronaut")
         other_out = animate(other.model, other_src, out / "compare_other.mp4", driving=demo_driving_path(),
                             max_frames=frames, batch_size=batch_size)

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .checks import check_feature_map, check_vectors
+from .checks import check_dtype, check_feature_map, check_vectors
 from .configurable import ConfigDict, ConfigurableModule, config_from_dict
 from .errors import InputError
 from .features import FeatureSpec
@@ -466,6 +466,7 @@ class EDI(ConfigurableModule):
         c = self.config
         size = (c.height, c.width)
         check_feature_map(source_map, _OWNER, "source_map", c.channels, size)
+        check_dtype(source_map, self, _OWNER, "source_map")
         b = source_map.shape[0]
         if driving_map is not None:
             check_feature_map(driving_map, _OWNER, "driving_map", c.channels, size, b)

@@ -58,7 +58,7 @@ from timm.layers import trunc_normal_
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from torch import Tensor, nn
 
-from .checks import check_feature_map, check_vectors
+from .checks import check_dtype, check_feature_map, check_vectors
 from .configurable import ConfigDict, ConfigurableModule, config_from_dict
 from .errors import InputError
 from .features import FeatureSpec
@@ -423,6 +423,7 @@ class EMI(ConfigurableModule):
         for i, (x, ch) in enumerate(zip(pyramid, c.pyramid_channels)):
             size = c.pyramid_sizes[i] if c.pyramid_sizes is not None else None
             check_feature_map(x, _OWNER, f"pyramid level {i}", ch, size, batch)
+            check_dtype(x, self, _OWNER, f"pyramid level {i}")
             batch = x.shape[0]
         if c.latent_dim is None:
             if latent is not None:

@@ -15,6 +15,7 @@ user-supplied Inception weights).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -112,7 +113,7 @@ def build_suite(settings: EvalSettings) -> tuple[MetricSuite, object | None]:
         raise InputError(f"unknown metric(s) {unknown}; choose from {', '.join(ALL_METRICS)}")
     if settings.inception_weights is not None and "fid" not in names and not settings.metrics:
         names.append("fid")
-    if settings.identity_shift and "identity_shift" not in names and not settings.metrics:
+    if settings.identity_shift and "identity_shift" not in names:  # a driving video is given for it, always
         names.append("identity_shift")
     fid_extractor = None
     if "fid" in names:
@@ -288,6 +289,7 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
                 not_computed["fid"] = str(e)
     if "csim" in metrics:
         info["csim_reference"] = "source image" if src_img is not None else "reference frames"
+    _check_computed(metrics, not_computed, notes)
     return {"metrics": metrics, "better": {m: METRIC_INFO[m][2] for m in metrics}, "frames": n_done,
             "pred": str(p_src), "ref": str(r_src) if r_src else None, "driving": str(d_src) if d_src else None,
             "source": str(source) if isinstance(source, (str, os.PathLike)) else None,
@@ -334,6 +336,21 @@ class _Aligned:
         out = {k: b[:n] for k, b in self.bufs.items()}
         self.bufs = {k: b[n:] for k, b in self.bufs.items()}
         return out
+
+
+def _check_computed(metrics: dict[str, float], not_computed: dict[str, str], notes: list[str]) -> None:
+    """Refuse a run that computed no metric at all; add a warning for each metric that is NaN (no frame had a
+    detectable face, ...) so a NaN never passes as a result.
+
+    Raises:
+        InputError: naming why each asked-for metric could not be computed.
+    """
+    if not metrics:
+        why = "; ".join(f"{m}: {w}" for m, w in not_computed.items()) or "no metric applies to these inputs"
+        raise InputError(f"no metric could be computed ({why}); give --ref (reference frames) and/or --source")
+    for m, v in metrics.items():
+        if isinstance(v, float) and math.isnan(v):
+            notes.append(f"{m} is NaN: no frame could be scored (no detectable face in the frames?)")
 
 
 def write_identity_shift_plot(result: dict, path: str | os.PathLike) -> Path:

@@ -120,11 +120,9 @@ def open_weights(path: str | os.PathLike) -> WeightsFile:
             safetensors file that is neither a plugtalk retrofit nor backbone file.
     """
     from .checkpoint import read_metadata
-    from .weights_file import NOT_WEIGHTS, sniff_format
+    from .weights_file import NOT_WEIGHTS, require_weights_file, sniff_format
 
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    p = require_weights_file(path)
     fmt = sniff_format(p)
     if fmt == "unknown":
         raise CheckpointError(f"{str(p)!r} is {NOT_WEIGHTS}")

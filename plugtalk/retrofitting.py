@@ -28,8 +28,9 @@ from torch import Tensor, nn
 
 from .adapters.base import Adapter
 from .backbones.base import Encoding, check_image
+from .checks import check_dtype
 from .checkpoint import load_safetensors, save_safetensors
-from .configurable import load_state_dict_checked
+from .configurable import build_from_file, load_state_dict_checked
 from .edi import EDI
 from .emi import EMI, distill_loss
 from .errors import CheckpointError, InputError
@@ -185,6 +186,7 @@ class Retrofitted(nn.Module):
         """
         size = self.adapter.image_size
         check_image(source, "source", size)
+        check_dtype(source, self, type(self).__name__, "source")
         frames, controls = self.split_inputs(driving, dict(inputs))
         batch = None
         for name, f in [*frames.items(), *([("start", start)] if start is not None else [])]:
@@ -400,17 +402,22 @@ def load_retrofitted(path: str | os.PathLike, device: str | torch.device = "cpu"
     if meta.get("kind") != "retrofit":
         raise CheckpointError(f"{str(path)!r} is not a plugtalk retrofit file (kind={meta.get('kind')!r})")
     cls = backbones.get_backbone_class(meta["backbone"])
-    backbone = cls(cls.config_from(meta["backbone_config"]))
-    emi = EMI(EMI.config_from(meta["emi_config"])) if meta.get("emi_config") else None
-    edi = EDI(EDI.config_from(meta["edi_config"])) if meta.get("edi_config") else None
     origin = repr(str(path))
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    # each config is checked against the file's tensor shapes before its module is allocated
+    backbone = build_from_file(cls, meta.get("backbone_config"), part("backbone."), origin)
+    emi = build_from_file(EMI, meta["emi_config"], part("emi."), origin) if meta.get("emi_config") else None
+    edi = build_from_file(EDI, meta["edi_config"], part("edi."), origin) if meta.get("edi_config") else None
     for prefix, module in (("backbone.", backbone), ("emi.", emi), ("edi.", edi)):
-        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        part_ = part(prefix)
         if module is None:
-            if part:
+            if part_:
                 raise CheckpointError(f"{origin}: holds {prefix[:-1]} weights but no {prefix[:-1]} config")
             continue
-        load_state_dict_checked(module, part, origin)
+        load_state_dict_checked(module, part_, origin)
     model = Retrofitted(adapter_for(backbone, **meta.get("adapter_options", {})), emi, edi,
                         freeze_backbone=meta.get("frozen_backbone", True))
     return model.to(device).eval()

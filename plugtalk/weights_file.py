@@ -71,3 +71,21 @@ def check_finite(tensors: Mapping[str, torch.Tensor], origin: str) -> None:
             kinds = [k for k, m in (("NaN", torch.isnan(t)), ("inf", torch.isinf(t))) if bool(m.any())]
             raise CheckpointError(f"{origin}: weight {name!r} holds {bad} {'/'.join(kinds)} value(s) of "
                                   f"{t.numel()}; the checkpoint is corrupt or comes from a diverged training run")
+
+
+def require_weights_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is an existing file; a folder is said to be one (an ONNX export folder is sent
+    to ``plugtalk animate --runtime onnx``), not "does not exist".
+
+    Raises:
+        CheckpointError: no such file, or a folder.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if (p / "plugtalk-onnx.json").is_file():
+            raise CheckpointError(f"checkpoint {str(p)!r} is an ONNX export folder, not a weights file: run it with "
+                                  "plugtalk animate --runtime onnx -c FOLDER")
+        raise CheckpointError(f"checkpoint {str(p)!r} is a folder, not a weights file (.safetensors or official .pt)")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    return p

@@ -387,3 +387,366 @@ def test_python_dash_m_plugtalk_cli_is_the_plugtalk_command():
     bad = subprocess.run([sys.executable, "-m", "plugtalk.cli", "no-such-command"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "no-such-command" in bad.stderr
+
+
+# -- OS errors: one line naming the path, nothing partial left (issue 19.2) ---------------------------
+@pytest.fixture
+def mounts(tmp_path):
+    """``full/``: a 1 MB tmpfs filled to the last byte; ``ro/``: a read-only tmpfs.  Needs root (else skipped);
+    both are unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    made = []
+    try:
+        for name, opts in (("full", "size=1m"), ("ro", "size=1m,ro")):
+            (tmp_path / name).mkdir()
+            res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(tmp_path / name)],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+            made.append(tmp_path / name)
+        with open(tmp_path / "full" / "filler", "wb") as f, pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        yield tmp_path / "full", tmp_path / "ro"
+    finally:
+        for m in reversed(made):
+            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+def test_disk_full_is_one_line_naming_the_output_and_leaves_nothing(work, mounts):
+    full, _ = mounts
+    src = ("-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors")
+    for args, out in [
+        ([*ANIMATE, *src, "-o", full / "o.mp4"], full / "o.mp4"),
+        (["eval", "--pred", work / "clip.mp4", "--ref", work / "clip.mp4", "-m", "psnr", "--frames", "2",
+          "--no-progress", "--json", full / "e.json"], full / "e.json"),
+        (["convert", "-b", "edtalk-audio", work / "Audio2Lip.pt", full / "a.safetensors"], full / "a.safetensors"),
+    ]:
+        res, text = cli(*args)
+        refused(res, text, f"{str(out)!r}: no space left on device")
+        assert ".partial" not in text, text
+    assert sorted(p.name for p in full.iterdir()) == ["filler"]
+
+
+@pytest.mark.parametrize("command", ["probe", "train", "prepare", "export", "demo", "animate", "convert"])
+def test_read_only_file_system_is_one_line_naming_the_output(work, mounts, command):
+    _, ro = mounts
+    cfg = work / "train.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_mapping(ro / "run")))
+    args, out = {
+        "probe": (["probe", "-b", "lia", "-c", work / "lia.safetensors", "--source", work / "face.png", "--driving",
+                   work / "clip.mp4", "-o", ro / "probe"], ro / "probe"),
+        "train": (["train", "-c", cfg, "--data", work], ro / "run"),
+        "prepare": (["prepare", work / "clip.mp4", "--out", ro / "clips", "--no-progress"], ro / "clips"),
+        "export": (["export", "-c", work / "lia.safetensors", "-o", ro / "exp", "--no-check"], ro / "exp"),
+        "demo": (["demo", "-c", work / "lia.safetensors", "-o", ro / "demo", "--frames", "2", "--no-progress",
+                  "--device", "cpu"], ro / "demo"),
+        "animate": ([*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors",
+                     "-o", ro / "o.mp4"], ro),
+        "convert": (["convert", "-b", "edtalk-audio", work / "Audio2Lip.pt", ro / "a.safetensors"], ro),
+    }[command]
+    res, text = cli(*args)
+    refused(res, text, str(out))
+    assert "read-only file system" in text or "is not writable" in text, text
+    assert list(ro.iterdir()) == []
+
+
+def test_names_over_the_file_system_limit_are_one_line(work):
+    long = "x" * 300
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors",
+                 "-o", work / f"{long}.mp4"), "file name too long")
+    cfg = work / "train.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_mapping(work / long)))
+    refused(*cli("train", "-c", cfg, "--data", work), "file name too long")
+    assert not partials(work)
+
+
+def test_os_error_message_names_the_path_in_words():
+    import errno
+
+    from plugtalk.io.oserrors import as_os_error, os_error_message
+
+    assert os_error_message(OSError(errno.ENOSPC, "x", "out/o.mp4")) == (
+        "'out/o.mp4': no space left on device (nothing was kept; free some space or write elsewhere)")
+    assert os_error_message(OSError(errno.EROFS, "x", "a", None, "b")).startswith("'a' -> 'b': read-only file system")
+    assert "file name too long" in os_error_message(OSError(errno.ENAMETOOLONG, "x", "y" * 400))
+    assert len(os_error_message(OSError(errno.ENAMETOOLONG, "x", "y" * 400))) < 200
+
+    class SafetensorError(Exception):
+        pass
+
+    e = as_os_error(SafetensorError("Error while serializing: I/O error: No space left (os error 28)"), "m.st")
+    assert e.errno == errno.ENOSPC and e.filename == "m.st"
+    assert as_os_error(ValueError("no os error here"), "m.st") is None
+
+
+# -- usage errors of the command line: one line too (issue 19, weak messages) --------------------------
+@pytest.mark.parametrize("args, expected", [
+    (["animate", "-s", "a.png", "-o", "o.mp4", "--batch-size", "0"], "'--batch-size'"),
+    (["eval", "--pred", "p.mp4", "--resize", "15"], "'--resize'"),
+    (["bench", "-v", "foo"], "unknown variant(s) ['foo']"),
+    (["ui", "--max-frames", "0"], "'--max-frames'"),
+    (["animate", "-o", "o.mp4"], "Missing option '--source'"),
+    (["animate", "--no-such-flag"], "--no-such-flag"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+])
+def test_usage_errors_are_one_error_line_not_a_panel(args, expected):
+    res, text = cli(*args)
+    refused(res, text, expected)
+    assert "╭" not in res.output and "Usage:" not in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+# -- silent wrong results and unbounded values (issue 19.3-19.5) -------------------------------------
+@pytest.mark.parametrize("args, expected", [
+    (["--batch", "0"], "--batch 0: batch sizes must be from 1"),
+    (["--size", "7"], "--size 7: the image size must be a power of two"),
+    (["--size", "65"], "--size 65"),
+    (["--size", "100000"], "--size 100000"),
+    (["--threads", "-1"], "--threads must be a whole number >= 0"),
+    (["--no-model", "--no-e2e"], "leave nothing to time"),
+])
+def test_bench_values_are_bounded(args, expected):
+    refused(*cli("bench", "-b", "lia", "-v", "base", *args), expected)
+
+
+def test_thread_counts_are_capped_at_the_cores_with_a_warning(monkeypatch):
+    import plugtalk.checks as checks
+    from plugtalk.errors import InputError
+
+    monkeypatch.setattr(checks, "available_cpus", lambda: 2)
+    with pytest.warns(UserWarning, match="--threads 1000 is more than the 2 CPU core"):
+        assert checks.bounded_threads(1000, "--threads") == 2
+    assert checks.bounded_threads(2) == 2 and checks.bounded_threads(0) == 0 and checks.bounded_threads(None) is None
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="whole number"):
+            checks.bounded_threads(bad)
+
+
+def test_animate_fps_is_bounded(work):
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors",
+                 "-o", work / "o.mp4", "--fps", "100000"), "up to 240 frames/s")
+    assert not (work / "o.mp4").exists()
+    from plugtalk.errors import InputError
+
+    with pytest.raises(InputError, match="up to 240"):
+        VideoWriter(work / "o.mp4", fps=100000)
+
+
+def test_eval_never_writes_into_a_folder_it_scores(work):
+    frames = work / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(demo_source()[:64, :64]).save(frames / f"{i:03d}.png")
+    for out in (frames / "x.json", frames / "sub" / "x.json"):
+        refused(*cli("eval", "--pred", frames, "--source", work / "face.png", "--driving", work / "clip.mp4",
+                     "-m", "csim", "--json", out, "--no-progress"), "lies inside the --pred folder")
+    assert sorted(p.name for p in frames.iterdir()) == ["000.png", "001.png"]
+
+
+def test_eval_that_computes_nothing_is_refused_and_nan_is_warned(work):
+    refused(*cli("eval", "--pred", work / "clip.mp4", "-m", "psnr,ssim", "--frames", "2", "--no-progress"),
+            "no metric could be computed (psnr: needs reference frames")
+    gray = work / "gray"
+    gray.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(gray / f"{i}.png")
+    res, text = cli("eval", "--pred", gray, "--source", work / "face.png", "-m", "csim", "--no-progress")
+    assert res.exit_code == 0, text
+    assert "warning: csim is NaN: no frame could be scored" in text, text
+
+
+def test_eval_driving_adds_the_identity_shift_to_explicit_metrics():
+    from plugtalk.evaluate import EvalSettings, build_suite
+
+    suite, _ = build_suite(EvalSettings(metrics=["psnr"], identity_shift=True))
+    assert list(suite.metrics) == ["psnr", "identity_shift"]
+    suite, _ = build_suite(EvalSettings(metrics=["psnr"]))
+    assert list(suite.metrics) == ["psnr"]
+
+
+def test_train_resume_without_a_checkpoint_warns(tmp_path):
+    from plugtalk.train import Trainer
+    from plugtalk.train.bench import SyntheticPairs
+    from train_support import tiny_config
+
+    with pytest.warns(UserWarning, match="--resume: no checkpoint in .*starting from step 0"):
+        t = Trainer(tiny_config(tmp_path / "run"), SyntheticPairs(8, 32), resume=True)
+    t.dist.close()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--port", "-1"], "'--port'"),
+    (["--port", "70000"], "'--port'"),
+    (["--host", "999.1.1.1"], "--host '999.1.1.1' is not an address"),
+    (["--device", "cuda"], "CUDA is not available"),
+])
+def test_ui_settings_are_checked_before_serving(args, expected, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    refused(*cli("ui", *args), expected)
+
+
+def test_ui_workdir_file_and_temporary_folders(work, monkeypatch):
+    import tempfile
+
+    pytest.importorskip("gradio")
+    import plugtalk.ui as ui
+
+    refused(*cli("ui", "--workdir", work / "face.png"), "--workdir")
+    res, text = cli("ui", "--workdir", work / "face.png")
+    assert "is a file, not a folder" in text and "Errno" not in text
+    seen = []
+
+    def fail(host, port, cfg, **kw):
+        seen.append(cfg.workdir)
+        assert cfg.workdir.is_dir()
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.setattr(ui, "launch", fail)
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    refused(*cli("ui"), "address already in use")
+    assert seen and seen[0].name.startswith("plugtalk-ui-") and not seen[0].exists()
+
+
+def test_demo_checks_every_model_before_writing(work):
+    gohd = work / "gohd.safetensors"
+    B.create("gohd", size=32, channel_base=512, channel_max=32, style_dim=64).save_pretrained(gohd)
+    for args, expected in [(["--compare-with", work / "text.pt"], NOT_WEIGHTS),
+                           (["--compare-with", gohd], "plugtalk animate --coefficients"),
+                           (["-c", gohd], "plugtalk animate --coefficients")]:
+        out = work / "d5"
+        refused(*cli("demo", "-c", work / "lia.safetensors", *args, "-o", out, "--frames", "2", "--no-progress",
+                     "--device", "cpu"), expected)
+        assert not out.exists()
+
+
+def _with_metadata(src: Path, dst: Path, **changes) -> Path:
+    """A copy of plugtalk file ``src`` whose metadata has ``changes`` (``config_update`` merges into the config)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = json.loads(f.metadata()["plugtalk"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"].update(changes.pop("config_update", {}))
+    meta.update(changes)
+    save_file(tensors, str(dst), metadata={"plugtalk": json.dumps(meta)})
+    return dst
+
+
+def test_a_config_is_checked_against_the_tensor_shapes_before_building(work):
+    """Issue 19.4: an 870 KB file claiming channel_base=1e8, size=8192 allocated 22 GB and was OOM-killed."""
+    huge = _with_metadata(work / "lia.safetensors", work / "huge.safetensors",
+                          config_update={"channel_base": 100_000_000, "size": 8192})
+    with pytest.raises(CheckpointError, match="weights do not fit the LIA.* its config describes"):
+        B.load(huge)
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "-c", huge),
+            "weights do not fit")
+    # issue 19.3: metadata naming one backbone and holding another's config
+    other = _with_metadata(work / "lia.safetensors", work / "other.safetensors", name="edtalk")
+    with pytest.raises(CheckpointError, match="its config does not describe a EDTalk"):
+        B.load(other)
+    assert not (work / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("optim.lr=.nan", "optim.lr must be a finite number (got nan)"),
+    ("loss.rec=.inf", "loss.rec must be a finite number (got inf)"),
+    ("optim.lr=!!python/object/apply:os.system [echo]", "not a plain YAML value (could not determine a constructor"),
+])
+def test_set_values_are_checked(override, expected):
+    refused(*cli("train", "-c", "small-cpu", "--set", override, "--show-config"), expected)
+
+
+def test_prepare_size_is_bounded(work):
+    refused(*cli("prepare", work / "clip.mp4", "--out", work / "p", "--size", "100000", "--no-progress"),
+            "size must be from 16 to 2048 px")
+    assert not (work / "p").exists()
+
+
+def test_float64_inputs_get_a_dtype_message_like_uint8():
+    from conftest import tiny_backbone
+    from train_support import TINY_EDI as SMALL_EDI, TINY_EMI as SMALL_EMI
+    from plugtalk import retrofit
+    from plugtalk.errors import InputError
+
+    model = retrofit(tiny_backbone("lia"), emi=SMALL_EMI, edi=SMALL_EDI, init="random").eval()
+    size = model.adapter.image_size
+    x = torch.zeros(1, 3, size, size, dtype=torch.float64)
+    with pytest.raises(InputError, match="source is float64 but the weights are float32: convert"):
+        model(x, x)
+    with torch.no_grad():
+        enc = model.adapter.encode(x.float())
+    with pytest.raises(InputError, match="EMI: pyramid level 0 is float64 but the weights are float32"):
+        model.emi([f.double() for f in enc.pyramid], enc.latent.double())
+    model.double()(x, x)  # a float64 model takes float64 input
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pickled code ran",))
+
+
+def test_weak_messages_about_weights_files(work):
+    # a folder is a folder, not "does not exist"; an ONNX export folder is sent to --runtime onnx
+    refused(*cli(*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-o", work / "o.mp4", "-c", work),
+            "is a folder, not a weights file")
+    with pytest.raises(CheckpointError, match="is a folder, not a weights file"):
+        B.load(work)
+    onnx = work / "exported"
+    onnx.mkdir()
+    (onnx / "plugtalk-onnx.json").write_text("{}")
+    refused(*cli("export", "-c", onnx, "-o", work / "again"), "is an ONNX export folder")
+    # a valid official checkpoint given to load(): load_official
+    with pytest.raises(CheckpointError, match=r"official torch checkpoint.*load_official"):
+        B.load(work / "Audio2Lip.pt")
+    # a code-carrying pickle: said plainly, without torch's advice to load it anyway or colour codes
+    evil = work / "evil.pt"
+    torch.save({"audio2lip": {"x": torch.zeros(1)}, "payload": _Payload()}, evil)
+    res, text = cli("convert", "-b", "edtalk-audio", evil, work / "o.safetensors")
+    refused(res, text, "loading it would run code stored in the file")
+    assert "it needs" in text and "weights_only=False" not in text and "\x1b" not in res.output, text
+    assert not (work / "o.safetensors").exists() and not (work / "again").exists()
+
+
+def test_weak_messages_about_arrays_images_and_audio(work, monkeypatch):
+    import soundfile as sf
+
+    from plugtalk.errors import InputError
+    from plugtalk.io.arrays import load_npy
+    from plugtalk.io.audio import read_audio
+    from plugtalk.io.images import load_image
+
+    (work / "text.npy").write_text("0.1, 0.2\n")
+    with pytest.raises(InputError, match="'text.npy' is a text file, not a NumPy .npy array"):
+        load_npy(work / "text.npy", "expression weights")
+    np.save(work / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="holds Python objects"):
+        load_npy(work / "objects.npy", "expression weights")
+    np.save(work / "ok.npy", np.arange(3.0))
+    assert load_npy(work / "ok.npy", "w").tolist() == [0.0, 1.0, 2.0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 = 4096 px: over twice the limit
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(work / "big.png")
+    with pytest.raises(InputError, match="'big.png' is too large to read: over 1,000 pixels"):
+        load_image(work / "big.png")
+    sf.write(str(work / "slow.wav"), np.zeros(80, np.float32), 8, subtype="PCM_16")
+    with pytest.raises(InputError, match="sample rate of 8 Hz; plugtalk reads 1000 Hz"):
+        read_audio(work / "slow.wav")
+
+
+def test_probe_reads_the_backbone_from_the_file_and_export_names_gohd(work):
+    # probe -c FILE without -b reads the backbone from the file, as animate does; --mode is DPE's alone
+    res, text = cli("probe", "-c", work / "lia.safetensors", "--mode", "pose", "--source", work / "face.png",
+                    "--driving", work / "clip.mp4", "-o", work / "pr")
+    refused(res, text, "--mode is DPE's option")
+    assert "backbone: lia (from" in text and not (work / "pr").exists()
+    refused(*cli("probe", "-c", work / "Audio2Lip.pt", "--source", work / "face.png", "--driving",
+                 work / "clip.mp4", "-o", work / "pr"), "is an official checkpoint: give --backbone")
+    gohd = work / "gohd.safetensors"
+    B.create("gohd", size=32, channel_base=512, channel_max=32, style_dim=64).save_pretrained(gohd)
+    refused(*cli("export", "-c", gohd, "-o", work / "gx", "--no-check"), "cannot be exported to ONNX")
+    assert not (work / "gx").exists()

@@ -7,6 +7,7 @@ for every backbone retrofitted with EMI + EDI (random init, so the modules act) 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -222,3 +223,26 @@ def test_bench_onnx_times_both_runtimes_on_the_same_model():
     assert r.max_abs_error <= TOL
     assert r.torch_top and r.onnx_top and all(0 < share <= 1 for _, share in r.onnx_top)
     assert len(r.row()) == 9
+
+
+def test_a_folder_whose_graphs_do_not_match_the_manifest_is_refused_at_load(exported, tmp_path):
+    """Issue 19.3: a render.onnx that is the encode graph failed only at the first frame (missing inputs);
+    issue 19.4: a thread count above the cores is capped with a warning (1000 threads once hung the machine)."""
+    import shutil
+
+    from plugtalk.checks import available_cpus
+
+    _, result, _ = exported("lia+both")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert result.path.stat().st_mode & 0o777 == 0o777 & ~mask  # an ordinary folder, not mkdtemp's private 0700
+    swapped = tmp_path / "swapped"
+    shutil.copytree(result.path, swapped)
+    shutil.copy(swapped / "encode.onnx", swapped / "render.onnx")
+    with pytest.raises(InputError, match=r"render.onnx' takes inputs \['image'\].*do not belong together"):
+        OnnxAnimator(swapped, threads=1)
+    r = runner.invoke(app, ["animate", "--runtime", "onnx", "-c", str(swapped), "--threads", "1000",
+                            "-s", "a.png", "-d", "b.mp4", "-o", str(tmp_path / "o.mp4")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "do not belong together" in text, text
+    assert f"warning: --threads 1000 is more than the {available_cpus()} CPU core(s) available" in text, text

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..io.arrays import load_npy
 from .gohd import COEFFICIENT_DIM, EXPRESSION, GAZE, POSE
 
 __all__ = ["EXPRESSION_SCALE", "POSE_SCALE", "WINDOW_RADIUS", "FaceCoefficients", "read_face_coefficients",
@@ -94,7 +95,7 @@ def _load_table(path: Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return {"array": np.load(path, allow_pickle=False)}
+            return {"array": load_npy(path, "coefficient file")}
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
@@ -143,7 +144,7 @@ def read_gaze(path: str | os.PathLike) -> Tensor:
     if not p.is_file():
         raise InputError(f"gaze file {str(p)!r} does not exist")
     try:
-        a = np.load(p, allow_pickle=False) if p.suffix.lower() == ".npy" else np.loadtxt(p, delimiter=None, ndmin=2)
+        a = load_npy(p, "gaze file") if p.suffix.lower() == ".npy" else np.loadtxt(p, delimiter=None, ndmin=2)
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read gaze file {str(p)!r}: {e}") from e
     a = np.asarray(a, dtype=np.float64)

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConversionError
 from ..configurable import describe_key_problems
-from ..weights_file import NOT_WEIGHTS, check_finite, sniff_format
+from ..weights_file import NOT_WEIGHTS, check_finite, require_weights_file, sniff_format
 
 __all__ = ["OfficialKeyMap", "read_official_checkpoint", "guess_official_backbone", "convert_state_dict",
            "SAFE_GLOBALS"]
@@ -84,6 +85,15 @@ def _describe_file(path: Path) -> str:
     return f"{str(path)!r} ({path.stat().st_size} bytes)"
 
 
+def _pickle_detail(e: BaseException) -> str:
+    """What torch's weights-only unpickler objected to (``: it needs os.system``), without its advice to load
+    the file with ``weights_only=False`` (which would run the code) and without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    m = (re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
+         or re.search(r"Unsupported (?:operand|class) ([^\s,]+)", text))
+    return f": it needs {m.group(1)}" if m else ""
+
+
 def read_official_checkpoint(path: str | os.PathLike, container: str | None = None) -> dict[str, Tensor]:
     """Load the state dict of an official checkpoint without executing pickled code.
 
@@ -97,9 +107,7 @@ def read_official_checkpoint(path: str | os.PathLike, container: str | None = No
             text, random bytes: judged by content), a pickle that needs code to load (refused), a file that
             holds no state dict, one without ``container`` (naming the keys it has), or NaN / infinite weights.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    p = require_weights_file(path)
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(p)!r} is empty")
     fmt = sniff_format(p)
@@ -112,9 +120,9 @@ def read_official_checkpoint(path: str | os.PathLike, container: str | None = No
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"refusing to load {_describe_file(p)}: it is not a weights-only torch checkpoint "
-                              f"(loading it would run pickled code). torch said: {first}") from e
+        raise CheckpointError(f"refusing to load {_describe_file(p)}: loading it would run code stored in the file "
+                              f"(a pickle that is not a weights-only torch checkpoint{_pickle_detail(e)}), so it is "
+                              "refused") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError,
             IndexError) as e:
         raise CheckpointError(f"cannot read {_describe_file(p)}: truncated or not a torch checkpoint ({e})") from e

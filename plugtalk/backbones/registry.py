@@ -166,7 +166,18 @@ def load_official(name: str, path: str | os.PathLike, device: str | torch.device
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Backbone:
-    """Load a plugtalk safetensors backbone file (any registered backbone, picked from its metadata)."""
+    """Load a plugtalk safetensors backbone file (any registered backbone, picked from its metadata).
+
+    Raises:
+        CheckpointError: not a plugtalk backbone file; an official torch checkpoint is sent to
+            :func:`load_official` (it needs the backbone's name).
+    """
+    from ..weights_file import require_weights_file, sniff_format
+
+    if sniff_format(require_weights_file(path)) in ("torch-zip", "torch-pickle"):
+        raise CheckpointError(f"{str(path)!r} is an official torch checkpoint, not a plugtalk file: load it with "
+                              "plugtalk.backbones.load_official(NAME, path) (NAME: lia, edtalk, ...), or convert it "
+                              "once with plugtalk convert")
     meta = read_metadata(path)
     name = meta.get("name")
     if meta.get("kind") != "backbone" or name not in _REGISTRY:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(name="plugtalk", no_args_is_help=True, add_completion=False,
+from ._common import OneLineErrors
+
+app = typer.Typer(name="plugtalk", cls=OneLineErrors, no_args_is_help=True, add_completion=False,
                   help="Retrofit GAN talking-head animators with FixTalk's EMI and EDI.",
                   pretty_exceptions_enable=False)
 

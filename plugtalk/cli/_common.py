@@ -5,14 +5,22 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from typing import Iterator
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as _usage
+except ImportError:  # pragma: no cover - older typer on click
+    from click import exceptions as _usage
 
 from ..errors import InputError, PlugtalkError
+from ..io.oserrors import os_error_message
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,12 +41,16 @@ def tell(label: str, text: object, console_: Console | None = None) -> None:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Print :class:`~plugtalk.errors.PlugtalkError` (and file errors) as ``error: ...`` and exit with 2."""
+    """Print :class:`~plugtalk.errors.PlugtalkError` and every ``OSError`` (a missing file, a full disk, a
+    read-only mount, a file name over the limit: :func:`plugtalk.io.oserrors.os_error_message`) as one
+    ``error: ...`` line and exit with 2."""
     try:
         yield
-    except (PlugtalkError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
-            PermissionError) as e:
+    except PlugtalkError as e:
         tell("error", e)
+        raise typer.Exit(code=2) from None
+    except OSError as e:
+        tell("error", os_error_message(e))
         raise typer.Exit(code=2) from None
 
 
@@ -92,3 +104,36 @@ def print_table(table) -> None:
     """Print a rich table; off a terminal (logs, pipes, CI) on a wide page so columns are not squeezed."""
     target = console if console.is_terminal else Console(width=max(console.width, 160))
     target.print(table)
+
+
+class OneLineErrors(TyperGroup):
+    """The ``plugtalk`` group: a usage error of the command line (a value out of range, an unknown option or
+    command, a missing option) is one ``error: ...`` line on stderr and exit 2, like every other refusal,
+    instead of the framework's usage block and boxed panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _usage.NoArgsIsHelpError as e:  # plain ``plugtalk``: the help was printed
+            sys.exit(e.exit_code)
+        except _usage.UsageError as e:
+            tell("error", usage_message(e))
+            sys.exit(2)
+        except _usage.ClickException as e:
+            tell("error", e.format_message())
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            tell("error", "aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def usage_message(e: _usage.UsageError) -> str:
+    """A usage error as one line, pointing at the command's ``--help``."""
+    text = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        text += f" (see {ctx.command_path} --help)"
+    return text

@@ -54,6 +54,7 @@ def default_device() -> str:
 
 def _load(runtime: str, checkpoint, backbone, mode, device, threads: int):
     """The model for ``--runtime``: torch (any weights file) or onnx (an export folder, on onnxruntime)."""
+    from ..checks import bounded_threads
     from ..errors import InputError
     from ..loading import load_animator
 
@@ -65,7 +66,7 @@ def _load(runtime: str, checkpoint, backbone, mode, device, threads: int):
 
     if checkpoint is None:
         raise InputError("--runtime onnx needs --checkpoint FOLDER (made by plugtalk export --format onnx)")
-    loaded = load_onnx_animator(checkpoint, threads=threads or None)
+    loaded = load_onnx_animator(checkpoint, threads=bounded_threads(threads, "--threads") or None)
     if backbone is not None and backbone != loaded.backbone:
         raise InputError(f"{str(checkpoint)!r} holds a {loaded.backbone} model, not {backbone}")
     if mode is not None:

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from . import app
-from ._common import console, parse_device, print_table, say, user_errors
+from ..checks import bounded_threads
+from ._common import console, console_warnings, parse_device, print_table, say, user_errors
 
 _DTYPES = {"float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
 
@@ -74,7 +75,7 @@ def bench(
 
     from ..io.paths import check_outputs, require_suffix
 
-    with user_errors():
+    with user_errors(), console_warnings():
         if not backbone:
             from ..backbones import animator_backbones
 
@@ -84,6 +85,8 @@ def bench(
             require_suffix(json_out, (".json",), "--json")
             check_output_path(json_out)
         parse_device(device)
+        _check_bounds(size, batch, model_only, end_to_end, runtime)
+        threads = bounded_threads(threads, "--threads") or 0
         if threads:
             torch.set_num_threads(threads)
         unknown = [v for v in variant if v not in B.VARIANTS]
@@ -124,6 +127,28 @@ def bench(
         if json_out:
             write_json(json_out, out)
             say(f"wrote {json_out}")
+
+
+#: The largest image size and batch ``bench`` takes (beyond them a run only exhausts memory).
+MAX_SIZE, MAX_BATCH = 1024, 256
+
+
+def _check_bounds(size: int, batches: Optional[List[int]], model_only: bool, end_to_end: bool, runtime: str) -> None:
+    """Refuse sizes the backbones cannot build, batch sizes out of range and a run that would time nothing.
+
+    Raises:
+        InputError: naming the option.
+    """
+    from ..errors import InputError
+
+    if not 8 <= size <= MAX_SIZE or size & (size - 1):
+        raise InputError(f"--size {size}: the image size must be a power of two from 8 to {MAX_SIZE} px "
+                         "(256: the official models)")
+    bad = [b for b in batches or [] if not 1 <= b <= MAX_BATCH]
+    if bad:
+        raise InputError(f"--batch {bad[0]}: batch sizes must be from 1 to {MAX_BATCH}")
+    if not model_only and not end_to_end and runtime == "torch":
+        raise InputError("--no-model and --no-e2e leave nothing to time; keep one of them (or --runtime onnx)")
 
 
 def _bench_onnx(out: dict, backbones: List[str], variants: List[str], size: int, threads: int, rounds: int,

@@ -102,15 +102,17 @@ def evaluate(
     from ..evaluate import EvalSettings, build_suite, evaluate_frames, write_identity_shift_plot
     from ..io.atomic import check_output_path
     from ..io.jsonfile import write_json
-    from ..io.paths import check_outputs, require_suffix
+    from ..io.paths import check_outputs, check_outside_input_folders, require_suffix
 
     with user_errors(), warnings_to_console():
         if json_out is not None:
             outputs = {"--json": json_out}
             if driving is not None:
                 outputs["identity-shift plot"] = identity_shift_plot_path(json_out)
-            check_outputs(outputs, {"--pred": pred, "--ref": ref, "--source": source, "--driving": driving,
-                                    "--arcface-weights": arcface_weights, "--inception-weights": inception_weights})
+            inputs = {"--pred": pred, "--ref": ref, "--source": source, "--driving": driving,
+                      "--arcface-weights": arcface_weights, "--inception-weights": inception_weights}
+            check_outputs(outputs, inputs)
+            check_outside_input_folders(outputs, inputs)
             require_suffix(json_out, (".json",), "--json")
             check_output_path(json_out)
         if driving is not None and source is None:

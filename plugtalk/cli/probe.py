@@ -32,6 +32,29 @@ def _default_backbone() -> str | None:
     return meta.get("backbone") or meta.get("name")
 
 
+def _backbone_of_file(checkpoint) -> str:
+    """The backbone a plugtalk file names in its metadata (as ``animate -c`` reads it).
+
+    Raises:
+        InputError: an official checkpoint (its backbone cannot be told from the file: give ``--backbone``).
+        CheckpointError: not a weights file.
+    """
+    from ..checkpoint import read_metadata
+    from ..errors import InputError
+    from ..weights_file import NOT_WEIGHTS, require_weights_file, sniff_format
+
+    fmt = sniff_format(require_weights_file(checkpoint))
+    if fmt == "unknown":
+        raise InputError(f"{str(checkpoint)!r} is {NOT_WEIGHTS}")
+    if fmt != "safetensors":
+        raise InputError(f"{str(checkpoint)!r} is an official checkpoint: give --backbone (lia, edtalk, dpe or gohd)")
+    meta = read_metadata(checkpoint)
+    name = meta.get("backbone") if meta.get("kind") == "retrofit" else meta.get("name")
+    if not name:
+        raise InputError(f"{str(checkpoint)!r} is not a plugtalk backbone or retrofit file: give --backbone")
+    return name
+
+
 def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, taps, groups, directions,
                        num_pairs, metrics, output_faces, seed, batch_size, device, score_size=None,
                        coefficients=None):
@@ -39,6 +62,11 @@ def _spec_from_options(backbone, checkpoint, mode, pairs_dirs, source, driving, 
     from ..probe import ProbeSpec, pairs_from_files, pairs_from_folder, usable_pairs_from_folder
     from ..shared_data import find_shared
 
+    if backbone is None and checkpoint is not None:
+        backbone = _backbone_of_file(checkpoint)
+        say(f"backbone: {backbone} (from {checkpoint})")
+    if mode is not None and backbone != "dpe":
+        raise InputError(f"--mode is DPE's option (expression | pose); {backbone} has no motion modes: drop --mode")
     if backbone is None:
         backbone = _default_backbone()
         if backbone is None:

@@ -71,14 +71,20 @@ class PrepareSettings:
     crf: int = 18
 
     def check(self) -> None:
-        if self.size < 16:
-            raise InputError(f"size must be at least 16 px, got {self.size}")
-        if not (self.fps > 0 and math.isfinite(self.fps)):
-            raise InputError(f"fps must be a positive number, got {self.fps}")
+        from ..io.video import MAX_FPS
+
+        if not 16 <= self.size <= MAX_CLIP_SIZE:  # 100000 px was OOM-killed, leaving a partial file
+            raise InputError(f"size must be from 16 to {MAX_CLIP_SIZE} px, got {self.size}")
+        if not (self.fps > 0 and math.isfinite(self.fps) and self.fps <= MAX_FPS):
+            raise InputError(f"fps must be a positive number up to {MAX_FPS}, got {self.fps}")
         if not (0 < self.min_seconds <= self.max_seconds):
             raise InputError(f"need 0 < min_seconds <= max_seconds, got {self.min_seconds}, {self.max_seconds}")
         if self.detect_every < 1:
             raise InputError(f"detect_every must be >= 1, got {self.detect_every}")
+
+
+#: The largest clip side ``prepare`` writes (px): 8x the official models' 256.
+MAX_CLIP_SIZE = 2048
 
 
 @dataclasses.dataclass

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
+from ..io.oserrors import as_os_error
 from . import MANIFEST, require_onnx
 
 __all__ = ["ExportResult", "export_onnx", "frozen_bases", "MIN_OPSET", "DEFAULT_OPSET", "FORMAT_VERSION"]
@@ -160,6 +161,12 @@ def _check_model(model) -> list[tuple[str, str]]:
         raise InputError(f"export needs a Retrofitted model (a plain backbone is retrofit(b, emi=None, edi=None)), "
                          f"got {type(model).__name__}")
     a = model.adapter
+    from ..backbones import backbone_entry
+
+    controls_in = backbone_entry(a.backbone.name).controls
+    if "driving" not in controls_in:  # GoHD: a coefficient window per frame, no encode-the-driving-frame graph
+        raise InputError(f"plugtalk export writes an encode graph for driving frames; a {a.backbone.name} model is "
+                         f"driven by {', '.join(controls_in)} and cannot be exported to ONNX (use the torch runtime)")
     if a.wants_images:
         raise InputError(f"{type(a).__name__} re-runs the model on images inside its motion step; "
                          "it cannot be exported as encode + render graphs")
@@ -264,7 +271,11 @@ def export_onnx(model, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
         render_in.append("primary_code")
     for c, _ in controls:
         render_in += [c, f"use_{c}"]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if str(out.parent) else "."))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if str(out.parent) else "."))
+    except OSError as e:  # a read-only mount, a full disk, a name over the limit: about the folder asked for
+        raise OSError(e.errno, e.strerror, str(out)) from None
+    os.chmod(tmp, _folder_mode())  # mkdtemp makes it private (0700); an export folder is an ordinary one
     try:
         with frozen_bases(model), torch.no_grad():
             encode = _Encode(model).eval()
@@ -297,10 +308,20 @@ def export_onnx(model, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        about_tmp = isinstance(e, OSError) and (e.filename is None or tmp.name in os.fsdecode(e.filename))
+        if about_tmp:  # disk full while writing a graph: about the output folder, not the hidden temporary one
+            raise as_os_error(e, out) from e
         raise
     return ExportResult(out, manifest, time.perf_counter() - t0)
+
+
+def _folder_mode() -> int:
+    """Permission bits a new folder gets under the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
 
 
 def _manifest(model, opset: int, widths: dict[str, int], controls, enc_out, render_in, description: str,

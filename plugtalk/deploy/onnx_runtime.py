@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..checks import bounded_threads
 from ..errors import InputError
 from ..loading import LoadedAnimator
 from . import MANIFEST, require_onnx
@@ -69,13 +70,29 @@ def _explain(path: Path, error: Exception) -> str:
     return f"onnxruntime {ort.__version__} cannot load {path.name}: {text.splitlines()[0] if text else type(error).__name__}"
 
 
+def _check_graph_inputs(folder: Path, manifest: dict, sessions: dict) -> None:
+    """Each graph's inputs must be the manifest's (a swapped or foreign ``render.onnx`` is refused at load, not
+    with onnxruntime's missing-inputs error at the first frame).
+
+    Raises:
+        InputError: naming the file, the inputs it has and the ones the manifest lists.
+    """
+    for graph, spec in manifest["graphs"].items():
+        want = list(spec.get("inputs", []))
+        got = [i.name for i in sessions[graph].get_inputs()]
+        if want and got != want:
+            raise InputError(f"{str(folder / spec['file'])!r} takes inputs {got}, but {MANIFEST} says the {graph} graph "
+                             f"takes {want}: the folder's files do not belong together; export again")
+
+
 def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None):
     """An ``onnxruntime.InferenceSession`` with full graph optimisation.
 
     Args:
         path: an ``.onnx`` file.
         providers: execution providers (default: :func:`default_providers`).
-        threads: intra-op threads (``None``: onnxruntime's default, all cores).
+        threads: intra-op threads (``None`` or 0: onnxruntime's default, all cores; capped at the cores available,
+            with a warning).
 
     Raises:
         InputError: missing file, or a model onnxruntime rejects; the message names the operator
@@ -90,6 +107,7 @@ def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    threads = bounded_threads(threads)
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
@@ -171,6 +189,7 @@ class OnnxAnimator(nn.Module):
                                     {c: v["replaces"] for c, v in m["controls"].items()})
         self.sessions = {g: open_session(self.folder / spec["file"], providers, threads)
                          for g, spec in m["graphs"].items()}
+        _check_graph_inputs(self.folder, m, self.sessions)
         self.levels = len(m["pyramid"])
         self.inputs = {i.name for i in self.sessions["render"].get_inputs()}
         self.eval()

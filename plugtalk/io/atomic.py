@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import InputError
+from .oserrors import as_os_error
 
 __all__ = ["atomic_path", "check_output_path", "sigterm_as_exit", "save_figure"]
 
@@ -92,8 +93,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 @contextlib.contextmanager
 def _atomic_temp(dest: Path, suffix: str | None) -> Iterator[Path]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.partial-", suffix=dest.suffix if suffix is None else suffix,
-                               dir=dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.partial-",
+                                   suffix=dest.suffix if suffix is None else suffix, dir=dest.parent)
+    except OSError as e:  # a read-only mount, a full disk, a name over the file system's limit
+        raise OSError(e.errno, e.strerror, str(dest)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     # keep an overwritten file's permissions; a new file gets the usual umask-based ones, not 0o600
@@ -103,10 +107,21 @@ def _atomic_temp(dest: Path, suffix: str | None) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, mode)  # again: some writers (safetensors) replace the file with a 0o600 one
         os.replace(tmp_path, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
+        translated = _about_dest(e, tmp_path, dest)
+        if translated is not None:
+            raise translated from e
         raise
+
+
+def _about_dest(e: BaseException, tmp_path: Path, dest: Path) -> OSError | None:
+    """A writer's OS error (disk full, ...) about the hidden temporary file, reported against ``dest``; ``None``
+    for any other error (including an OSError about another file, e.g. an input that vanished)."""
+    if isinstance(e, OSError) and e.filename is not None and Path(os.fsdecode(e.filename)).name != tmp_path.name:
+        return None
+    return as_os_error(e, dest)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:

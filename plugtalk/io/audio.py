@@ -94,6 +94,10 @@ def _read_pyav(p: Path) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32), int(sr)
 
 
+#: The sample rates (Hz) :func:`read_audio` takes: telephone audio up to studio rates.
+SAMPLE_RATES = (1000, 768000)
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a sound file or the first audio stream of a media file, at its own sample rate.
 
@@ -101,7 +105,8 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         ``(samples, sample_rate)``: float32 mono ``(N,)`` in [-1, 1] (channels averaged), rate in Hz.
 
     Raises:
-        InputError: missing/empty/corrupt file, no audio stream, or no samples.
+        InputError: missing/empty/corrupt file, no audio stream, no samples, or a sample rate outside
+            :data:`SAMPLE_RATES` (audio at 8 Hz once reached FFmpeg's encoder as a traceback).
     """
     p = _check_file(path)
     samples = sr = None
@@ -114,6 +119,9 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         samples, sr = _read_pyav(p)
     if samples.size == 0:
         raise InputError(f"audio file {p.name!r} has no samples")
+    if not SAMPLE_RATES[0] <= sr <= SAMPLE_RATES[1]:
+        raise InputError(f"audio file {p.name!r} has a sample rate of {sr} Hz; plugtalk reads "
+                         f"{SAMPLE_RATES[0]} Hz to {SAMPLE_RATES[1]} Hz")
     if not np.isfinite(samples).all():
         raise InputError(f"audio file {p.name!r} contains NaN or infinite samples")
     return np.ascontiguousarray(samples, dtype=np.float32), sr

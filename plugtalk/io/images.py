@@ -91,7 +91,10 @@ def load_image(path: str | os.PathLike, *, min_side: int = DEFAULT_MIN_SIDE,
         raise InputError(f"image {p.name!r}: {e}") from None
     except UnidentifiedImageError:
         raise InputError(f"{p.name!r} is not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise InputError(f"image {p.name!r} is too large to read: over {Image.MAX_IMAGE_PIXELS:,} pixels ({e}); "
+                         "downscale it first") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"image {p.name!r} is corrupt or truncated ({e})") from None
     h, w = rgb.shape[:2]
     if min(h, w) < min_side:

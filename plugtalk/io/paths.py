@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Mapping, Union
 from ..errors import InputError
 
 __all__ = ["same_file", "check_outputs", "require_suffix", "check_folder_holds_no_inputs", "removing_new_folders",
-           "check_path_component", "check_inside", "NAME_MAX_BYTES",
+           "check_path_component", "check_inside", "check_outside_input_folders", "NAME_MAX_BYTES",
            "TEMP_NAME_EXTRA"]
 
 #: The longest file name (one path component, in UTF-8 bytes) that common file systems take (ext4, XFS, tmpfs).
@@ -126,6 +126,22 @@ def check_inside(path: PathLike, folder: PathLike, option: str) -> Path:
     if rp.parent != rf and rf not in rp.parents:
         raise InputError(f"{option}: the output {str(p)!r} would be written outside {str(f)!r}; refused")
     return p
+
+
+def check_outside_input_folders(outputs: Mapping[str, Paths], inputs: Mapping[str, Paths]) -> None:
+    """Refuse an output that lies inside an input that is a folder (e.g. ``eval --pred frames/ --json
+    frames/x.json``: a second run would score the report's plot as a frame).
+
+    Raises:
+        InputError: naming both options.
+    """
+    folders = [(name, p.resolve()) for name, p in _named(inputs) if p.is_dir()]
+    for oname, opath in _named(outputs):
+        ro = opath.resolve()
+        for iname, folder in folders:
+            if folder in ro.parents:
+                raise InputError(f"{oname} {str(opath)!r} lies inside the {iname} folder {str(folder)!r}: outputs are "
+                                 "never written into an input folder; choose another place")
 
 
 def check_folder_holds_no_inputs(folder: PathLike, option: str, inputs: Iterable[PathLike], what: str) -> None:

@@ -21,12 +21,16 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_path
+from .oserrors import as_os_error
 
 __all__ = ["VideoInfo", "VideoReader", "VideoWriter", "read_frames", "read_frames_at", "probe_video",
            "VIDEO_SUFFIXES"]
 
 #: File suffixes treated as videos when a folder is scanned.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv")
+
+#: The highest frame rate read or written (frames/s); 100000 fps once wrote a file that decoded to 0 frames.
+MAX_FPS = 240
 
 
 @dataclass(frozen=True)
@@ -167,8 +171,8 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike, *, fps: float | None = None, max_frames: int | None = None):
-        if fps is not None and not (fps > 0 and math.isfinite(fps)):
-            raise InputError(f"VideoReader: fps must be a positive number, got {fps!r}")
+        if fps is not None and not (fps > 0 and math.isfinite(fps) and fps <= MAX_FPS):
+            raise InputError(f"VideoReader: fps must be a positive number up to {MAX_FPS}, got {fps!r}")
         if max_frames is not None and max_frames < 0:
             raise InputError(f"VideoReader: max_frames must be >= 0, got {max_frames}")
         self.info = probe_video(path)
@@ -409,8 +413,9 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float = 25.0, *, codec: str = "libx264",
                  pix_fmt: str = "yuv420p", crf: int | None = 18, preset: str | None = "medium", lossless: bool = False,
                  audio: str | os.PathLike | np.ndarray | None = None, sample_rate: int | None = None):
-        if not (isinstance(fps, numbers.Real) and fps > 0 and math.isfinite(float(fps))):
-            raise InputError(f"VideoWriter: fps must be a positive number, got {fps!r}")
+        if not (isinstance(fps, numbers.Real) and fps > 0 and math.isfinite(float(fps)) and fps <= MAX_FPS):
+            raise InputError(f"VideoWriter: fps must be a positive number up to {MAX_FPS}, got {fps!r} (a faster "
+                             "rate writes a file players decode to no frames)")
         self.path = Path(path)
         self.fps = _as_fraction(fps)
         if lossless:
@@ -528,6 +533,7 @@ class VideoWriter:
             self._container = None
         except BaseException as e:
             self._discard(e)
+            self._raise_about_path(e)
             raise
         self._atomic.__exit__(None, None, None)  # os.replace onto the destination
         self._is_open = False
@@ -577,10 +583,19 @@ class VideoWriter:
                              f"{self._shape[1]}x{self._shape[0]}")
         if h % 2 or w % 2:
             a = np.pad(a, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        for img in a:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            vf.pts = self.frames_written
-            self._container.mux(self._vstream.encode(vf))
-            self.frames_written += 1
-            if self._astream is not None:
-                self._write_audio_until(self._audio_end())
+        try:
+            for img in a:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                vf.pts = self.frames_written
+                self._container.mux(self._vstream.encode(vf))
+                self.frames_written += 1
+                if self._astream is not None:
+                    self._write_audio_until(self._audio_end())
+        except OSError as e:
+            self._raise_about_path(e)
+            raise
+
+    def _raise_about_path(self, e: BaseException) -> None:
+        """Re-raise PyAV's OS error about the hidden temporary file (disk full, ...) as one about ``path``."""
+        if isinstance(e, OSError):
+            raise as_os_error(e, self.path) from e

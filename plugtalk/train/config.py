@@ -20,6 +20,7 @@ Paths are taken relative to the working directory; ``~`` and ``$VARIABLES`` are 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -270,6 +271,8 @@ class TrainConfig:
         if self.stage == "stage1" and self.model.emi is False:
             problems.append("stage 'stage1' trains EMI: model.emi must not be false (use stage 'baseline')")
         problems += _backbone_problems(self.model.backbone)
+        problems += [f"{k} must be a finite number (got {v})" for k, v in _numbers(self.to_dict())
+                     if isinstance(v, float) and not math.isfinite(v)]
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -364,8 +367,23 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
                 raise InputError(f"override {item!r}: {p!r} is not a section")
             node[p] = child = dict(child)
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:  # e.g. a !!python/... tag: never constructed, refused like in a file
+            why = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise InputError(f"--set {item}: not a plain YAML value ({why})") from None
     return out
+
+
+def _numbers(tree: Any, prefix: str = ""):
+    """``(dotted key, value)`` of every leaf of a nested dict / list."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, (dict, list)):
+            yield from _numbers(v, key + ".")
+        else:
+            yield key, v
 
 
 def packaged_configs() -> dict[str, Path]:

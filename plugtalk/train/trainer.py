@@ -455,8 +455,10 @@ class Trainer:
         self.dist.barrier()
         folder = latest_checkpoint(self.checkpoint_root)
         if folder is None:
-            if self.dist.is_main:
-                print(f"resume: no checkpoint in {self.checkpoint_root}; starting from step 0", flush=True)
+            if self.dist.is_main:  # a warning on stderr (the CLI's ``warning:`` line), not a stdout line lost in logs
+                import warnings
+
+                warnings.warn(f"--resume: no checkpoint in {self.checkpoint_root}; starting from step 0", stacklevel=2)
             return
         state = load_state(folder)
         old, new = state["config"], self.cfg.to_dict()

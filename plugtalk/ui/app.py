@@ -278,8 +278,12 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
 
 
 def _message(error: BaseException) -> str:
-    if isinstance(error, (PlugtalkError, FileNotFoundError, PermissionError)):
+    if isinstance(error, PlugtalkError):
         return str(error)
+    if isinstance(error, OSError):  # a full disk, a read-only work folder, ...
+        from ..io.oserrors import os_error_message
+
+        return os_error_message(error)
     return f"internal error ({type(error).__name__}: {error}); the server is still running, try other inputs"
 
 
