@@ -24,7 +24,7 @@ def train(
 ) -> None:
     """Train EMI/EDI (or a plain backbone) on self-reenactment pairs of a folder of face clips.
 
-    Stages (the config's `stage`): stage1 = backbone + EMI (LIA-style pre-training); stage2 = EDI only, from the stage-1 model; retrofit = EMI/EDI on a frozen pretrained backbone; baseline = no EMI/EDI.
+    Stages (the config's `stage`, registered in plugtalk.train.stages): stage1 = backbone + EMI (LIA-style pre-training); stage2 = EDI only, from the stage-1 model; retrofit = EMI/EDI on a frozen pretrained backbone; baseline = no EMI/EDI.
 
     Several GPUs: torchrun --nproc_per_node N -m plugtalk.train --config FILE.
     """

@@ -2,9 +2,10 @@
 
 Sections (every key optional; defaults are FixTalk's setting, suppl. Sec. 1.2):
 
-* ``stage``: ``stage1`` (backbone + EMI, LIA-style pre-training), ``stage2`` (EDI only, everything
-  else frozen, from the stage-1 result), ``retrofit`` (EMI/EDI on a frozen pretrained backbone) or
-  ``baseline`` (the plain backbone, no EMI/EDI: for ablations);
+* ``stage``: a registered training stage (:mod:`plugtalk.train.stages`): ``stage1`` (backbone + EMI,
+  LIA-style pre-training), ``stage2`` (EDI only, everything else frozen, from the stage-1 result),
+  ``retrofit`` (EMI/EDI on a frozen pretrained backbone), ``baseline`` (the plain backbone, no EMI/EDI:
+  for ablations), EDTalk's decoupling stages, ...;
 * ``model``: backbone name + config overrides, adapter options, checkpoint, EMI/EDI options, init,
   discriminator geometry;
 * ``data``: clip folder, image size, global batch size, loader workers;
@@ -31,12 +32,11 @@ from pydantic.dataclasses import dataclass
 
 from ..errors import InputError
 
-__all__ = ["STAGES", "ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "EMIBridgeSection",
+__all__ = ["ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "EMIBridgeSection",
            "TrainConfig",
            "load_config", "config_from_mapping", "apply_overrides", "packaged_configs", "resolve_config_path",
            "expand_path"]
 
-STAGES = ("stage1", "stage2", "retrofit", "baseline")
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -195,6 +195,15 @@ def _backbone_problems(name: str) -> list[str]:
     return []
 
 
+def _stage_problems(cfg: "TrainConfig") -> list[str]:
+    """Why ``cfg.stage`` cannot run with ``cfg`` (unknown stage, or the stage's own rules)."""
+    from .stages import get_stage, stage_names
+
+    if cfg.stage not in stage_names():
+        return [f"stage must be one of {', '.join(stage_names())} (got {cfg.stage!r})"]
+    return get_stage(cfg.stage).problems(cfg)
+
+
 @dataclass(config=_STRICT)
 class EMIBridgeSection:
     """When EMI starts as a pass-through (``model.init: passthrough``: its latent bridge open, ``z = latent``)
@@ -233,7 +242,7 @@ class EMIBridgeSection:
 class TrainConfig:
     """The whole training configuration (see the module docstring)."""
 
-    stage: Literal["stage1", "stage2", "retrofit", "baseline"] = "stage1"
+    stage: str = "stage1"
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     data: DataSection = dataclasses.field(default_factory=DataSection)
     optim: OptimSection = dataclasses.field(default_factory=OptimSection)
@@ -257,15 +266,11 @@ class TrainConfig:
             problems.append("data.workers, log.image_every and optim.warmup_steps must be >= 0")
         weights = {k: getattr(self.loss, k) for k in ("rec", "per", "adv", "dis", "dmem", "align", "r1_gamma")}
         problems += [f"loss.{k} must be >= 0 (got {v})" for k, v in weights.items() if v < 0]
-        if self.stage in ("stage2", "retrofit") and not self.model.checkpoint:
-            what = "stage-1 result" if self.stage == "stage2" else "backbone: official .pt or plugtalk file"
-            problems.append(f"stage {self.stage!r} needs model.checkpoint (the pretrained {what})")
         b = self.emi_bridge
         if not (0 <= b.warmup <= 1 and 0 <= b.ramp <= 1 and b.warmup + b.ramp <= 1) or b.distill < 0:
             problems.append(f"emi_bridge: need warmup, ramp in [0, 1] with warmup + ramp <= 1 (the gate must reach 0 "
                             f"by the end) and distill >= 0 (got {b.warmup}, {b.ramp}, {b.distill})")
-        if self.stage == "stage1" and self.model.emi is False:
-            problems.append("stage 'stage1' trains EMI: model.emi must not be false (use stage 'baseline')")
+        problems += _stage_problems(self)
         problems += _backbone_problems(self.model.backbone)
         if problems:
             raise ValueError("; ".join(problems))
