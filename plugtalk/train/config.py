@@ -30,6 +30,7 @@ import yaml
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
+from ..data.decoupling import DEFAULT_MOUTH_BOX
 from ..errors import InputError
 
 __all__ = ["ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "EMIBridgeSection",
@@ -95,6 +96,9 @@ class DataSection:
         workers: DataLoader worker processes per training process.
         repeats: pairs drawn per clip per epoch.
         hflip: mirror source and driving together with probability 1/2.
+        mouth_box: (top, bottom, left, right) of the mouth region as fractions of the aligned crop: the region
+            EDTalk's mouth-pose stage swaps between clips and scores with L_rec^m
+            (:data:`plugtalk.data.decoupling.DEFAULT_MOUTH_BOX`).
     """
 
     folder: str | None = None
@@ -103,6 +107,7 @@ class DataSection:
     workers: int = 4
     repeats: int = 100
     hflip: bool = True
+    mouth_box: tuple[float, float, float, float] = DEFAULT_MOUTH_BOX
 
 
 @dataclass(config=_STRICT)
@@ -145,6 +150,10 @@ class LossSection:
         vgg_layer_weights: weights of relu1_1 .. relu5_1 (LIA's perceptual loss uses 10 each).
         vgg_scales: image-pyramid scales the perceptual loss is summed over.
         r1_gamma: R1 regularisation strength (0: off); applied lazily every ``r1_every`` steps.
+        stage_weights: weights of a stage's own losses by name (EDTalk's ``cross``, ``fea``, ``mouth``,
+            ``sync``, ...); a name not given here takes the stage's default (:attr:`Stage.weights`, 1 for
+            EDTalk's stages as in EDTalk suppl. 1.3).
+        syncnet_weights: a user-supplied Wav2Lip ``lipsync_expert.pth`` SyncNet file for L_sync^m.
     """
 
     rec: float = 1.0
@@ -158,6 +167,8 @@ class LossSection:
     vgg_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
     r1_gamma: float = 0.0
     r1_every: int = 16
+    stage_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    syncnet_weights: str | None = None
 
 
 @dataclass(config=_STRICT)
@@ -265,6 +276,7 @@ class TrainConfig:
         if self.data.workers < 0 or self.log.image_every < 0 or self.optim.warmup_steps < 0:
             problems.append("data.workers, log.image_every and optim.warmup_steps must be >= 0")
         weights = {k: getattr(self.loss, k) for k in ("rec", "per", "adv", "dis", "dmem", "align", "r1_gamma")}
+        weights.update({f"stage_weights.{k}": v for k, v in self.loss.stage_weights.items()})
         problems += [f"loss.{k} must be >= 0 (got {v})" for k, v in weights.items() if v < 0]
         b = self.emi_bridge
         if not (0 <= b.warmup <= 1 and 0 <= b.ramp <= 1 and b.warmup + b.ramp <= 1) or b.distill < 0:

@@ -1,7 +1,11 @@
 """Training data by kind: each stage names the kind it needs (:attr:`plugtalk.train.stages.Stage.data`).
 
 * ``pairs`` - self-reenactment pairs (source and driving frame of one clip,
-  :class:`plugtalk.data.SelfReenactmentDataset`).
+  :class:`plugtalk.data.SelfReenactmentDataset`);
+* ``mouth-swap`` - two clips with mouth replacement (:class:`plugtalk.data.decoupling.MouthSwapDataset`,
+  ``data.mouth_box``);
+* ``emotion-pairs`` - pairs of emotion-labelled clips (:class:`plugtalk.data.decoupling.EmotionPairsDataset`,
+  labels from :func:`plugtalk.data.labels.clip_labels`).
 
 :data:`DATASETS` maps a kind to ``(config, size, stage) -> Dataset``; a stage with new data needs adds
 one entry (:func:`register_dataset`).
@@ -52,7 +56,30 @@ def _pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
                                   size=d.size or size)
 
 
+def _mouth_swap(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
+    from ..data.decoupling import MouthSwapDataset
+
+    d = cfg.data
+    return MouthSwapDataset(data_folder(cfg), repeats=d.repeats, seed=cfg.seed, hflip=d.hflip, size=d.size or size,
+                            mouth_box=d.mouth_box)
+
+
+def _emotion_pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
+    from ..data.decoupling import EmotionPairsDataset
+    from ..data.labels import clip_labels
+
+    d = cfg.data
+    labels, source = clip_labels(data_folder(cfg))
+    if source is None:
+        raise InputError(f"stage {stage.name!r} needs emotion labels: no manifest.jsonl or labels.json in "
+                         f"{data_folder(cfg)!r} (see plugtalk.data.labels)")
+    return EmotionPairsDataset(data_folder(cfg), labels, repeats=d.repeats, seed=cfg.seed, hflip=d.hflip,
+                               size=d.size or size)
+
+
 register_dataset("pairs", _pairs)
+register_dataset("mouth-swap", _mouth_swap)
+register_dataset("emotion-pairs", _emotion_pairs)
 
 
 def build_dataset(cfg: TrainConfig, size: int) -> Dataset:

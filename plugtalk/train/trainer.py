@@ -140,6 +140,9 @@ class Trainer:
             if config.model.discriminator_checkpoint:
                 self._load_discriminator(expand_path(config.model.discriminator_checkpoint))
 
+        #: what the stage's ``setup`` prepared (loss networks, ...), read by its objective
+        self.stage_state = self.stage.setup(self) if self.stage.setup is not None else {}
+
         # data
         self.dataset = dataset if dataset is not None else build_dataset(config, size)
         world = self.dist.world_size
@@ -213,9 +216,14 @@ class Trainer:
         return gate
 
     def _loss_weight(self, name: str) -> float:
-        """Weight of generator loss ``name`` (``distill``: the ``emi_bridge`` weight times the gate)."""
+        """Weight of generator loss ``name``: ``loss.stage_weights[name]``, else the stage's default, else
+        ``loss.<name>`` (``distill``: the ``emi_bridge`` weight times the gate)."""
         if name == "distill":
             return self.cfg.emi_bridge.distill * (self.model.emi.bridge_gate if self.model.emi is not None else 0.0)
+        if name in self.cfg.loss.stage_weights:
+            return self.cfg.loss.stage_weights[name]
+        if name in self.stage.weights:
+            return self.stage.weights[name]
         return getattr(self.cfg.loss, name)
 
     # -- data -------------------------------------------------------------------------------------------
@@ -281,7 +289,7 @@ class Trainer:
         if D is not None:
             D.requires_grad_(False)
         with self._autocast():
-            objective = self.stage.objective(self.g_net, inputs, self.stage)
+            objective = self.stage.objective(self.g_net, inputs, self)
             fake, target = objective.fake, objective.target
             wanted = self.stage.losses
             losses: dict[str, Tensor] = {}

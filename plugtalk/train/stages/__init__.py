@@ -23,7 +23,9 @@ config (or ``--set stage=my-stage``) runs it.
 * helpers for ``build``: :func:`start_model` (the configured backbone / checkpoint, see
   :class:`Start`), :func:`new_module` (a fresh or loaded EMI/EDI), :func:`train_only` (freeze a model
   and unfreeze named submodules of the backbone);
-* :func:`self_reenactment` - the default ``objective``: ``model(source, driving)`` against ``driving``.
+* :func:`self_reenactment` - the default ``objective``: ``model(source, driving)`` against ``driving``;
+* data kinds: :func:`plugtalk.train.data.register_dataset`; per-clip labels:
+  :func:`plugtalk.data.labels.clip_labels`.
 
 Built-in stages (FixTalk suppl. Sec. 1.2; EDTalk suppl. Sec. 1.3):
 
@@ -34,6 +36,8 @@ stage1                 backbone + EMI (LIA-style pre-training)
 stage2                 EDI only (from the stage-1 model)
 retrofit               EMI + EDI on a frozen pretrained backbone (+ backbone if unfrozen)
 baseline               the plain backbone, no EMI/EDI
+edtalk-mouth-pose      EDTalk's mouth-pose decouple module (E, G, expression, EMI, EDI frozen)
+edtalk-expression      EDTalk's MLP^e, expression bank B^e and EEM only (emotion-labelled clips)
 =====================  ==================================================================
 """
 
@@ -72,7 +76,7 @@ class Objective(NamedTuple):
     losses: dict[str, Tensor]
 
 
-def self_reenactment(model: nn.Module, batch: Mapping[str, Tensor], stage: "Stage") -> Objective:
+def self_reenactment(model: nn.Module, batch: Mapping[str, Tensor], trainer: Any) -> Objective:
     """The default objective: ``model(source, driving)`` (a training-mode Retrofitted, possibly DDP-wrapped)
     against ``driving``; the model's own losses (L_dis, L_distill, L_dmem, L_align) pass through."""
     out = model(batch["source"], batch["driving"])
@@ -87,15 +91,22 @@ class Stage:
         name: the config's ``stage`` value.
         summary: one line for ``--help``, ``--show-config`` and the README.
         build: ``(config, start) -> Retrofitted`` with ``requires_grad`` on exactly the trained parameters.
-        losses: generator-loss names this stage uses, each weighted by ``loss.<name>`` (``distill``: by the
-            ``emi_bridge`` schedule); any other loss a model returns is dropped.  ``rec``, ``per`` and ``adv``
+        losses: generator-loss names this stage uses, each weighted by ``loss.stage_weights[name]``, else
+            ``weights[name]``, else ``loss.<name>`` (``distill``: by the ``emi_bridge`` schedule); any other
+            loss a model returns is dropped.  ``rec``, ``per`` and ``adv``
             are computed by the trainer on the objective's ``(fake, target)``.
         data: dataset kind (a name of :data:`plugtalk.train.data.DATASETS`).
         labels: per-clip labels the stage needs (read with :func:`plugtalk.train.data.clip_labels`).
         start: what the stage starts from, in words.
         needs_checkpoint: when set, a config without ``model.checkpoint`` is refused with this text.
         backbones: the backbones the stage applies to (``None``: every trainable one).
-        objective: ``(model, batch, stage) -> Objective``.
+        weights: default weights of the stage's own losses (those without a ``loss.<name>`` field).
+        objective: ``(model, batch, trainer) -> Objective``: ``model`` is the (possibly DDP-wrapped) training-mode
+            Retrofitted to call once, ``batch`` the collated items on the device, ``trainer`` the
+            :class:`~plugtalk.train.Trainer` (``trainer.cfg``, ``trainer.stage_state``, ...).
+        setup: optional ``(trainer) -> dict`` run once when the trainer is built, its result kept as
+            ``trainer.stage_state`` (e.g. a loss network loaded from a user file; or warn that an optional
+            loss is off).
         paper: the paper's batch size and learning rate, for ``--show-config`` and the README.
         check: ``config -> [problems]`` for config validation (a stage's own consistency rules).
     """
@@ -109,7 +120,9 @@ class Stage:
     start: str = "the configured backbone (from scratch or model.checkpoint)"
     needs_checkpoint: str | None = None
     backbones: tuple[str, ...] | None = None
-    objective: Callable[[nn.Module, Mapping[str, Tensor], "Stage"], Objective] = self_reenactment
+    weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    objective: Callable[[nn.Module, Mapping[str, Tensor], Any], Objective] = self_reenactment
+    setup: Callable[[Any], dict] | None = None
     paper: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     check: Callable[[Any], list[str]] | None = None
 
@@ -305,4 +318,4 @@ def describe(model: Retrofitted) -> dict[str, Any]:
 
 
 # -- the built-in stages: one file each, registered on import -------------------------------------------
-from . import stage1, stage2, retrofit, baseline  # noqa: E402,F401,I001  (registration order = table order)
+from . import stage1, stage2, retrofit, baseline, edtalk_mouth_pose, edtalk_expression  # noqa: E402,F401,I001
