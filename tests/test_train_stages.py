@@ -176,3 +176,16 @@ def test_mouth_pose_step_without_syncnet_warns_and_refuses_a_syncnet_file(tmp_pa
                       loss={"syncnet_weights": str(tmp_path / "lipsync_expert.pth")})
     with pytest.raises(InputError, match="lipsync_expert.pth"):
         Trainer(cfg)
+
+
+def test_bench_times_every_stage_on_its_own_synthetic_data(capsys):
+    from plugtalk.train.bench import main
+
+    tiny = ["--set", "model.backbone=edtalk", "--set",
+            "model.overrides={size: 32, channel_base: 512, channel_max: 32, style_dim: 64}", "--set", "data.batch_size=2",
+            "--set", "model.emi={width: 16, num_heads: 2, num_queries: 4}",
+            "--set", "model.edi={num_slots: 8, decoder_channels: 16, fusion_heads: 2}"]
+    main(["--stage", "stage2", "--stage", "edtalk-mouth-pose", "--steps", "1", "--warmup", "0", *tiny])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("]")[0].split("[")[1] for line in lines] == ["stage2", "edtalk-mouth-pose"]
+    assert all(float(line.split(": ")[1].split(" ")[0]) > 0 for line in lines)

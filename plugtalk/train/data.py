@@ -20,13 +20,18 @@ from torch.utils.data import Dataset
 from ..errors import InputError
 from .config import TrainConfig, expand_path
 
-__all__ = ["DATASETS", "register_dataset", "build_dataset", "data_folder"]
+__all__ = ["DATASETS", "SYNTHETIC", "register_dataset", "build_dataset", "data_folder", "synthetic_dataset"]
 
 DATASETS: dict[str, Callable[[TrainConfig, int, Any], Dataset]] = {}
+#: per kind, ``(n, size, seed) -> Dataset`` of random items of that kind (benchmarks)
+SYNTHETIC: dict[str, Callable[[int, int, int], Dataset]] = {}
 
 
-def register_dataset(kind: str, factory: Callable[[TrainConfig, int, Any], Dataset]) -> None:
-    """Register ``factory(config, size, stage) -> Dataset`` for data kind ``kind``.
+def register_dataset(kind: str, factory: Callable[[TrainConfig, int, Any], Dataset],
+                     synthetic: Callable[[int, int, int], Dataset] | None = None) -> None:
+    """Register ``factory(config, size, stage) -> Dataset`` for data kind ``kind``, and optionally
+    ``synthetic(n, size, seed)``: ``n`` random items of the same keys and shapes (for
+    ``python -m plugtalk.train.bench``).
 
     Raises:
         ValueError: ``kind`` is taken.
@@ -34,6 +39,43 @@ def register_dataset(kind: str, factory: Callable[[TrainConfig, int, Any], Datas
     if kind in DATASETS:
         raise ValueError(f"training data kind {kind!r} is already registered")
     DATASETS[kind] = factory
+    if synthetic is not None:
+        SYNTHETIC[kind] = synthetic
+
+
+class _RandomItems(Dataset):
+    """``n`` items of random images in [-1, 1] under ``keys`` (plus fixed extras), fixed by ``seed``."""
+
+    def __init__(self, n: int, size: int, seed: int, keys: tuple[str, ...], extra: dict[str, Any] | None = None):
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.rand(n, len(keys), 3, size, size, generator=g) * 2 - 1
+        self.keys, self.extra = keys, dict(extra or {})
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**{k: self.images[i, j] for j, k in enumerate(self.keys)}, **self.extra}
+
+
+def synthetic_dataset(kind: str, n: int, size: int, seed: int = 0) -> Dataset:
+    """``n`` random items of data kind ``kind`` at ``size`` px.
+
+    Raises:
+        InputError: the kind has no synthetic form.
+    """
+    if kind not in SYNTHETIC:
+        raise InputError(f"training data kind {kind!r} has no synthetic form for benchmarks")
+    return SYNTHETIC[kind](n, size, seed)
+
+
+def _synthetic_mouth_swap(n: int, size: int, seed: int) -> Dataset:
+    from ..data.decoupling import mouth_mask
+
+    return _RandomItems(n, size, seed, ("source", "driving", "source_b", "driving_b", "a_mouth_b", "b_mouth_a"),
+                        {"mouth_mask": mouth_mask(size)})
 
 
 def data_folder(cfg: TrainConfig) -> str:
@@ -77,9 +119,10 @@ def _emotion_pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
                                size=d.size or size)
 
 
-register_dataset("pairs", _pairs)
-register_dataset("mouth-swap", _mouth_swap)
-register_dataset("emotion-pairs", _emotion_pairs)
+register_dataset("pairs", _pairs, lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving")))
+register_dataset("mouth-swap", _mouth_swap, _synthetic_mouth_swap)
+register_dataset("emotion-pairs", _emotion_pairs,
+                 lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving"), {"emotion": 0}))
 
 
 def build_dataset(cfg: TrainConfig, size: int) -> Dataset:
