@@ -103,3 +103,26 @@ def test_whole_recipe_runs_resumes_and_leaves_an_animatable_model(tmp_path, base
     from plugtalk.io.video import read_frames
 
     assert read_frames(tmp_path / "out.mp4").shape == (3, 32, 32, 3)
+
+
+@pytest.mark.slow
+def test_recipe_under_torchrun_with_two_processes(tmp_path, base):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    f, clips = base
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env.pop("WORLD_SIZE", None), env.pop("RANK", None)
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           "-m", "plugtalk.train", "--recipe", "fixtalk-edtalk", "--config", str(f), "--data", str(clips), "-o", str(out),
+           "--set", "optim.steps=1", "--set", "data.batch_size=2"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for step in STEPS:
+        state = json.loads((out / step / "metrics.jsonl").read_text().splitlines()[-1])
+        assert state["step"] == 1
+    assert load_retrofitted(out / "model.safetensors").edi is not None

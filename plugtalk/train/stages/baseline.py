@@ -14,4 +14,4 @@ def _build(cfg, start: Start) -> Retrofitted:
 
 STAGE = register_stage(Stage(
     name="baseline", summary="the plain backbone, no EMI/EDI (ablations)", build=_build,
-    losses=("rec", "per", "adv", "dis", "distill", "dmem", "align")))
+    losses=("rec", "per", "adv")))

@@ -22,5 +22,5 @@ def _check(cfg) -> list[str]:
 
 STAGE = register_stage(Stage(
     name="stage1", summary="backbone + EMI, LIA-style self-reenactment pre-training",
-    build=_build, losses=("rec", "per", "adv", "dis", "distill", "dmem", "align"), check=_check,
+    build=_build, losses=("rec", "per", "adv", "dis", "distill"), check=_check,
     paper={"batch_size": 16, "lr": 2e-4}))
