@@ -35,19 +35,21 @@ def face(pose: float, mouth: float, brow: float = 0.0, skin=(220, 180, 150), siz
 
 
 def write_clips(root, identities: int = 3, clips_per_identity: int = 2, frames: int = 12, seed: int = 0,
-                emotions: bool = False):
+                emotions: bool = False, only: str | None = None):
     """Clip folders ``<root>/idK__cJ/NNN.png`` with random independent pose and mouth per frame; with
     ``emotions`` the first clip of each identity is ``neutral`` (brows down) and the others ``happy``
-    (brows up), listed in ``<root>/labels.json``.  Returns ``root``."""
+    (brows up), listed in ``<root>/labels.json``; ``only``: write only the clips of that emotion.  Returns ``root``."""
     rng = np.random.default_rng(seed)
     labels = {}
     for k in range(identities):
         for j in range(clips_per_identity):
             name = f"id{k}__c{j}"
-            folder = root / name
-            folder.mkdir(parents=True)
             emotion = "neutral" if j == 0 else "happy"
             brow = 1.0 if (emotions and emotion == "happy") else 0.0
+            if only is not None and emotion != only:
+                continue
+            folder = root / name
+            folder.mkdir(parents=True)
             for i in range(frames):
                 img = face(rng.uniform(-1, 1), rng.uniform(0, 1), brow, SKINS[k % len(SKINS)])
                 Image.fromarray(img).save(folder / f"{i:03d}.png")
@@ -55,3 +57,20 @@ def write_clips(root, identities: int = 3, clips_per_identity: int = 2, frames: 
     if emotions:
         (root / "labels.json").write_text(json.dumps(labels))
     return root
+
+
+def head_x(img: np.ndarray) -> float:
+    """Head position (px): centroid column of the non-background pixels on the cheek rows 14-19."""
+    m = (np.abs(img[14:20].astype(float) - np.array([60, 90, 120.0])).sum(-1) > 80).astype(float)
+    return float((m.sum(0) * np.arange(img.shape[1])).sum() / max(m.sum(), 1.0))
+
+
+def mouth_open(img: np.ndarray) -> float:
+    """Dark area (px) in the mouth region (rows 19-29, columns 10-21)."""
+    return float(np.clip((150 - img[19:30, 10:22].astype(float).mean(-1)) / 80, 0, 1).sum())
+
+
+def brow_row(img: np.ndarray) -> float:
+    """Mean row of the dark (brow) pixels on rows 4-10 over the eye columns."""
+    dark = np.clip((120 - img[4:11, 8:24].astype(float).mean(-1)) / 60, 0, 1)
+    return float((dark.sum(1) * np.arange(4, 11)).sum() / max(dark.sum(), 1e-6))

@@ -118,7 +118,8 @@ def test_recipe_under_torchrun_with_two_processes(tmp_path, base):
     env.pop("WORLD_SIZE", None), env.pop("RANK", None)
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
-           "-m", "plugtalk.train", "--recipe", "fixtalk-edtalk", "--config", str(f), "--data", str(clips), "-o", str(out),
+           "-m", "plugtalk.train", "--recipe", "fixtalk-edtalk", "--config", str(f), "--data", str(clips),
+           "-o", str(out),
            "--set", "optim.steps=1", "--set", "data.batch_size=2"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -182,7 +182,8 @@ def test_bench_times_every_stage_on_its_own_synthetic_data(capsys):
     from plugtalk.train.bench import main
 
     tiny = ["--set", "model.backbone=edtalk", "--set",
-            "model.overrides={size: 32, channel_base: 512, channel_max: 32, style_dim: 64}", "--set", "data.batch_size=2",
+            "model.overrides={size: 32, channel_base: 512, channel_max: 32, style_dim: 64}",
+            "--set", "data.batch_size=2",
             "--set", "model.emi={width: 16, num_heads: 2, num_queries: 4}",
             "--set", "model.edi={num_slots: 8, decoder_channels: 16, fusion_heads: 2}"]
     main(["--stage", "stage2", "--stage", "edtalk-mouth-pose", "--steps", "1", "--warmup", "0", *tiny])

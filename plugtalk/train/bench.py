@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{config} [{stage}]: not applicable ({e})")
             continue
         extra = f", peak memory {r['max_memory_gib']:.2f} GiB" if "max_memory_gib" in r else ""
-        print(f"{config} [{r['stage']}]: {r['images_per_s']:.2f} training images/s ({r['seconds_per_step']:.3f} s/step, "
+        print(f"{config} [{r['stage']}]: {r['images_per_s']:.2f} training images/s "
+              f"({r['seconds_per_step']:.3f} s/step, "
               f"batch {r['batch_size']} at {r['size']} px, {r['precision']}, {r['device']}, {r['processes']} "
               f"process(es){extra})")
 

@@ -39,7 +39,7 @@ from .checkpointing import MODEL_FILE
 from .config import TrainConfig, apply_overrides, config_from_mapping, expand_path, resolve_config_path
 
 __all__ = ["RecipeStep", "Recipe", "register_recipe", "get_recipe", "recipe_names", "resolve_recipe",
-           "run_recipe", "PlannedStep"]
+           "run_recipe", "show_recipe", "PlannedStep"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +162,8 @@ def resolve_recipe(name: str, output: str | os.PathLike, overrides: list[str] | 
         if planned:
             mapping.setdefault("model", {})
             mapping["model"] = {**mapping["model"], "checkpoint": str(planned[-1].folder / MODEL_FILE)}
-        planned.append(PlannedStep(k, step, config_from_mapping(mapping, origin=f"recipe {name!r}, step {step.name!r}")))
+        origin = f"recipe {name!r}, step {step.name!r}"
+        planned.append(PlannedStep(k, step, config_from_mapping(mapping, origin=origin)))
     return planned
 
 
@@ -190,7 +191,8 @@ def run_recipe(planned: list[PlannedStep], output: str | os.PathLike, *, resume:
         raise InputError(f"output {str(out)!r} is a file, not a folder")
     started = [p for p in planned if p.folder.exists() and any(p.folder.iterdir())]
     if started and not resume:
-        raise InputError(f"{out} already holds recipe steps ({', '.join(p.folder.name for p in started)}): use --resume "
+        names = ", ".join(p.folder.name for p in started)
+        raise InputError(f"{out} already holds recipe steps ({names}): use --resume "
                          "to continue that run, or choose another output folder")
     dist = dist or DistContext.setup(planned[0].config.device)
     try:
