@@ -5,7 +5,9 @@
 >>> Trainer(cfg).fit()                                                           # doctest: +SKIP
 
 or ``plugtalk train --config small-cpu --set data.folder=clips/`` (``torchrun --nproc_per_node N
--m plugtalk.cli train ...`` for several GPUs).
+-m plugtalk.cli train ...`` for several GPUs).  Stages are registered objects
+(:mod:`plugtalk.train.stages`); recipes chain them (:mod:`plugtalk.train.recipes`,
+``plugtalk train --recipe fixtalk-edtalk``).
 """
 
 from .config import TrainConfig, config_from_mapping, load_config, packaged_configs
