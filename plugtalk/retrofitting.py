@@ -301,7 +301,7 @@ class Retrofitted(nn.Module):
         skips = list(src.pyramid)
         if self.edi is not None:
             k = self.spec.identity_level
-            if self.training and drivers.encodings:
+            if self.training and self.edi.training and drivers.encodings:  # a frozen EDI (eval) runs as at inference
                 out = self.edi.forward_train(skips[k], self._driving_map(drivers, k), z_s, z_d)
                 losses.update(out.losses)
             else:

@@ -13,21 +13,29 @@ from ._common import console, console_warnings, user_errors
 
 @app.command()
 def train(
-    config: str = typer.Option(..., "--config", "-c",
+    config: str = typer.Option(None, "--config", "-c",
                                help="YAML config file, or a packaged one: fixtalk-edtalk256 (recommended), "
-                                    "fixtalk-edtalk-paper (the paper's, exactly), small-cpu"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in output_dir"),
+                                    "fixtalk-edtalk-paper (the paper's, exactly), small-cpu (with --recipe: "
+                                    "the base config of every step; default the recipe's)"),
+    recipe: str = typer.Option(None, "--recipe", "-r", help="run a registered sequence of stages, each from the "
+                               "previous one's model: fixtalk-edtalk"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in output_dir (with "
+                                "--recipe: skip finished steps and resume the unfinished one)"),
     overrides: list[str] = typer.Option([], "--set", help="override a setting, e.g. --set optim.steps=1000 "
-                                        "(repeatable; values are YAML)"),
+                                        "(repeatable; values are YAML; with --recipe STEP.KEY=VALUE sets one step)"),
     data: Path = typer.Option(None, "--data", help="shorthand for --set data.folder=..."),
-    output: Path = typer.Option(None, "--output", "-o", help="shorthand for --set output_dir=..."),
-    show: bool = typer.Option(False, "--show-config", help="print the effective config and exit"),
+    output: Path = typer.Option(None, "--output", "-o", help="shorthand for --set output_dir=... (with --recipe: "
+                                "the run's folder, one sub-folder per step)"),
+    show: bool = typer.Option(False, "--show-config", help="print the effective config (with --recipe: every "
+                              "step's) and exit"),
 ) -> None:
     """Train EMI/EDI (or a plain backbone) on self-reenactment pairs of a folder of face clips.
 
-    Stages (the config's `stage`): stage1 = backbone + EMI (LIA-style pre-training); stage2 = EDI only, from the stage-1 model; retrofit = EMI/EDI on a frozen pretrained backbone; baseline = no EMI/EDI.
+    Stages (the config's `stage`, registered in plugtalk.train.stages): stage1 = backbone + EMI (LIA-style pre-training); stage2 = EDI only, from the stage-1 model; retrofit = EMI/EDI on a frozen pretrained backbone; baseline = no EMI/EDI; edtalk-mouth-pose, edtalk-expression = EDTalk's decoupling stages.
 
-    Several GPUs: torchrun --nproc_per_node N -m plugtalk.train --config FILE.
+    Recipes (--recipe): fixtalk-edtalk = pretrain, stage1, stage2, edtalk-mouth-pose, edtalk-expression.
+
+    Several GPUs: torchrun --nproc_per_node N -m plugtalk.train --config FILE (or --recipe NAME -o DIR).
     """
     import yaml
 
@@ -36,9 +44,23 @@ def train(
     sets = list(overrides)
     if data is not None:
         sets.append(f"data.folder={json.dumps(str(data))}")  # a JSON string is YAML: no reinterpretation
-    if output is not None:
-        sets.append(f"output_dir={json.dumps(str(output))}")
     with user_errors(), console_warnings():
+        if recipe is not None:
+            from ..train.recipes import resolve_recipe, run_recipe, show_recipe
+
+            out = output if output is not None else Path("runs") / recipe
+            planned = resolve_recipe(recipe, out, sets, base=config)
+            if show:
+                typer.echo(show_recipe(planned), nl=False)  # plain: long paths must not be wrapped
+                return
+            run_recipe(planned, out, resume=resume, log=console.print)
+            return
+        if config is None:
+            from ..errors import InputError
+
+            raise InputError("give --config FILE (or a packaged config name) or --recipe NAME")
+        if output is not None:
+            sets.append(f"output_dir={json.dumps(str(output))}")
         cfg = load_config(config, sets)
         if show:
             console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False, markup=False)

@@ -5,14 +5,17 @@
 >>> Trainer(cfg).fit()                                                           # doctest: +SKIP
 
 or ``plugtalk train --config small-cpu --set data.folder=clips/`` (``torchrun --nproc_per_node N
--m plugtalk.cli train ...`` for several GPUs).
+-m plugtalk.cli train ...`` for several GPUs).  Stages are registered objects
+(:mod:`plugtalk.train.stages`); recipes chain them (:mod:`plugtalk.train.recipes`,
+``plugtalk train --recipe fixtalk-edtalk``).
 """
 
 from .config import TrainConfig, config_from_mapping, load_config, packaged_configs
 from .discriminator import Discriminator, DiscriminatorConfig
 from .losses import PerceptualLoss, VGG19Features
-from .stages import build_model
+from .stages import Stage, build_model, get_stage, register_stage, stage_names
 from .trainer import Trainer, TrainingDiverged, build_dataset
 
 __all__ = ["TrainConfig", "load_config", "config_from_mapping", "packaged_configs", "Trainer", "TrainingDiverged",
-           "build_dataset", "build_model", "Discriminator", "DiscriminatorConfig", "PerceptualLoss", "VGG19Features"]
+           "build_dataset", "build_model", "Stage", "register_stage", "get_stage", "stage_names", "Discriminator",
+           "DiscriminatorConfig", "PerceptualLoss", "VGG19Features"]

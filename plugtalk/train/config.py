@@ -2,9 +2,10 @@
 
 Sections (every key optional; defaults are FixTalk's setting, suppl. Sec. 1.2):
 
-* ``stage``: ``stage1`` (backbone + EMI, LIA-style pre-training), ``stage2`` (EDI only, everything
-  else frozen, from the stage-1 result), ``retrofit`` (EMI/EDI on a frozen pretrained backbone) or
-  ``baseline`` (the plain backbone, no EMI/EDI: for ablations);
+* ``stage``: a registered training stage (:mod:`plugtalk.train.stages`): ``stage1`` (backbone + EMI,
+  LIA-style pre-training), ``stage2`` (EDI only, everything else frozen, from the stage-1 result),
+  ``retrofit`` (EMI/EDI on a frozen pretrained backbone), ``baseline`` (the plain backbone, no EMI/EDI:
+  for ablations), EDTalk's decoupling stages, ...;
 * ``model``: backbone name + config overrides, adapter options, checkpoint, EMI/EDI options, init,
   discriminator geometry;
 * ``data``: clip folder, image size, global batch size, loader workers;
@@ -30,14 +31,14 @@ import yaml
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
+from ..data.decoupling import DEFAULT_MOUTH_BOX
 from ..errors import InputError
 
-__all__ = ["STAGES", "ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "EMIBridgeSection",
+__all__ = ["ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "EMIBridgeSection",
            "TrainConfig",
            "load_config", "config_from_mapping", "apply_overrides", "packaged_configs", "resolve_config_path",
            "expand_path"]
 
-STAGES = ("stage1", "stage2", "retrofit", "baseline")
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -96,6 +97,9 @@ class DataSection:
         workers: DataLoader worker processes per training process.
         repeats: pairs drawn per clip per epoch.
         hflip: mirror source and driving together with probability 1/2.
+        mouth_box: (top, bottom, left, right) of the mouth region as fractions of the aligned crop: the region
+            EDTalk's mouth-pose stage swaps between clips and scores with L_rec^m
+            (:data:`plugtalk.data.decoupling.DEFAULT_MOUTH_BOX`).
     """
 
     folder: str | None = None
@@ -104,6 +108,7 @@ class DataSection:
     workers: int = 4
     repeats: int = 100
     hflip: bool = True
+    mouth_box: tuple[float, float, float, float] = DEFAULT_MOUTH_BOX
 
 
 @dataclass(config=_STRICT)
@@ -148,6 +153,10 @@ class LossSection:
         vgg_distance: feature distance of the perceptual loss: ``l1`` (LIA's, the default) or
             ``squared_l2`` (FixTalk's Eq. 2, ``||Phi(I^d) - Phi(I^g)||_2^2``, per-element mean).
         r1_gamma: R1 regularisation strength (0: off); applied lazily every ``r1_every`` steps.
+        stage_weights: weights of a stage's own losses by name (EDTalk's ``cross``, ``fea``, ``mouth``,
+            ``sync``, ...); a name not given here takes the stage's default (:attr:`Stage.weights`, 1 for
+            EDTalk's stages as in EDTalk suppl. 1.3).
+        syncnet_weights: a user-supplied Wav2Lip ``lipsync_expert.pth`` SyncNet file for L_sync^m.
     """
 
     rec: float = 1.0
@@ -162,6 +171,8 @@ class LossSection:
     vgg_distance: Literal["l1", "squared_l2"] = "l1"
     r1_gamma: float = 0.0
     r1_every: int = 16
+    stage_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    syncnet_weights: str | None = None
 
 
 @dataclass(config=_STRICT)
@@ -197,6 +208,15 @@ def _backbone_problems(name: str) -> list[str]:
         return [f"model.backbone {name!r} is driven by {', '.join(controls)}, not by driving frames; training "
                 "reconstructs video frames from a driving frame, so it supports video-driven animators only"]
     return []
+
+
+def _stage_problems(cfg: "TrainConfig") -> list[str]:
+    """Why ``cfg.stage`` cannot run with ``cfg`` (unknown stage, or the stage's own rules)."""
+    from .stages import get_stage, stage_names
+
+    if cfg.stage not in stage_names():
+        return [f"stage must be one of {', '.join(stage_names())} (got {cfg.stage!r})"]
+    return get_stage(cfg.stage).problems(cfg)
 
 
 @dataclass(config=_STRICT)
@@ -237,7 +257,7 @@ class EMIBridgeSection:
 class TrainConfig:
     """The whole training configuration (see the module docstring)."""
 
-    stage: Literal["stage1", "stage2", "retrofit", "baseline"] = "stage1"
+    stage: str = "stage1"
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     data: DataSection = dataclasses.field(default_factory=DataSection)
     optim: OptimSection = dataclasses.field(default_factory=OptimSection)
@@ -260,16 +280,13 @@ class TrainConfig:
         if self.data.workers < 0 or self.log.image_every < 0 or self.optim.warmup_steps < 0:
             problems.append("data.workers, log.image_every and optim.warmup_steps must be >= 0")
         weights = {k: getattr(self.loss, k) for k in ("rec", "per", "adv", "dis", "dmem", "align", "r1_gamma")}
+        weights.update({f"stage_weights.{k}": v for k, v in self.loss.stage_weights.items()})
         problems += [f"loss.{k} must be >= 0 (got {v})" for k, v in weights.items() if v < 0]
-        if self.stage in ("stage2", "retrofit") and not self.model.checkpoint:
-            what = "stage-1 result" if self.stage == "stage2" else "backbone: official .pt or plugtalk file"
-            problems.append(f"stage {self.stage!r} needs model.checkpoint (the pretrained {what})")
         b = self.emi_bridge
         if not (0 <= b.warmup <= 1 and 0 <= b.ramp <= 1 and b.warmup + b.ramp <= 1) or b.distill < 0:
             problems.append(f"emi_bridge: need warmup, ramp in [0, 1] with warmup + ramp <= 1 (the gate must reach 0 "
                             f"by the end) and distill >= 0 (got {b.warmup}, {b.ramp}, {b.distill})")
-        if self.stage == "stage1" and self.model.emi is False:
-            problems.append("stage 'stage1' trains EMI: model.emi must not be false (use stage 'baseline')")
+        problems += _stage_problems(self)
         problems += _backbone_problems(self.model.backbone)
         problems += [f"{k} must be a finite number (got {v})" for k, v in _numbers(self.to_dict())
                      if isinstance(v, float) and not math.isfinite(v)]

@@ -1,15 +1,17 @@
 """The training loop: FixTalk's recipe (suppl. Sec. 1.2) on one CPU or many GPUs.
 
-Each step, on a batch of self-reenactment pairs (source and driving frame of one clip):
+Each step, on a batch of the stage's data (:mod:`plugtalk.train.stages`; e.g. self-reenactment pairs,
+source and driving frame of one clip):
 
-1. generator step: ``output = model(source, driving)`` (a :class:`~plugtalk.Retrofitted` in training
-   mode, which also returns L_dis / L_dmem / L_align); loss
+1. generator step: the stage's objective renders outputs and names their targets (default
+   ``output = model(source, driving)`` against ``driving``, a :class:`~plugtalk.Retrofitted` in training
+   mode, which also returns L_dis / L_dmem / L_align); the stage's losses among
    ``w_rec L_rec + w_per L_per + w_adv L_adv + w_dis L_dis + w_dmem L_dmem + w_align L_align``
    (+ ``g * w_distill L_distill`` while EMI's latent bridge is open, gate ``g`` from ``emi_bridge``)
-   against the driving frame; Adam on the parameters the stage trains; EDI's addressing diagnostics
+   and the stage's own terms, against the targets; Adam on the parameters the stage trains; EDI's addressing diagnostics
    (entropy, slot usage, recall gaps: :attr:`plugtalk.EDI.diagnostics`) are logged as ``edi/*`` and
    EDI is told the fraction of training done (its scheduled training recall);
-2. discriminator step: non-saturating loss on (driving, output), optional lazy R1.
+2. discriminator step: non-saturating loss on (target, output), optional lazy R1.
 
 Distributed: one process per device under ``torchrun`` (DistributedDataParallel, NCCL / gloo,
 :class:`~plugtalk.train.distributed.ResumableSampler`); rank 0 logs and writes checkpoints.
@@ -44,7 +46,8 @@ from .distributed import DistContext, ResumableSampler
 from .losses import (PerceptualLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss,
                      r1_penalty, reconstruction_loss, warn_no_vgg)
 from .monitor import TrainMonitor
-from .stages import build_model, describe, set_train_mode
+from .data import build_dataset
+from .stages import build_model, describe, get_stage, set_train_mode
 
 __all__ = ["Trainer", "TrainingDiverged", "build_dataset", "LOSS_NAMES"]
 
@@ -65,24 +68,6 @@ class TrainingDiverged(PlugtalkError):
     def __init__(self, message: str, step: int, what: list[str]):
         super().__init__(message)
         self.step, self.what = step, what
-
-
-def build_dataset(cfg: TrainConfig, size: int) -> Dataset:
-    """The self-reenactment training pairs of ``cfg.data`` (:class:`plugtalk.data.SelfReenactmentDataset`).
-
-    Raises:
-        InputError: ``data.folder`` not set or holding no clips.
-    """
-    d = cfg.data
-    if not d.folder:
-        raise InputError("data.folder is not set: give the folder of training clips "
-                         "(e.g. --set data.folder=path/to/clips, as written by `plugtalk prepare`)")
-    try:
-        from ..data.datasets import SelfReenactmentDataset
-    except ImportError as e:  # pragma: no cover - the data package ships with plugtalk
-        raise InputError(f"plugtalk.data is not available ({e})") from None
-    return SelfReenactmentDataset(expand_path(d.folder), repeats=d.repeats, seed=cfg.seed, hflip=d.hflip,
-                                  size=d.size or size)
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
@@ -114,6 +99,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, dataset: Dataset | None = None, *, resume: bool = False,
                  dist: DistContext | None = None):
         self.cfg = config
+        #: the registered stage of ``config.stage``: what trains, its losses, data and objective
+        self.stage = get_stage(config.stage)
         out = Path(expand_path(config.output_dir))
         if out.exists() and not out.is_dir():
             raise InputError(f"output_dir {str(out)!r} is a file, not a folder: choose another output folder (-o)")
@@ -153,6 +140,9 @@ class Trainer:
             self.discriminator = Discriminator(dcfg).to(self.device)
             if config.model.discriminator_checkpoint:
                 self._load_discriminator(expand_path(config.model.discriminator_checkpoint))
+
+        #: what the stage's ``setup`` prepared (loss networks, ...), read by its objective
+        self.stage_state = self.stage.setup(self) if self.stage.setup is not None else {}
 
         # data
         self.dataset = dataset if dataset is not None else build_dataset(config, size)
@@ -227,9 +217,14 @@ class Trainer:
         return gate
 
     def _loss_weight(self, name: str) -> float:
-        """Weight of generator loss ``name`` (``distill``: the ``emi_bridge`` weight times the gate)."""
+        """Weight of generator loss ``name``: ``loss.stage_weights[name]``, else the stage's default, else
+        ``loss.<name>`` (``distill``: the ``emi_bridge`` weight times the gate)."""
         if name == "distill":
             return self.cfg.emi_bridge.distill * (self.model.emi.bridge_gate if self.model.emi is not None else 0.0)
+        if name in self.cfg.loss.stage_weights:
+            return self.cfg.loss.stage_weights[name]
+        if name in self.stage.weights:
+            return self.stage.weights[name]
         return getattr(self.cfg.loss, name)
 
     # -- data -------------------------------------------------------------------------------------------
@@ -286,8 +281,7 @@ class Trainer:
     def train_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """One generator + discriminator update on ``batch``; returns the (detached) logged values."""
         w = self.cfg.loss
-        source = batch["source"].to(self.device, non_blocking=True)
-        driving = batch["driving"].to(self.device, non_blocking=True)
+        inputs = {k: v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
         D = self.discriminator
         set_train_mode(self.g_net, self.model)
         self._edi_schedule()
@@ -296,22 +290,26 @@ class Trainer:
         if D is not None:
             D.requires_grad_(False)
         with self._autocast():
-            out = self.g_net(source, driving)
-            fake = out.image
-            losses: dict[str, Tensor] = {"rec": reconstruction_loss(fake.float(), driving)}
-            if self.perceptual is not None:
-                losses["per"] = self.perceptual(fake, driving)
+            objective = self.stage.objective(self.g_net, inputs, self)
+            fake, target = objective.fake, objective.target
+            wanted = self.stage.losses
+            losses: dict[str, Tensor] = {}
+            if "rec" in wanted and "rec" not in objective.losses:
+                losses["rec"] = reconstruction_loss(fake.float(), target)
+            if self.perceptual is not None and "per" in wanted:
+                losses["per"] = self.perceptual(fake, target)
             if D is not None:
                 if self.feature_matching:
                     logits, fake_feats = D(fake, features=True)
                     with torch.no_grad():
-                        _, real_feats = D(driving, features=True)
-                    losses["per"] = feature_matching_loss(fake_feats, real_feats)
+                        _, real_feats = D(target, features=True)
+                    if "per" in wanted:
+                        losses["per"] = feature_matching_loss(fake_feats, real_feats)
                 else:
                     logits = D(fake)
-                if w.adv > 0:
+                if w.adv > 0 and "adv" in wanted:
                     losses["adv"] = generator_adversarial_loss(logits)
-            losses.update({k: v.float() for k, v in out.losses.items()})
+            losses.update({k: v.float() for k, v in objective.losses.items() if k in wanted})
         total = sum(self._loss_weight(k) * v for k, v in losses.items())
         self._guard({**losses, "total": total})
         self.g_opt.zero_grad(set_to_none=True)
@@ -330,7 +328,7 @@ class Trainer:
             D.requires_grad_(True)
             n = fake.shape[0]
             with self._autocast():
-                logits = self.d_net(torch.cat([fake.detach(), driving]))
+                logits = self.d_net(torch.cat([fake.detach(), target]))
                 d_loss = discriminator_loss(logits[n:], logits[:n])
             self._guard({"discriminator": d_loss})
             self.d_opt.zero_grad(set_to_none=True)
@@ -339,7 +337,7 @@ class Trainer:
             self.d_opt.step()
             logged["loss/discriminator"] = d_loss.detach()
             if w.r1_gamma > 0 and (self.step + 1) % w.r1_every == 0:
-                real = driving.detach().requires_grad_(True)
+                real = target.detach().requires_grad_(True)
                 r1 = r1_penalty(self.d_net(real), real)  # fp32: a second derivative
                 self._guard({"r1": r1})
                 self.d_opt.zero_grad(set_to_none=True)
@@ -347,7 +345,7 @@ class Trainer:
                 self.d_opt.step()
                 logged["loss/r1"] = r1.detach()
             self.d_sched.step()
-        self.last_batch = (source, driving, fake.detach())
+        self.last_batch = (inputs.get("source", target), target, fake.detach())
         return logged
 
     # -- the loop ---------------------------------------------------------------------------------------

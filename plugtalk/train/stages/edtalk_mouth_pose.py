@@ -1,0 +1,77 @@
+"""``edtalk-mouth-pose``: EDTalk's mouth-pose decouple stage (EDTalk suppl. Sec. 1.3 and 3.3).
+
+Trains the shared motion trunk, MLP^m and MLP^p (``mouth_head``, ``pose_head``) and the banks B^m and B^p;
+the encoder E, the generator G, the expression parts and any EMI / EDI stay frozen.  One step renders,
+for two clips A and B (:class:`plugtalk.data.decoupling.MouthSwapDataset`):
+
+* self-reconstruction of A's and B's driving frames (L_self: L1, ``loss.rec``);
+* cross-reconstruction with mouth replacement: A's frame rendered from the *mouth* of B's frame with A's
+  mouth pasted in and the *pose* of A's frame with B's mouth pasted in (and the reverse), against the
+  unmodified frame (L1, ``cross``);
+* L_per and L_adv on all four renders (the official code's VGG and GAN terms);
+* L_fea (``fea``): ``exp(-cos)`` between the mouth (pose) coefficients of the cross and the self renders;
+* L_rec^m (``mouth``): L1 inside the mouth box of all four renders;
+* L_sync^m (``sync``): SyncNet on the mouth.  The official mouth-pose trainer has no sync loss, so
+  without ``loss.syncnet_weights`` it is off with a warning; with a file it is refused for now (clips
+  with audio windows are not read by this stage yet).
+
+EDTalk: batch 4, lr 2e-3, all weights 1, on neutral-emotion video (HDTF).  The expression bank keeps the
+source frame's own coefficients (the official network of this stage has no expression bank).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ...errors import InputError
+from . import Objective, Stage, Start, register_stage
+from .edtalk_common import EDTALK_START, feature_constraint, frozen_modules_model, masked_l1, recorded
+
+#: the backbone parts this stage trains (EDTalk's mouth-pose decouple module)
+PARTS = ("motion_trunk", "mouth_head", "pose_head", "banks.mouth", "banks.pose")
+
+
+def _build(cfg, start: Start):
+    return frozen_modules_model(cfg, start, PARTS, "edtalk-mouth-pose")
+
+
+def _setup(trainer) -> dict:
+    if trainer.cfg.loss.syncnet_weights:
+        raise InputError(f"loss.syncnet_weights {trainer.cfg.loss.syncnet_weights!r}: L_sync^m in stage "
+                         "'edtalk-mouth-pose' is not available yet (it needs audio windows of the clips); remove the "
+                         "setting to train without it, as the official mouth-pose trainer does")
+    warnings.warn("stage 'edtalk-mouth-pose': L_sync^m is off (no loss.syncnet_weights; the official mouth-pose "
+                  "trainer has no sync loss either)", UserWarning, stacklevel=2)
+    return {}
+
+
+def _objective(model, batch, trainer) -> Objective:
+    sa, sb, a, b = batch["source"], batch["source_b"], batch["driving"], batch["driving_b"]
+    ab, ba = batch["a_mouth_b"], batch["b_mouth_a"]  # ab: A's pose with B's mouth; ba: B's pose with A's mouth
+    n = a.shape[0]
+    source = torch.cat([sa, sb, sa, sb])
+    mouth = torch.cat([a, b, ba, ab])   # cross A takes A's mouth from ba, cross B takes B's mouth from ab
+    pose = torch.cat([a, b, ab, ba])    # cross A takes A's pose from ab, cross B takes B's pose from ba
+    target = torch.cat([a, b, a, b])
+    with recorded(trainer.model, ("mouth.alpha", "pose.alpha")) as alpha:
+        out = model(source, mouth=mouth, pose=pose)
+    fake = out.image
+    own_m, cross_m = alpha["mouth.alpha"][:2 * n], alpha["mouth.alpha"][2 * n:]
+    own_p, cross_p = alpha["pose.alpha"][:2 * n], alpha["pose.alpha"][2 * n:]
+    l1 = (fake.float() - target.float()).abs().flatten(1).mean(1)
+    mask = batch["mouth_mask"].repeat(4, 1, 1, 1)
+    losses = {"rec": l1[:2 * n].mean() * 2, "cross": l1[2 * n:].mean() * 2,
+              "fea": feature_constraint(cross_m, own_m) + feature_constraint(cross_p, own_p),
+              "mouth": masked_l1(fake, target, mask)}
+    return Objective(fake, target, losses)
+
+
+STAGE = register_stage(Stage(
+    name="edtalk-mouth-pose",
+    summary="EDTalk's mouth-pose decouple module (trunk, MLP^m, MLP^p, B^m, B^p); E, G, expression, EMI, EDI frozen",
+    build=_build, losses=("rec", "cross", "per", "adv", "fea", "mouth"), data="mouth-swap",
+    start=EDTALK_START, needs_checkpoint="a pretrained EDTalk: E and G are frozen", backbones=("edtalk",),
+    weights={"cross": 1.0, "fea": 1.0, "mouth": 1.0}, objective=_objective, setup=_setup,
+    paper={"batch_size": 4, "lr": 2e-3, "data": "neutral-emotion video (HDTF)"}))
