@@ -63,6 +63,16 @@ def clip_soundtrack(clip: Clip, sample_rate: int) -> np.ndarray | None:
     return None if track is None else resample(track[0], track[1], sample_rate)
 
 
+def _read_frames(store: ClipStore, i: int, n: int) -> np.ndarray:
+    """The first ``n`` frames of clip ``i``, resized to the store's size (one sequential decode)."""
+    from ..io.video import read_frames
+
+    clip = store.clips[i]
+    if clip.kind != "video":
+        return store.frames(i, range(n))
+    return store._resize(read_frames(clip.path, max_frames=n))
+
+
 @dataclasses.dataclass
 class AudioWindows:
     """Windows of ``length`` frames over :class:`AudioClip` s (see the module docstring).
@@ -147,7 +157,7 @@ def load_audio_windows(folder: str | os.PathLike | Sequence[str | os.PathLike],
         if samples is None or n < length:
             continue
         mel = torch.from_numpy(audio_mel_windows(samples, EDTALK_MEL.sample_rate, fps, num_frames=n))
-        rgb = torch.from_numpy(store.frames(i, range(n))).permute(0, 3, 1, 2).contiguous()
+        rgb = torch.from_numpy(_read_frames(store, i, n)).permute(0, 3, 1, 2).contiguous()
         with torch.no_grad():
             parts = [coefficients(rgb[s:s + chunk].float() / 127.5 - 1) for s in range(0, n, chunk)]
         coeffs = {k: torch.cat([p[k] for p in parts]).float().cpu() for k in parts[0]}
