@@ -124,3 +124,27 @@ def test_settings_are_bounded():
     for bad in (dict(steps=0), dict(lr=5.0), dict(sync=-1), dict(face_box=(0.5, 0, 0.4, 1)), dict(window=7)):
         with pytest.raises(InputError):
             train_audio_lip(B.create("edtalk-audio"), animator, data, AudioLipSettings(**{"sync": 0, "per": 0, **bad}))
+
+
+#: One clip with speech from each of six training identities of the shared data (first 4 s of each).
+#: Steps of the short real-data training (about 0.4 s each on one CPU thread).
+TRAIN_STEPS = 80
+SPEECH_CLIPS = ("obama__obama_00", "edtalk_pose_source2__pose_source2_00", "latentsync_demo1__demo1_video",
+                "mimictalk_german__German_20s_00", "real3dportrait_may__May_5s", "retalking_face1__face1")
+
+
+@pytest.mark.slow
+def test_short_training_predicts_heldout_mouth_coefficients(shared_data):
+    """Held-out windows (the last 20 % of every clip, same identities): the trained audio model's mouth
+    coefficients are closer to the frozen animator's than an untrained model's and than the training mean."""
+    animator = tiny_backbone("edtalk")
+    clips = [shared_data / "faces" / "train" / f"{name}.mp4" for name in SPEECH_CLIPS]
+    data = load_audio_windows(clips, edtalk_bank_reader(animator), size=32, length=5, holdout=0.2, max_frames=100)
+    assert len(data.clips) == len(SPEECH_CLIPS) and {c.mel.shape[1:] for c in data.clips} == {(1, 80, 16)}
+    torch.manual_seed(0)
+    model = B.create("edtalk-audio")
+    untrained = mouth_errors(model, data)["model"]
+    s = AudioLipSettings(steps=TRAIN_STEPS, sync=0, per=0, image=0, mouth=0, lr=3e-4, betas=(0.9, 0.999), bn_windows=64)
+    train_audio_lip(model, animator, data, s)
+    errors = mouth_errors(model, data)
+    assert errors["model"] < untrained and errors["model"] < 0.9 * errors["mean"], (untrained, errors)
