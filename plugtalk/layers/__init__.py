@@ -13,6 +13,7 @@ from .equalized import EqualConv2d, EqualLinear, linear_stack
 from .fir import Blur, Upsample2x, fir_kernel, upfirdn2d
 from .flow import FlowHead, FlowStep, base_grid, warp
 from .modulated import ModulatedConv2d, StyledConv
+from .normalizing_flow import ActNorm, ConditionalCoupling, InvertibleLinear
 from .rgb import RGBHead
 from .temporal import StreamingSmoother, gaussian_smooth, gaussian_taps
 from .weighted_sum import SoftmaxWeightedSum
@@ -21,6 +22,6 @@ __all__ = [
     "BiasedLeakyReLU", "biased_leaky_relu", "ConvLayer", "ResBlock", "MotionDictionary", "orthonormal_basis",
     "EqualConv2d", "EqualLinear", "linear_stack", "Blur", "Upsample2x", "fir_kernel", "upfirdn2d", "FlowHead", "FlowStep",
     "base_grid", "warp", "ModulatedConv2d", "StyledConv", "RGBHead", "gaussian_smooth", "gaussian_taps",
-    "StreamingSmoother",
+    "StreamingSmoother", "ActNorm", "InvertibleLinear", "ConditionalCoupling",
     "CrossAttentionBlock", "SoftmaxWeightedSum",
 ]
