@@ -1,0 +1,140 @@
+"""plugtalk benchmark: pairing, a planted leak, resume, torchrun shards, reported (not skipped) metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from typer.testing import CliRunner
+
+import benchmark_support as S
+from plugtalk.benchmark import run_benchmark
+from plugtalk.benchmark.pairs import cross_pairs, load_data, self_pairs
+from plugtalk.cli import app
+from plugtalk.data.manifest import ClipRecord, write_manifest
+
+TESTS = Path(__file__).resolve().parent
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from("ABCD"), min_size=2, max_size=7), st.lists(st.sampled_from("ABCDE"), max_size=3),
+       st.lists(st.sampled_from(["train", "test"]), min_size=7, max_size=7))
+def test_pairing_never_puts_one_identity_on_both_sides(tmp_path_factory, clip_ids, still_ids, splits):
+    root = tmp_path_factory.mktemp("data")
+    recs = [ClipRecord(f"c{i}.mp4", ident, splits[i], {}, 50, 25.0, None, None, "src", (0, 50))
+            for i, ident in enumerate(clip_ids)]
+    write_manifest(root, recs)
+    (root / "stills").mkdir()
+    (root / "MANIFEST.json").write_text(json.dumps({"files": [{"path": f"stills/s{i}.png", "identity": ident}
+                                                              for i, ident in enumerate(still_ids)]}))
+    for i in range(len(still_ids)):
+        (root / "stills" / f"s{i}.png").write_bytes(b"")
+    test = [r for r in recs if r.split == "test"]
+    if not test:
+        with pytest.raises(Exception, match="no clip of the 'test' split"):
+            load_data(root)
+        return
+    data = load_data(root)
+    assert [c.name for c, _ in data.clips] == [r.clip for r in test]  # only the test split
+    pairs = cross_pairs(data)
+    assert all(p.source.identity != p.driving_identity for p in pairs)
+    # and nothing else is left out: every source meets every clip of another identity exactly once
+    sources = [*still_ids, *(r.identity for r in test)]
+    assert len(pairs) == sum(1 for s in sources for r in test if r.identity != s)
+    assert [(p.source.identity, p.driving_identity) for p in self_pairs(data)] == [(r.identity, r.identity)
+                                                                                   for r in test]
+
+
+@pytest.mark.slow
+def test_a_leaky_model_shows_a_resolved_positive_identity_shift(shared_data, tmp_path):
+    report = run_benchmark(S.small_settings(shared_data, tmp_path / "r", max_pairs=8), S.planted_models(),
+                           log=lambda m: None)
+    table = report["summary"]["cross"]["all cross-reenactment pairs"]
+    shift = table["leaky"]["minus_copy"]["identity_shift"]
+    assert shift["estimate"] > 0.03 and shift["low"] > 0 and shift["resolved"] and shift["n"] >= 5
+    assert table["copy"]["identity_shift"]["mean"] == 0.0             # a copy of the source never moves
+    assert table["leaky"]["csim"]["mean"] < table["copy"]["csim"]["mean"]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "| leaky |" in text and "✓" in text
+    assert (tmp_path / "r" / "identity_shift_per_pair.png").stat().st_size > 1000
+    per_frame = [r["scores"]["leaky"]["per_frame"]["identity_shift"] for r in report["rows"] if r["kind"] == "cross"]
+    assert all(len(f) == 2 for f in per_frame)
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_to_the_same_report(shared_data, tmp_path):
+    whole = run_benchmark(S.small_settings(shared_data, tmp_path / "whole"), S.planted_models(), log=lambda m: None)
+    S.CALLS.update(n=0, fail_after=2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_benchmark(S.small_settings(shared_data, tmp_path / "cut"), S.planted_models(), log=lambda m: None)
+        assert len((tmp_path / "cut" / "rows.jsonl").read_text().splitlines()) == 2
+        assert not (tmp_path / "cut" / "report.json").exists()
+        S.CALLS.update(n=0, fail_after=None)
+        resumed = run_benchmark(S.small_settings(shared_data, tmp_path / "cut", resume=True), S.planted_models(),
+                                log=lambda m: None)
+        calls = S.CALLS["n"]
+    finally:
+        S.CALLS.update(n=0, fail_after=None)
+    assert calls == 3                           # only the 3 pairs not cached were rendered again
+    assert S.without_timing(resumed) == S.without_timing(whole)
+
+
+SHARD_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import benchmark_support as S
+from plugtalk.benchmark import run_benchmark
+report = run_benchmark(S.small_settings({data!r}, {out!r}), S.planted_models(), log=lambda m: None)
+if report is not None:
+    print("RANK0", S.without_timing(report))
+"""
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_merge_to_the_single_process_result(shared_data, tmp_path):
+    single = run_benchmark(S.small_settings(shared_data, tmp_path / "one"), S.planted_models(), log=lambda m: None)
+    script = tmp_path / "shard.py"
+    script.write_text(SHARD_SCRIPT.format(tests=str(TESTS), data=str(shared_data), out=str(tmp_path / "two")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script)], capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    merged = next(line for line in res.stdout.splitlines() if line.startswith("RANK0"))[6:]
+    assert sorted(p.name for p in (tmp_path / "two").glob("rows*.jsonl")) == ["rows.rank0.jsonl", "rows.rank1.jsonl"]
+    assert merged == S.without_timing(single) and '"leaky"' in merged
+
+
+@pytest.mark.slow
+def test_a_missing_weight_file_is_reported_not_skipped(shared_data, tmp_path):
+    missing = tmp_path / "inception_v3.pth"
+    report = run_benchmark(S.small_settings(shared_data, tmp_path / "t1", protocol="fixtalk-hdtf",
+                                            inception_weights=missing), S.planted_models()[:1], log=lambda m: None)
+    assert "does not exist" in report["not_run"]["fid"] and str(missing) in report["not_run"]["fid"]
+    text = (tmp_path / "t1" / "report.md").read_text()
+    assert "does not exist" in text and "FixTalk (paper)" in text and "27.164" in text
+    assert "dlib ResNet" in report["networks"]["csim"] and "niqe" in report["summary"]["copy"]
+    report = run_benchmark(S.small_settings(shared_data, tmp_path / "t3", protocol="fixtalk-mead-audio",
+                                            syncnet_weights=tmp_path / "syncnet.pth"), S.planted_models()[:1],
+                           log=lambda m: None)
+    assert "does not exist" in report["not_run"]["sync_conf"] and "acc_emo" in report["not_run"]
+
+
+def test_cli_refuses_bad_models_and_options(tmp_path):
+    runner = CliRunner()
+    (tmp_path / "clips").mkdir()
+    base = ["benchmark", "--data", str(tmp_path / "clips"), "--out", str(tmp_path / "rep")]
+    for args, msg in ((["-c", "a=x.pt", "-c", "a=y.pt"], "labelled 'a'"),
+                      (["-c", str(tmp_path / "missing.safetensors")], "does not exist"),
+                      (["-c", "default", "--protocol", "fid-only"], "unknown --protocol"),
+                      (["-c", "default", "--jobs", "0"], "--jobs must be between"),
+                      (["-c", "default", "--frames", "0"], "--frames must be between"),
+                      (["-c", "default"], "no clip of the 'test' split")):
+        res = runner.invoke(app, base + args)
+        assert res.exit_code == 2 and "error:" in res.output and msg in res.output, (args, res.output)
+    assert not (tmp_path / "rep").exists() or not any((tmp_path / "rep").iterdir())
