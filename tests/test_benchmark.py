@@ -125,6 +125,41 @@ def test_a_missing_weight_file_is_reported_not_skipped(shared_data, tmp_path):
     assert "does not exist" in report["not_run"]["sync_conf"] and "acc_emo" in report["not_run"]
 
 
+class _TinyFeatures:
+    """Stands in for Inception-v3 (tested in test_metrics_fid.py): a small fixed random conv net."""
+
+    def __new__(cls, weights, device="cpu", batch_size=32):
+        import torch
+        from torch import nn
+
+        from plugtalk.metrics.fid import TorchFeatures
+
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.Tanh(), nn.Conv2d(8, 3, 3, stride=2),
+                            nn.AdaptiveAvgPool2d(1))  # 3-d features: full-rank covariances from 8 frames
+        return TorchFeatures(net, input_size=64, name=f"tiny:{Path(weights).name}")
+
+
+@pytest.mark.slow
+def test_fixtalk_hdtf_computes_fid_with_user_weights(shared_data, tmp_path, monkeypatch):
+    """FID with the weights given: the features of every scored frame are kept per pair and one FID per model is
+    reported with the network's name (a tiny stand-in network here: the benchmark's machinery, not the value)."""
+    import importlib
+
+    fid = importlib.import_module("plugtalk.metrics.fid")  # (plugtalk.metrics.fid is also the fid function's name)
+    monkeypatch.setattr(fid, "InceptionFeatures", _TinyFeatures)
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(b"stand-in")
+    report = run_benchmark(S.small_settings(shared_data, tmp_path / "t1", protocol="fixtalk-hdtf", max_self=2,
+                                            self_frames=4, inception_weights=weights), S.planted_models(),
+                           log=lambda m: None)
+    assert "fid" not in report["not_run"] and "inception.pth" in report["networks"]["fid"]
+    fid_copy, fid_leaky = report["summary"]["copy"]["fid"]["value"], report["summary"]["leaky"]["fid"]["value"]
+    assert abs(fid_leaky) < 1e-3 * fid_copy and fid_copy > 0   # the driver copy *is* the true frames
+    assert len(list((tmp_path / "t1" / "features").glob("*.npz"))) == 2
+    assert "FID over every scored frame" in (tmp_path / "t1" / "report.md").read_text()
+
+
 def test_cli_refuses_bad_models_and_options(tmp_path):
     runner = CliRunner()
     (tmp_path / "clips").mkdir()

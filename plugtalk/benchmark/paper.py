@@ -90,13 +90,14 @@ def run_fixtalk_hdtf(settings, models: list[ModelSpec], log=print) -> dict | Non
                        "dlib ResNet face descriptor, output vs the true frame (a substitute: the paper used ArcFace; "
                        "not comparable)"),
               "niqe": "NIQE, pristine-image parameters (no network)", "cpbd": "CPBD (no network)"}
-    fid_ok, status["fid"] = weight_status("--inception-weights", settings.inception_weights, "Inception-v3",
-                                          implemented=False)
+    fid_ok, status["fid"] = weight_status("--inception-weights", settings.inception_weights,
+                                          "Inception-v3 (torchvision architecture)")
     not_run = {m: s for m, s in status.items() if s.startswith("not run")}
     for m, why in not_run.items():
         log(f"warning: {m}: {why}")
     rows = evaluate_pairs(own, models, frames=settings.frames, self_frames=settings.self_frames, jobs=settings.jobs,
                           cache_dir=settings.out, resume=settings.resume, self_quality=True,
+                          fid_weights=str(settings.inception_weights) if fid_ok else None,
                           arcface_weights=None if settings.arcface_weights is None else str(settings.arcface_weights),
                           log=log)
     if rows is None:
@@ -105,6 +106,15 @@ def run_fixtalk_hdtf(settings, models: list[ModelSpec], log=print) -> dict | Non
     metrics = ("psnr", "f_lmd", "csim", "niqe", "cpbd")
     lines, summary = metric_table(rows, [*labels, "copy-source"], metrics, labels[0] if len(labels) > 1 else None,
                                   seed=settings.seed)
+    if fid_ok:
+        fid = _fid(rows, labels, Path(settings.out) / "features")
+        for m, v in fid.items():
+            if isinstance(v, str):
+                not_run[f"fid ({m})"] = v
+            else:
+                summary.setdefault(m, {})["fid"] = {"value": v, "frames": sum(len(r["frames"]) for r in rows)}
+        lines += ["", "FID over every scored frame (one value per model, not per pair): "
+                  + ", ".join(f"{m} {v:.3f}" if not isinstance(v, str) else f"{m}: {v}" for m, v in fid.items())]
     out = ["# plugtalk benchmark: FixTalk Tab. 1 protocol (video-driven, HDTF test split)", "",
            f"Data: {settings.data} ({data.layout}); {len(rows)} clips, {settings.self_frames} frames each after the "
            f"source frame, scored at {SCORE_SIZE} px.", "", "Metrics and networks:", "", *_status_lines(status),
@@ -115,6 +125,28 @@ def run_fixtalk_hdtf(settings, models: list[ModelSpec], log=print) -> dict | Non
               "timing": {"seconds": time.perf_counter() - t0}}
     write_report(Path(settings.out), out, report)
     return report
+
+
+def _fid(rows: list[dict], labels: list[str], folder: Path) -> dict[str, float | str]:
+    """FID of each model's outputs against the true frames, over all pairs' stored features."""
+    import numpy as np
+
+    from ..errors import InputError
+    from ..metrics.fid import fid_from_features
+
+    feats: dict[str, list] = {"truth": [], **{m: [] for m in labels}}
+    for r in rows:
+        with np.load(folder / r["fid_features"]) as f:
+            for k in feats:
+                feats[k].append(f[k])
+    out: dict[str, float | str] = {}
+    truth = np.concatenate(feats["truth"])
+    for m in labels:
+        try:
+            out[m] = float(fid_from_features(np.concatenate(feats[m]), truth))
+        except InputError as e:
+            out[m] = f"not run: {e}"
+    return out
 
 
 def run_fixtalk_mead_audio(settings, models: list[ModelSpec], log=print) -> dict | None:

@@ -76,8 +76,8 @@ _STATE: dict = {}
 
 
 def init_worker(models: Sequence[ModelSpec], arcface_weights: str | None = None, threads: int = 1,
-                self_quality: bool = False) -> None:
-    """Load the face networks and every model once in this process."""
+                self_quality: bool = False, fid_weights: str | None = None, features_dir: str | None = None) -> None:
+    """Load the face networks (and Inception-v3 for FID) and every model once in this process."""
     import functools
 
     import torch
@@ -100,6 +100,11 @@ def init_worker(models: Sequence[ModelSpec], arcface_weights: str | None = None,
         renderers[m.label] = functools.partial(render_with, model)
         sizes[m.label] = model.adapter.image_size
     _STATE["renderers"], _STATE["sizes"], _STATE["self_quality"] = renderers, sizes, self_quality
+    _STATE["fid"], _STATE["features_dir"] = None, features_dir
+    if fid_weights is not None:
+        from ..metrics.fid import InceptionFeatures
+
+        _STATE["fid"] = InceptionFeatures(fid_weights)
 
 
 @lru_cache(maxsize=64)
@@ -152,9 +157,14 @@ def run_pair(pair: Pair, indices: tuple[int, ...], labels: Sequence[str]) -> dic
     per_model = row["cpu_seconds_per_model"] = {}
     if pair.kind == "cross":
         row.update(pair_geometry(src_face, drv_faces))
+    fid, feats = _STATE.get("fid"), {}
+    if fid is not None and pair.kind == "self":
+        feats["truth"] = fid.features(drv)
     for v in labels:
         c = time.process_time()
         out = resize_square(np.asarray(renderers[v](src, drv)), SCORE_SIZE)
+        if "truth" in feats:
+            feats[v] = fid.features(out)
         row["scores"][v] = score_cross(scorer, out, src_face, drv_faces) if pair.kind == "cross" else \
             score_self(scorer, out, drv, drv_faces, quality=_STATE.get("self_quality", False))
         per_model[v] = time.process_time() - c
@@ -166,8 +176,25 @@ def run_pair(pair: Pair, indices: tuple[int, ...], labels: Sequence[str]) -> dic
         if len(sizes) == 1:  # the resolution ceiling of the models' size
             ceiling = resize_square(resize_square(drv, sizes[0]), SCORE_SIZE)
             row["scores"][f"{sizes[0]}px-ceiling"] = score_self(scorer, ceiling, drv, drv_faces)
+    if feats:
+        row["fid_features"] = save_features(feats, pair, indices)
     row["seconds"], row["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
     return row
+
+
+def save_features(feats: dict[str, np.ndarray], pair: Pair, indices: tuple[int, ...]) -> str:
+    """Write one pair's Inception features (``truth`` and each model) to ``features/<hash>.npz`` atomically."""
+    import hashlib
+
+    from ..io.atomic import atomic_path
+
+    folder = Path(_STATE["features_dir"])
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha1(json.dumps([pair.kind, pair.key, list(indices)]).encode()).hexdigest()[:20] + ".npz"
+    with atomic_path(folder / name) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **feats)
+    return name
 
 
 def _run_pair_task(args) -> dict:
@@ -215,14 +242,16 @@ def check_jobs(jobs: int | None) -> int:
 
 def evaluate_pairs(pairs: list[Pair], models: Sequence[ModelSpec], *, frames: int, self_frames: int, jobs: int = 1,
                    cache_dir: Path | None = None, resume: bool = False, arcface_weights: str | None = None,
-                   self_quality: bool = False, on_row: Callable[[dict], None] | None = None,
-                   log=print) -> list[dict] | None:
+                   self_quality: bool = False, fid_weights: str | None = None,
+                   on_row: Callable[[dict], None] | None = None, log=print) -> list[dict] | None:
     """Score every pair with every model (see the module docstring).
 
     Args:
         cache_dir: where ``rows.jsonl`` (``rows.rank<R>.jsonl`` under torchrun) goes; with ``resume`` the rows
             already there are kept (a changed model, frame choice or encoder is scored anew).
         self_quality: also score NIQE and CPBD of the self-reenactment outputs (FixTalk Tab. 1).
+        fid_weights: Inception-v3 weights: self-reenactment pairs also store the features of their true and
+            output frames (``cache_dir/features/``, named by ``row["fid_features"]``) for FID.
         on_row: called with each new row once it is cached.
 
     Returns:
@@ -230,6 +259,9 @@ def evaluate_pairs(pairs: list[Pair], models: Sequence[ModelSpec], *, frames: in
         the other ranks get ``None``).
     """
     rank, world, dist = _dist()
+    if fid_weights is not None and cache_dir is None:
+        raise InputError("FID features need a cache folder")
+    features_dir = None if cache_dir is None else str(Path(cache_dir) / "features")
     stamps = {m.label: m.stamp for m in models}
     labels = [m.label for m in models]
     own = f"rows.rank{rank}.jsonl" if world > 1 else ROWS_NAME
@@ -242,7 +274,7 @@ def evaluate_pairs(pairs: list[Pair], models: Sequence[ModelSpec], *, frames: in
         elif cache is not None and cache.exists():
             cache.unlink()
     keys = [json.dumps([p.kind, p.key, pair_indices(p, frames, self_frames), stamps, arcface_weights or "dlib",
-                        self_quality], sort_keys=True) for p in pairs]
+                        self_quality, fid_weights], sort_keys=True) for p in pairs]
     mine = [i for i in range(len(pairs)) if i % world == rank]
     tasks = [(keys[i], (pairs[i], pair_indices(pairs[i], frames, self_frames), labels)) for i in mine
              if keys[i] not in done]
@@ -267,14 +299,14 @@ def evaluate_pairs(pairs: list[Pair], models: Sequence[ModelSpec], *, frames: in
                     log(f"  {i}/{len(tasks)} pairs scored, {el:.0f} s elapsed, ~{el / i * (len(tasks) - i):.0f} s left")
 
     if tasks and jobs <= 1:
-        init_worker(models, arcface_weights, threads=1, self_quality=self_quality)
+        init_worker(models, arcface_weights, 1, self_quality, fid_weights, features_dir)
         collect(_run_pair_task(a) for _, a in tasks)
     elif tasks:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=init_worker, initargs=(list(models), arcface_weights, 1, self_quality)) as pool:
+                                 initializer=init_worker, initargs=(list(models), arcface_weights, 1, self_quality, fid_weights, features_dir)) as pool:
             collect(pool.map(_run_pair_task, [a for _, a in tasks], chunksize=1))
     if dist is not None:
         gathered = [None] * world if rank == 0 else None
