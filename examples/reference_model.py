@@ -141,7 +141,7 @@ def train(args) -> None:
             disc = last_checkpoint(runs / name) / "discriminator.safetensors"
 
 
-# -- evaluation (protocol v2: examples/reference_protocol.py) ---------------------------------------------
+# -- evaluation (protocol v2: plugtalk benchmark --protocol leakage, in plugtalk/benchmark/) ---------------------------
 def model_files(runs: Path, variants) -> dict[str, Path]:
     """The trained variants' weights (variants not trained yet are skipped with a note)."""
     out = {}
