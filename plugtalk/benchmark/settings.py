@@ -19,7 +19,8 @@ class BenchmarkSettings:
     ``max_self``: at most this many pairs, spread evenly; ``jobs`` worker processes; ``resume``: keep the rows
     an earlier run cached in ``out``; ``split``: the manifest split scored; ``stills``: extra sources;
     ``*_weights``: user-supplied networks (ArcFace for CSIM, Inception-v3 for FID, SyncNet, an emotion
-    classifier); ``seed``: of the bootstrap."""
+    classifier); ``audio_checkpoint``: EDTalk's audio-to-mouth weights (fixtalk-mead-audio); ``seed``: of the
+    bootstrap."""
 
     data: Path
     out: Path
@@ -36,6 +37,7 @@ class BenchmarkSettings:
     inception_weights: Path | None = None
     syncnet_weights: Path | None = None
     emotion_weights: Path | None = None
+    audio_checkpoint: Path | None = None
     seed: int = 0
 
     def check(self) -> "BenchmarkSettings":
@@ -50,6 +52,8 @@ class BenchmarkSettings:
         for name, v in (("--max-pairs", self.max_pairs), ("--max-self", self.max_self)):
             if v is not None and not 0 <= v <= 10_000_000:
                 raise InputError(f"{name} must be >= 0, got {v}")
+        if self.audio_checkpoint is not None and not Path(self.audio_checkpoint).is_file():
+            raise InputError(f"--audio-checkpoint {str(self.audio_checkpoint)!r} does not exist")
         if self.arcface_weights is not None and not Path(self.arcface_weights).is_file():
             raise InputError(f"--arcface-weights {str(self.arcface_weights)!r} does not exist")
         return self

@@ -61,6 +61,8 @@ def benchmark(
     inception_weights: Optional[Path] = typer.Option(None, help="Inception-v3 weights for FID (fixtalk-hdtf)"),
     syncnet_weights: Optional[Path] = typer.Option(None, help="SyncNet weights (fixtalk-mead-audio)"),
     emotion_weights: Optional[Path] = typer.Option(None, help="emotion classifier weights (fixtalk-mead-audio)"),
+    audio_checkpoint: Optional[Path] = typer.Option(None, help="EDTalk's audio-to-mouth weights (Audio2Lip.pt or a "
+                                                    "plugtalk file) for fixtalk-mead-audio"),
     seed: int = typer.Option(0, help="seed of the bootstrap"),
 ) -> None:
     """Run a benchmark protocol over every pair of the data folder with every model; write report.md, report.json (per pair, per frame) and plots.
@@ -79,7 +81,7 @@ def benchmark(
                                      max_pairs=max_pairs, max_self=max_self, jobs=check_jobs(jobs), resume=resume,
                                      split=split, stills=stills, arcface_weights=arcface_weights,
                                      inception_weights=inception_weights, syncnet_weights=syncnet_weights,
-                                     emotion_weights=emotion_weights, seed=seed)
+                                     emotion_weights=emotion_weights, audio_checkpoint=audio_checkpoint, seed=seed)
         report = run_benchmark(settings, models, log=say)
     if report is not None:
         say(f"wrote {out / 'report.md'} and report.json")
