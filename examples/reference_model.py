@@ -19,7 +19,8 @@ identities) and ``stills/`` for evaluation; nothing is tuned on them.  Every ste
 run is skipped, an interrupted one continues from its last checkpoint; scored pairs are cached in
 ``eval/benchmark/rows.jsonl``.
 
-Protocol v2 (pairs and frames: plugtalk/benchmark/pairs.py, i.e. `plugtalk benchmark --protocol leakage`; written down in docs/model_card.md):
+Protocol v2 (``plugtalk benchmark --protocol leakage``, pairs and frames in plugtalk/benchmark/pairs.py; written
+down in docs/model_card.md):
 * B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``), or continuing an earlier model trained
   on training identities only (``--b0-init``; the v2 run continued the v1 default); then, from B0 and with the same
   number of optimizer steps each: ``baseline`` (B0 trained on), ``emi`` (FixTalk stage 1: backbone + EMI),

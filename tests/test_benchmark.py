@@ -148,7 +148,8 @@ def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_
     B.create("edtalk-audio").save_pretrained(tmp_path / "audio.safetensors")
     from plugtalk.benchmark import ModelSpec
 
-    models = [ModelSpec("edtalk", str(tmp_path / "edtalk.safetensors")), ModelSpec("lia", str(tmp_path / "lia.safetensors"))]
+    models = [ModelSpec("edtalk", str(tmp_path / "edtalk.safetensors")),
+              ModelSpec("lia", str(tmp_path / "lia.safetensors"))]
     report = run_benchmark(S.small_settings(data, tmp_path / "t3", protocol="fixtalk-mead-audio", self_frames=2,
                                             audio_checkpoint=tmp_path / "audio.safetensors",
                                             syncnet_weights=tmp_path / "syncnet.pth"), models, log=lambda m: None)

@@ -16,7 +16,7 @@ import os
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -306,7 +306,9 @@ def evaluate_pairs(pairs: list[Pair], models: Sequence[ModelSpec], *, frames: in
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=init_worker, initargs=(list(models), arcface_weights, 1, self_quality, fid_weights, features_dir)) as pool:
+                                 initializer=init_worker,
+                                 initargs=(list(models), arcface_weights, 1, self_quality, fid_weights, features_dir)
+                                 ) as pool:
             collect(pool.map(_run_pair_task, [a for _, a in tasks], chunksize=1))
     if dist is not None:
         gathered = [None] * world if rank == 0 else None

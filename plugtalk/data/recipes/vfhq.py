@@ -51,8 +51,8 @@ def read_annotation(path: str | Path) -> tuple[dict[str, str], dict[int, FaceBox
         try:
             idx, a, b, c, d = int(parts[0]), *map(float, parts[1:5])
         except (ValueError, IndexError):
-            raise InputError(f"VFHQ annotation {p.name!r} line {n}: expected 'frame x0 y0 w h ...', got {line[:60]!r}") \
-                from None
+            raise InputError(f"VFHQ annotation {p.name!r} line {n}: expected 'frame x0 y0 w h ...', "
+                             f"got {line[:60]!r}") from None
         box = FaceBox(a, b, c, d, 1.0) if corners else FaceBox(a, b, a + c, b + d, 1.0)
         if not (box.width > 0 and box.height > 0):
             raise InputError(f"VFHQ annotation {p.name!r} line {n}: empty face box")
