@@ -6,7 +6,7 @@ loaded once per worker process: one subprocess per pair would load them 400 time
 produced by this script, not typed:
 
     python examples/reference_model.py train      # B0 from scratch, then the four variants from B0
-    python examples/reference_model.py evaluate   # protocol v2 (below) -> eval/pairs.json, results.md/json
+    python examples/reference_model.py evaluate   # protocol v2 = plugtalk benchmark -> eval/pairs.json, results.md
     python examples/reference_model.py probe      # plugtalk probe on the trained baseline B0
     python examples/reference_model.py table      # the tables again from eval/pairs.json
     python examples/reference_model.py export     # fp16 weights of one variant -> the package's default model
@@ -17,9 +17,10 @@ produced by this script, not typed:
 Data: ``faces/train`` of the shared folder (v2: 34 identities) for training; ``faces/test`` (9 held-out
 identities) and ``stills/`` for evaluation; nothing is tuned on them.  Every step is resumable: a finished
 run is skipped, an interrupted one continues from its last checkpoint; scored pairs are cached in
-``eval/rows.jsonl``.
+``eval/benchmark/rows.jsonl``.
 
-Protocol v2 (pairs and frames: examples/reference_protocol.py; written down in docs/model_card.md):
+Protocol v2 (``plugtalk benchmark --protocol leakage``, pairs and frames in plugtalk/benchmark/pairs.py; written
+down in docs/model_card.md):
 * B0: a 64 px LIA-family backbone trained from scratch (``b0.yaml``), or continuing an earlier model trained
   on training identities only (``--b0-init``; the v2 run continued the v1 default); then, from B0 and with the same
   number of optimizer steps each: ``baseline`` (B0 trained on), ``emi`` (FixTalk stage 1: backbone + EMI),
@@ -141,7 +142,7 @@ def train(args) -> None:
             disc = last_checkpoint(runs / name) / "discriminator.safetensors"
 
 
-# -- evaluation (protocol v2: examples/reference_protocol.py) ---------------------------------------------
+# -- evaluation (protocol v2: plugtalk benchmark --protocol leakage, in plugtalk/benchmark/) ---------------------------
 def model_files(runs: Path, variants) -> dict[str, Path]:
     """The trained variants' weights (variants not trained yet are skipped with a note)."""
     out = {}
@@ -155,27 +156,26 @@ def model_files(runs: Path, variants) -> dict[str, Path]:
 
 
 def evaluate(args) -> None:
-    """Score every protocol pair with every trained variant in-process (face models and variants loaded once
-    per worker), write eval/pairs.json, then the tables."""
+    """Protocol v2 through ``plugtalk benchmark --protocol leakage`` (in-process: face models and variants loaded
+    once per worker; report in eval/benchmark/), then eval/pairs.json and the tables."""
     import time
 
-    import reference_protocol as P
+    from plugtalk.benchmark import BenchmarkSettings, ModelSpec, run_benchmark
 
     t0 = time.perf_counter()
     data, root = shared_data(), args.runs / "eval"
     root.mkdir(parents=True, exist_ok=True)
-    cross, own = P.cross_pairs(data), P.self_pairs(data)
-    print(f"protocol: {len(cross)} cross-reenactment pairs ({len(P.sources(data))} sources x the test clips of "
-          f"other identities), {len(own)} self-reenactment pairs", flush=True)
-    cross, own = P.spread(cross, args.max_pairs), P.spread(own, args.max_self)
     models = model_files(args.runs, args.variants)
-    rows = P.evaluate_pairs(cross + own, models, frames=args.frames, self_frames=args.self_frames, jobs=args.jobs,
-                            cache=root / "rows.jsonl", log=lambda m: print(m, flush=True))
-    seconds = time.perf_counter() - t0
-    cpu = sum(r.get("cpu_seconds", 0.0) for r in rows)
+    settings = BenchmarkSettings(data=data, out=root / "benchmark", frames=args.frames, self_frames=args.self_frames,
+                                 max_pairs=args.max_pairs, max_self=args.max_self, jobs=args.jobs, resume=True)
+    report = run_benchmark(settings, [ModelSpec(v, str(p)) for v, p in models.items()],
+                           log=lambda m: print(m, flush=True))
+    rows, seconds = report["rows"], time.perf_counter() - t0
+    cpu = report["timing"]["pair_cpu_seconds"]
     config = {"variants": list(models), "frames": args.frames, "self_frames": args.self_frames,
-              "driver_frames": P.DRIVER_FRAMES, "score_size": P.SCORE_SIZE, "jobs": args.jobs,
-              "cross_pairs": len(cross), "self_pairs": len(own), "seconds": seconds, "pair_cpu_seconds": cpu}
+              "driver_frames": 100, "score_size": report["config"]["score_size"], "jobs": args.jobs,
+              "cross_pairs": report["config"]["cross_pairs"], "self_pairs": report["config"]["self_pairs"],
+              "seconds": seconds, "pair_cpu_seconds": cpu}
     write_json(root / "pairs.json", {"config": config, "rows": rows})
     print(f"evaluation: {len(rows)} pairs x {len(models)} model(s) in {seconds:.0f} s wall "
           f"({seconds / 60:.1f} min, {args.jobs} process(es)); {cpu:.0f} s CPU summed over the pairs "
@@ -334,7 +334,7 @@ def table(args) -> None:
            f"(n=k): pairs with a value where fewer than all had one (no face found). Evaluation: "
            f"{config.get('pair_cpu_seconds', float('nan')) / 60:.1f} CPU-min summed over the pairs; the last "
            f"`evaluate` call took {config['seconds'] / 60:.1f} min wall on {config['jobs']} process(es) "
-           "(pairs scored earlier are read from eval/rows.jsonl).", ""]
+           "(pairs scored earlier are read from eval/benchmark/rows.jsonl).", ""]
     summary: dict = {"config": config, "cross": {}, "self": {}}
     for label, sub in subsets(cross).items():
         out += [f"### Cross-reenactment: {label} ({len(sub)} pairs)", ""]

@@ -80,7 +80,8 @@ def test_prepare_crops_an_uncropped_video_with_the_face_centred(raw_video, tmp_p
     manifest = json.loads((out / "prepared.json").read_text())
     entry = manifest["clips"]["speaker__speaker.mp4"]
     assert entry["frames"] == 50 and entry["crop_box_xyxy"] == list(c.box.as_xyxy())
-    assert sorted(p.name for p in out.iterdir()) == ["prepared.json", "speaker__speaker.mp4", "speaker__speaker.wav"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl", "prepared.json", "speaker__speaker.mp4",
+                                                    "speaker__speaker.wav"]
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ def _root() -> None:
 
 from . import animate as _animate  # noqa: E402,F401  (each import registers its command)
 from . import bench as _bench  # noqa: E402,F401
+from . import benchmark as _benchmark  # noqa: E402,F401
 from . import convert as _convert  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import evaluate as _evaluate  # noqa: E402,F401

@@ -37,7 +37,7 @@ from ..errors import InputError
 from ..io.images import load_image, to_tensor
 from ..io.video import VIDEO_SUFFIXES, VideoInfo, probe_video, read_frames, read_frames_at
 
-__all__ = ["Clip", "list_clips", "identity_of", "ClipStore", "SelfReenactmentDataset", "CrossPair",
+__all__ = ["Clip", "list_clips", "identity_of", "clip_labels", "ClipStore", "SelfReenactmentDataset", "CrossPair",
            "CrossReenactmentDataset", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -68,6 +68,36 @@ def identity_of(path: str | os.PathLike) -> str:
     p = Path(path)
     stem = p.stem if p.suffix.lower() in VIDEO_SUFFIXES else p.name
     return stem.split("__", 1)[0] if "__" in stem else p.resolve().parent.name
+
+
+def clip_labels(clips) -> dict[Path, "ClipRecord"]:
+    """The ``manifest.jsonl`` line (:class:`~plugtalk.data.manifest.ClipRecord`: identity, split, labels such as
+    MEAD's ``emotion`` / ``intensity``, frames, fps, audio wav, crop box) of each clip, read from the manifest
+    of the folder the clip lies in (written by ``plugtalk prepare``).
+
+    Args:
+        clips: a folder, a list of folders / clip paths, or :class:`Clip` objects.
+
+    Returns:
+        ``{clip path: record}``; clips their folder's manifest does not list are left out.  The audio file is
+        ``record.audio_path(clip_path.parent)`` (16 kHz mono wav), ``None`` when the clip has no sound.
+
+    Raises:
+        InputError: as :func:`list_clips`, or a manifest line that is not a clip record.
+    """
+    from .manifest import read_manifest
+
+    items = _as_clips(clips)
+    manifests: dict[Path, dict] = {}
+    out = {}
+    for c in items:
+        folder = c.path.parent
+        if folder not in manifests:
+            manifests[folder] = read_manifest(folder)
+        rec = manifests[folder].get(c.path.name)
+        if rec is not None:
+            out[c.path] = rec
+    return out
 
 
 def _video_clip(p: Path) -> Clip:

@@ -15,8 +15,12 @@ For each source video (resampled to ``fps`` by nearest frame):
    exactly the clip's frames.
 
 Every file is written atomically.  ``prepared.json`` in the output folder records each clip's source,
-frame range, crop box and detection counts.  Videos that cannot be read or show no face are skipped
-with a :class:`SkippedVideoWarning`.
+frame range, crop box and detection counts; ``manifest.jsonl`` (:mod:`plugtalk.data.manifest`) lists every
+clip with its identity, split, labels, frames, fps, audio and crop box, and ``failures.json`` the videos
+that gave no clip.  Videos that cannot be read or show no face are skipped with a
+:class:`SkippedVideoWarning`.  :func:`prepare_jobs` runs the :class:`~plugtalk.data.recipes.VideoJob` of a
+dataset recipe (MEAD, HDTF, VFHQ, a folder) over worker processes and skips videos whose clips are already
+written and verified (resume).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -37,15 +41,19 @@ from ..face.detect import FaceBox, follow_face
 from ..io.jsonfile import write_json
 from ..io.paths import TEMP_NAME_EXTRA, check_inside, check_path_component, same_file
 from ..io.audio import load_audio, save_wav
-from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter
+from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, probe_video
+from .manifest import FAILURES_NAME, ClipRecord, read_manifest, write_failures, write_manifest
+from .recipes import VideoJob
 
 __all__ = ["PrepareSettings", "PreparedClip", "PrepareResult", "SkippedVideoWarning", "prepare_video",
-           "prepare_videos", "find_videos", "MANIFEST_NAME", "AUDIO_RATE"]
+           "prepare_videos", "prepare_jobs", "find_videos", "MANIFEST_NAME", "AUDIO_RATE", "MAX_JOBS"]
 
 MANIFEST_NAME = "prepared.json"
 #: Sample rate of the wav files written beside the clips (EDTalk's audio front end).
 AUDIO_RATE = 16000
 _SILENCE = 1e-4  # peak amplitude below which an audio track counts as silent and is dropped
+#: Upper bound of ``--jobs`` (worker processes).
+MAX_JOBS = 64
 
 
 class SkippedVideoWarning(UserWarning):
@@ -99,10 +107,20 @@ class PreparedClip:
     start: int
     end: int
     detected: int
+    split: str | None = None
+    labels: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    dataset: str = "folder"
+    annotated: bool = False
 
     @property
     def frames(self) -> int:
         return self.end - self.start
+
+    def record(self, fps: float) -> ClipRecord:
+        """The clip's line in ``manifest.jsonl``."""
+        return ClipRecord(self.path.name, self.identity, self.split, dict(self.labels), self.frames, float(fps),
+                          self.wav.name if self.wav else None, tuple(self.box.as_xyxy()), str(self.source),
+                          (self.start, self.end), self.dataset, "annotated" if self.annotated else "detected")
 
     def to_json(self) -> dict:
         return {"source": str(self.source), "identity": self.identity, "wav": self.wav.name if self.wav else None,
@@ -112,8 +130,12 @@ class PreparedClip:
 
 @dataclasses.dataclass
 class PrepareResult:
+    """``clips`` written by this run, ``skipped`` ``(video, reason)``, ``resumed``: the manifest lines of
+    videos an earlier run had already prepared (verified, not written again)."""
+
     clips: list[PreparedClip]
     skipped: list[tuple[Path, str]]
+    resumed: list[ClipRecord] = dataclasses.field(default_factory=list)
 
 
 def find_videos(sources: Iterable[str | os.PathLike]) -> list[Path]:
@@ -134,14 +156,14 @@ def find_videos(sources: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def _names(source: Path, identity: str | None) -> tuple[str, str]:
+def _names(source: Path, identity: str | None, clip: str | None = None) -> tuple[str, str]:
     """``(identity, clip stem)`` for a source file (``id__clip.mp4`` sources keep their identity)."""
     stem = source.stem
     if "__" in stem:
-        ident, clip = stem.split("__", 1)
+        ident, own = stem.split("__", 1)
     else:
-        ident, clip = stem, stem
-    return (identity or ident), clip
+        ident, own = stem, stem
+    return (identity or ident), (clip or own)
 
 
 def _check_identity(identity: str | None) -> None:
@@ -171,9 +193,16 @@ def _parts(tracks: Sequence[FaceTrack], min_frames: int, max_frames: int) -> lis
     return parts
 
 
-def _audio_for(source: Path, reader: VideoReader) -> np.ndarray | None:
+def _audio_for(source: Path, reader: VideoReader, audio_source: Path | None = None) -> np.ndarray | None:
     if not reader.has_audio:
-        return None
+        if audio_source is None:
+            return None
+        try:  # a separate sound file (MEAD's .m4a) starts with the video
+            audio = load_audio(audio_source, sample_rate=AUDIO_RATE)
+        except InputError as e:
+            warnings.warn(f"{source.name}: audio {audio_source.name} ignored ({e})", SkippedVideoWarning, stacklevel=3)
+            return None
+        return None if np.abs(audio).max(initial=0.0) < _SILENCE else audio
     try:
         audio = load_audio(source, sample_rate=AUDIO_RATE)
     except InputError as e:
@@ -196,7 +225,9 @@ def _audio_slice(audio: np.ndarray, start: int, end: int, fps: float) -> np.ndar
 def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, settings: PrepareSettings = PrepareSettings(),
                   *, identity: str | None = None,
                   on_frames: Callable[[str, int, int | None], None] | None = None,
-                  protect: Sequence[str | os.PathLike] = ()) -> list[PreparedClip]:
+                  protect: Sequence[str | os.PathLike] = (), clip: str | None = None,
+                  face_boxes: Mapping[int, FaceBox] | None = None,
+                  audio_source: str | os.PathLike | None = None) -> list[PreparedClip]:
     """Crop one raw video into face clips (see the module docstring).
 
     Args:
@@ -206,6 +237,11 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
             file-name component (no separator, ``..`` or control character).
         on_frames: progress callback ``(stage, frames_done, frames_total_or_None)``.
         protect: further input files no clip may replace (``source`` is always protected).
+        clip: the clip stem of the names (default: the source's own, after its ``id__`` prefix).
+        face_boxes: annotated face boxes ``{native frame index: FaceBox}`` in source pixels (VFHQ): used
+            instead of running the detector (frames without a box count as misses).
+        audio_source: a sound file used when the video has no audio track (MEAD's ``.m4a``); it starts with
+            the video's first frame.
 
     Returns:
         The written clips (possibly several per source).
@@ -220,8 +256,8 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
     _check_identity(identity)
     src = Path(source)
     out = Path(out_dir)
-    guard = [src, *map(Path, protect)]
-    ident, clip = _names(src, identity)
+    guard = [src, *map(Path, protect), *([Path(audio_source)] if audio_source is not None else [])]
+    ident, clip = _names(src, identity, clip)
     for name in (f"{ident}__{clip}", f"{ident}__{clip}_00"):  # refuse a bad name before any decoding
         _clip_path(out, name, guard)
     reader = VideoReader(src, fps=settings.fps)
@@ -232,7 +268,12 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
     boxes: list[FaceBox | None] = []
     prev: FaceBox | None = None
     last_frame = None
-    for i, frame in enumerate(reader):
+    if face_boxes is not None:  # annotated: no detector; output frame i shows native frame round(i * native / fps)
+        ratio = reader.native_fps / settings.fps
+        n = total if total is not None else sum(1 for _ in reader)
+        boxes = [face_boxes.get(int(math.floor(i * ratio + 0.5 - 1e-9))) for i in range(n)]
+        tick("boxes", n, n)
+    for i, frame in enumerate(reader if face_boxes is None else ()):
         if i % settings.detect_every == 0:
             b = follow_face(frame, detect_side=settings.detect_side, near=prev)
             prev = b or prev
@@ -242,12 +283,14 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
         last_frame = frame
         tick("detect", i + 1, total)
     n = len(boxes)
-    if n and (n - 1) % settings.detect_every != 0:
+    if face_boxes is None and n and (n - 1) % settings.detect_every != 0:
         boxes[-1] = follow_face(last_frame, detect_side=settings.detect_side, near=prev)
     del last_frame
     detected = sum(b is not None for b in boxes)
     if detected == 0:
-        raise NoFaceError(f"no face detected in {src.name!r} ({n} frames, every {settings.detect_every}th checked)")
+        how = "no annotated box matches a frame" if face_boxes is not None else \
+            f"every {settings.detect_every}th checked"
+        raise NoFaceError(f"no face detected in {src.name!r} ({n} frames, {how})")
     tracks = split_face_track(boxes, max_gap=int(round(settings.max_gap * settings.fps)), max_jump=settings.max_jump)
     parts = _parts(tracks, min_frames=max(1, int(round(settings.min_seconds * settings.fps))),
                    max_frames=max(1, int(round(settings.max_seconds * settings.fps))))
@@ -262,7 +305,7 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
                   for p in parts]
 
     # pass 2: crop and write, one writer open at a time
-    audio = _audio_for(src, reader)
+    audio = _audio_for(src, reader, None if audio_source is None else Path(audio_source))
     written: list[PreparedClip] = []
     k = 0
     writer: VideoWriter | None = None
@@ -287,7 +330,8 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
                 if audio is not None:
                     wav = save_wav(path.with_suffix(".wav"), _audio_slice(audio, part.start, part.end, settings.fps),
                                    AUDIO_RATE)
-                written.append(PreparedClip(path, wav, src, ident, crop_boxes[k], part.start, part.end, part.detected))
+                written.append(PreparedClip(path, wav, src, ident, crop_boxes[k], part.start, part.end, part.detected,
+                                            annotated=face_boxes is not None))
                 k += 1
     finally:
         if writer is not None:
@@ -313,8 +357,9 @@ def _update_manifest(out: Path, clips: list[PreparedClip], settings: PrepareSett
 
 def prepare_videos(sources: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                    settings: PrepareSettings = PrepareSettings(), *, identity: str | None = None,
-                   progress: bool = True) -> PrepareResult:
-    """Prepare many videos (files or folders of videos) into ``out_dir`` (created if missing).
+                   progress: bool = True, jobs: int = 1) -> PrepareResult:
+    """Prepare many videos (files or folders of videos) into ``out_dir`` (created if missing): the ``folder``
+    recipe through :func:`prepare_jobs`.
 
     Videos that fail (unreadable, no face, tracks too short) are skipped with a
     :class:`SkippedVideoWarning` and listed in ``PrepareResult.skipped``.
@@ -327,41 +372,165 @@ def prepare_videos(sources: Iterable[str | os.PathLike], out_dir: str | os.PathL
     videos = find_videos(sources)
     if not videos:
         raise InputError("no video files given (folders are scanned for " + ", ".join(VIDEO_SUFFIXES) + ")")
+    return prepare_jobs([VideoJob(v, identity) for v in videos], out_dir, settings, progress=progress, jobs=jobs,
+                        protect=videos)
+
+
+def check_jobs(jobs: int | None) -> int:
+    """``--jobs``: ``None`` -> the CPU count; bounded to ``1..MAX_JOBS``.
+
+    Raises:
+        InputError: below 1 or above :data:`MAX_JOBS`.
+    """
+    if jobs is None:
+        return max(1, min(os.cpu_count() or 1, MAX_JOBS))
+    if not 1 <= int(jobs) <= MAX_JOBS:
+        raise InputError(f"--jobs must be between 1 and {MAX_JOBS}, got {jobs}")
+    return int(jobs)
+
+
+def _verified(rec: ClipRecord, out: Path) -> bool:
+    """The clip file exists and has its recorded frame count (and its wav, if one was written)."""
+    path = out / rec.clip
+    if not path.is_file() or (rec.audio is not None and not (out / rec.audio).is_file()):
+        return False
+    try:
+        return probe_video(path).frame_count == rec.frames
+    except InputError:
+        return False
+
+
+def _run_job(job: VideoJob, out: Path, settings: PrepareSettings, protect: Sequence[Path],
+             on_frames=None) -> tuple[list[PreparedClip], str | None, list[str]]:
+    """One video in a worker: ``(clips, error or None, warning texts)`` (never raises for a bad video)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedVideoWarning)
+        try:
+            made = prepare_video(job.source, out, settings, identity=job.identity, on_frames=on_frames,
+                                 protect=protect, clip=job.clip, face_boxes=job.boxes, audio_source=job.audio)
+            error = None
+        except InputError as e:  # includes NoFaceError
+            made, error = [], str(e)
+    notes = [str(w.message) for w in caught if issubclass(w.category, SkippedVideoWarning)]
+    for c in made:
+        c.split, c.labels, c.dataset = job.split, dict(job.labels), job.dataset
+    return made, error, notes
+
+
+def _pool_job(args):
+    return _run_job(*args)
+
+
+def prepare_jobs(video_jobs: Sequence[VideoJob], out_dir: str | os.PathLike,
+                 settings: PrepareSettings = PrepareSettings(), *, progress: bool = True, jobs: int | None = 1,
+                 protect: Sequence[str | os.PathLike] = ()) -> PrepareResult:
+    """Prepare the videos of a dataset recipe into ``out_dir``, ``jobs`` videos at a time (worker processes).
+
+    Resumable: a video whose clips ``manifest.jsonl`` lists and which verify (file there, recorded frame count,
+    wav) is skipped and keeps its lines.  A video that fails (corrupt, no face) goes into ``failures.json``
+    and ``PrepareResult.skipped`` with a :class:`SkippedVideoWarning`; the run goes on.
+
+    Args:
+        video_jobs: from a recipe (:mod:`plugtalk.data.recipes`).
+        jobs: worker processes (``None``: the CPU count; at most :data:`MAX_JOBS`).
+        protect: input files no clip may replace, besides each job's own video and audio.
+
+    Returns:
+        :class:`PrepareResult` of the clips written now and before (resumed) and the skipped videos.
+
+    Raises:
+        InputError: bad settings / jobs, an output that is a file, or no video gave a clip.
+    """
+    settings.check()
+    workers = check_jobs(jobs)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {str(out)!r} is a file, expected a folder")
     out.mkdir(parents=True, exist_ok=True)
+    guard = [Path(p) for p in protect]
+    records = read_manifest(out)
+    by_source: dict[str, list[ClipRecord]] = {}
+    for r in records.values():
+        by_source.setdefault(r.source, []).append(r)
+    todo, resumed = [], []
+    for job in video_jobs:
+        old = by_source.get(str(job.source), [])
+        if old and all(_verified(r, out) for r in old):
+            resumed.extend(old)
+        else:
+            for r in old:  # a clip that does not verify is written again
+                records.pop(r.clip, None)
+            todo.append(job)
     clips: list[PreparedClip] = []
     skipped: list[tuple[Path, str]] = []
 
-    prog = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def done(job: VideoJob, made: list[PreparedClip], error: str | None, notes: list[str]) -> None:
+        for note in notes:
+            warnings.warn(note, SkippedVideoWarning, stacklevel=3)
+        if error is not None:
+            skipped.append((job.source, error))
+            warnings.warn(f"skipped {job.source.name}: {error}", SkippedVideoWarning, stacklevel=3)
+            if records:  # (a run that gives no clip at all leaves no file: its error lists the reasons)
+                write_failures(out, [(str(p), e) for p, e in skipped])
+            return
+        clips.extend(made)
+        for c in made:
+            records[c.path.name] = c.record(settings.fps)
+        if made:
+            _update_manifest(out, made, settings)
+            write_manifest(out, records.values())
 
-        prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        transient=False)
-        prog.start()
-    try:
-        for v in videos:
-            task = prog.add_task(f"{v.name}", total=None) if prog else None
+    with _progress(progress) as prog:
+        overall = prog.add_task(f"{len(todo)} videos ({len(resumed)} clips already done)", total=len(todo)) \
+            if prog else None
+        if workers <= 1 or len(todo) <= 1:
+            for job in todo:
+                task = prog.add_task(job.source.name, total=None) if prog else None
 
-            def tick(stage: str, done: int, total: int | None, _task=task, _name=v.name) -> None:
+                def tick(stage: str, n: int, total: int | None, _task=task, _name=job.source.name) -> None:
+                    if prog is not None:
+                        prog.update(_task, description=f"{stage:6s} {_name}", completed=n, total=total)
+
+                done(job, *_run_job(job, out, settings, guard, tick))
                 if prog is not None:
-                    prog.update(_task, description=f"{stage:6s} {_name}", completed=done, total=total)
+                    prog.remove_task(task)
+                    prog.advance(overall)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-            try:
-                made = prepare_video(v, out, settings, identity=identity, on_frames=tick, protect=videos)
-            except InputError as e:  # includes NoFaceError
-                skipped.append((v, str(e)))
-                warnings.warn(f"skipped {v.name}: {e}", SkippedVideoWarning, stacklevel=2)
-                continue
-            clips.extend(made)
-            if made:
-                _update_manifest(out, made, settings)
-    finally:
-        if prog is not None:
-            prog.stop()
-    if not clips:
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = pool.map(_pool_job, [(job, out, settings, guard) for job in todo], chunksize=1)
+                for job, res in zip(todo, results):
+                    done(job, *res)
+                    if prog is not None:
+                        prog.advance(overall)
+    if records:
+        write_manifest(out, records.values())
+        if skipped or (out / FAILURES_NAME).is_file():
+            write_failures(out, [(str(p), e) for p, e in skipped])
+    if not clips and not resumed:
         reasons = "; ".join(f"{p.name}: {r}" for p, r in skipped)
-        raise InputError(f"no usable video among {len(videos)}: {reasons}")
-    return PrepareResult(clips, skipped)
+        raise InputError(f"no usable video among {len(video_jobs)}: {reasons}")
+    return PrepareResult(clips, skipped, resumed)
+
+
+class _progress:
+    """A rich progress display (or ``None`` when ``enabled`` is false) as a context manager."""
+
+    def __init__(self, enabled: bool):
+        self.prog = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), transient=False)
+
+    def __enter__(self):
+        if self.prog is not None:
+            self.prog.start()
+        return self.prog
+
+    def __exit__(self, *exc) -> None:
+        if self.prog is not None:
+            self.prog.stop()
