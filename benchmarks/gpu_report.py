@@ -427,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(chosen) - set(known))
     if unknown:
         fail(f"unknown steps {unknown}; known: {', '.join(known)}")
+    if a.out.exists() and not a.out.is_dir():
+        fail(f"--out {a.out} is a file, not a folder")
     a.out.mkdir(parents=True, exist_ok=True)
     meta = {"started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
             "device": str(device), "tiny": a.tiny, "budget_s": a.budget_s, "steps": chosen,

@@ -135,8 +135,11 @@ def test_a_step_without_time_left_is_skipped_and_said_so(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [(["--budget-s", "1"], "--budget-s must be within"),
-                                           (["--steps", "nope"], "unknown steps")])
+                                           (["--steps", "nope"], "unknown steps"),
+                                           (["--out", "FILE"], "is a file, not a folder")])
 def test_bad_arguments_are_refused(tmp_path, args, message):
+    (tmp_path / "FILE").write_text("kept")
+    args = [str(tmp_path / a) if a == "FILE" else a for a in args]
     r = _run(["--out", str(tmp_path / "r"), "--device", "cpu", *args], _env(tmp_path, block=False), timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and message in r.stderr
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists() and (tmp_path / "FILE").read_text() == "kept"
