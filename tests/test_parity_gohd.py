@@ -11,61 +11,16 @@ import pytest
 import torch
 
 import plugtalk.backbones as B
-from parity_support import ParityReport, float32_run, float64_run, load_manifest, official_generator, summarize
+from parity_support import ParityReport, float32_run, float64_run, load_manifest, official_generator
+from plugtalk.parity import CHECK, recorded_only, run_gohd
 
 pytestmark = pytest.mark.parity
-
-CASES = {"": "semantics", "t25.": "semantics_t25", "gaze.": "semantics_gaze"}
-#: Prefix of values compared among themselves, not with the record.
-CHECK = "check."
-IMAGE_KEYS = {"": "outputs.image", "t25.": "outputs.image_t25", "gaze.": "outputs.image_gaze"}
 
 
 @pytest.fixture(scope="module")
 def gohd_setup(tmp_path_factory):
     ref, path = official_generator("gohd", tmp_path_factory.mktemp("gohd"), "FaceAnimator_GoHD.pt", "gen_pose")
     return load_manifest("gohd"), ref, path
-
-
-def summarize_sft(prefix: str, m: torch.Tensor, store: dict[str, torch.Tensor]) -> None:
-    """Fixture summary of an SFT map: .shape, .mean (item 0), .crop (top-left), .crop_center."""
-    h, w = m.shape[-2:]
-    store[f"{prefix}.shape"] = torch.tensor(m.shape, dtype=torch.int64)
-    store[f"{prefix}.mean"] = m[0].mean(dim=(1, 2))
-    store[f"{prefix}.crop"] = m[:, :8, :4, :4]
-    store[f"{prefix}.crop_center"] = m[:, :8, h // 2 - 2:h // 2 + 2, w // 2 - 2:w // 2 + 2]
-
-
-def run_gohd(model, ref, dtype) -> dict[str, torch.Tensor]:
-    src = ref["inputs.source"].to(dtype)
-    out: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        for prefix, name in CASES.items():
-            r = model(src, ref[f"inputs.{name}"].to(dtype), return_intermediates=True)
-            out[IMAGE_KEYS[prefix]] = r.image
-            if prefix == "":
-                for i in range(1, 6):
-                    out[f"outputs.pyramid.{i}"] = r[f"rgb.{5 - i}"]
-                out["enc.latent_source"] = r["source.latent"]
-                out["dec.Q"] = model.dictionary.basis()
-                summarize("feats", [r[f"pyramid.{i}"] for i in range(6)], out)
-            else:   # the source encoding is stored once: ours must not depend on the window either (checked below)
-                out[f"{CHECK}{prefix}latent_source"] = r["source.latent"]
-            out[f"{prefix}enc.mapping.first"] = r["coefficients.first"]
-            out[f"{prefix}enc.mapping.pool_in"] = r["coefficients.pool_in"]
-            out[f"{prefix}enc.mapping.embedding"] = r["coefficients.embedding"]
-            out[f"{prefix}enc.alpha"] = r["alpha"]
-            out[f"{prefix}dec.direction"] = r["direction"]
-            out[f"{prefix}dec.latent"] = r["latent"]
-            summarize(f"{prefix}flows", [r[f"flow.{i}"] for i in range(6)], out)
-            for j in range(3):
-                for part in ("warped", "blend", "scale", "shift", "out") + (("state",) if j < 2 else ()):
-                    summarize_sft(f"{prefix}sft.{j}.{part}", r[f"sft.{j}.{part}"], out)
-    return out
-
-
-def recorded_only(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in outputs.items() if not k.startswith(CHECK)}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import plugtalk.backbones as B
-from parity_support import ParityReport, float32_run, float64_run, official_generator, summarize
+from parity_support import ParityReport, float32_run, float64_run, official_generator
+from plugtalk.parity import run_lia
 
 pytestmark = pytest.mark.parity
 
@@ -23,31 +24,6 @@ def lia64(lia_setup):
     ref, path = lia_setup
     model = B.load_official("lia", path, dtype=torch.float64)
     return float64_run(lambda m, x: run_lia(m[0], x, torch.float64), [model], ref)
-
-
-def run_lia(model, ref, dtype):
-    src, drv, start = (ref[f"inputs.{k}"].to(dtype) for k in ("source", "driving", "driving_s3"))
-    out = {}
-    with torch.no_grad():
-        r = model(src, drv, return_intermediates=True)
-        out["outputs.image"] = r.image
-        out["enc.latent_source"] = r["source.latent"]
-        out["enc.alpha_driving"] = r["driving.alpha"]
-        out["dec.direction_driving"] = r["driving.direction"]
-        out["dec.latent"] = r["latent"]
-        out["dec.Q"] = model.dictionary.basis()
-        summarize("feats", [r[f"pyramid.{i}"] for i in range(6)], out)
-        summarize("flows", [r[f"flow.{i}"] for i in range(6)], out)
-        out["rel.h_start"] = model.motion_coefficients(model.encode(start).latent)
-        rr = model(src, drv, driving_start=start, return_intermediates=True)
-        out["outputs.image_relative"] = rr.image
-        out["rel.alpha_driving"] = rr["driving.alpha"]
-        out["rel.alpha_source"] = rr["source.alpha"]
-        out["rel.direction_driving"] = rr["driving.direction"]
-        out["rel.direction_source"] = rr["source.direction"]
-        out["rel.direction_start"] = rr["start.direction"]
-        out["rel.latent"] = rr["latent"]
-    return out
 
 
 def compare(ref, outputs, dtype, sensitivity=None) -> ParityReport:
