@@ -74,6 +74,8 @@ def environment(device: torch.device) -> dict[str, str]:
     """Device, versions and thread count to print beside the figures."""
     import os
 
+    from ._optional import require
+    require("av", "video", "the video-decoding benchmark")
     import av
     import numpy as np
 

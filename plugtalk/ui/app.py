@@ -286,6 +286,8 @@ def _message(error: BaseException) -> str:
 def build_app(cfg: UIConfig | None = None):
     """The Gradio ``Blocks`` of the page (not launched)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from .._optional import require
+    require("gradio", "ui", "plugtalk ui")
     import gradio as gr
 
     cfg = cfg or UIConfig()
