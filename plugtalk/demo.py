@@ -141,7 +141,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     Raises:
         InputError: ``out_dir`` is a file, or the embedded inputs are missing.
     """
-    from .animate import DrivingClip, animate, prepare_source
+    from .animate import AnimateOptions, DrivingClip, animate, prepare_source
     from .io.images import save_image
     from .io.video import read_frames
     from .loading import load_animator
@@ -154,9 +154,9 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     size = loaded.model.adapter.image_size
     source = prepare_source(demo_source(), size, name="astronaut")
     src_png = save_image(out / "source.png", source.crop)
-    result = animate(loaded.model, source, out / "animated.mp4", driving=demo_driving_path(),
-                     side_by_side=out / "side_by_side.mp4", max_frames=frames, batch_size=batch_size,
-                     on_progress=on_progress)
+    result = animate(loaded.model, source, out / "animated.mp4", drivers={"driving": demo_driving_path()},
+                     options=AnimateOptions(side_by_side=out / "side_by_side.mp4", max_frames=frames,
+                                            batch_size=batch_size), on_progress=on_progress)
     upscaled = upscale_video(result.path, out / f"animated_{VIEW_SIZE}.mp4") if size < VIEW_SIZE else None
     demo = DemoResult(result.path, result.side_by_side, src_png, f"{loaded.backbone} {loaded.variant} from "
                       f"{loaded.source}", loaded.random_weights, result, upscaled)
@@ -167,8 +167,9 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     if compare_with is not None:
         other = load_animator(compare_with, device=device)
         other_src = prepare_source(demo_source(), other.model.adapter.image_size, name="astronaut")
-        other_out = animate(other.model, other_src, out / "compare_other.mp4", driving=demo_driving_path(),
-                            max_frames=frames, batch_size=batch_size)
+        other_out = animate(other.model, other_src, out / "compare_other.mp4",
+                            drivers={"driving": demo_driving_path()},
+                            options=AnimateOptions(max_frames=frames, batch_size=batch_size))
         labels = (f"{other.variant} ({Path(compare_with).name})", f"{loaded.variant} ({loaded.source})")
         driving = DrivingClip(demo_driving_path(), VIEW_SIZE, max_frames=frames)  # the same crop box as animate
         drv = np.concatenate([crops for crops, _ in driving.batches(16)])
