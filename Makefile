@@ -1,6 +1,7 @@
 # Two commands set plugtalk up on a fresh machine (see README):
 #   make demo   -> creates .venv, installs plugtalk, animates the embedded default portrait
-#   make test   -> creates .venv, installs plugtalk[test,onnx,ui], runs the whole test suite
+#   make test   -> creates .venv, installs plugtalk[all,test], runs the whole test suite
+# Both install with constraints.txt: the exact torch / torchvision the parity fixtures were recorded with.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,9 +9,9 @@ STAMP  := $(VENV)/.plugtalk-installed
 
 .PHONY: install demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,onnx,ui]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[all,test]"
 	touch $(STAMP)
 
 install: $(STAMP)

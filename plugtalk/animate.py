@@ -11,10 +11,10 @@ registry entry and adapter before any heavy work) and a typed stream of :class:`
 2. **drivers**: each driving video gets one crop box for the whole clip from face detections on
    every ``detect_every``-th frame (:func:`~plugtalk.face.crop.video_crop_box`; a first decoding
    pass), then its frames stream through in batches of ``batch_size``, cropped and resized to the
-   model's size; EDTalk's mouth / pose / expression banks can each have their own video, or the
-   mouth can come from **audio** (EDTalk's 16 kHz, 80-mel, hop 200, window 800 features through the
-   audio-to-mouth model, smoothed with EDTalk's 3-tap Gaussian); a coefficient-driven model (GoHD) reads
-   a per-frame coefficient file instead, through its adapter (one output frame per row);
+   model's size; a model with several drivers (EDTalk's mouth / pose / expression banks) takes a video
+   each; **controls** - inputs that are not driving videos - are read by the adapter that declares them
+   (:mod:`plugtalk.adapters.controls`: EDTalk's audio through its audio-to-mouth model and its expression
+   weights, GoHD's coefficient file and gaze), each yielding the adapter's per-frame inputs;
 3. **motion**: per batch, encode the drivers (:meth:`Retrofitted.encode_drivers`); optionally
    smooth their motion codes over time (:class:`~plugtalk.layers.temporal.StreamingSmoother`, a
    lookahead of ``smooth // 2`` frames); *relative* motion (LIA's demo) uses
@@ -25,7 +25,7 @@ registry entry and adapter before any heavy work) and a typed stream of :class:`
 
 Only one batch of frames (plus the smoothing lookahead) is held at any time: the source is encoded
 once, driving frames are pulled from the readers batch by batch, and outputs are written as they
-are rendered.  The output lasts as long as the shortest driver (video or audio), capped by
+are rendered.  The output lasts as long as the shortest input (video or control), capped by
 ``max_frames``.
 """
 
@@ -50,17 +50,17 @@ from .face.crop import CropBox, crop_and_resize, crop_portrait, paste_back, vide
 from .io.atomic import check_output_path
 from .io.images import load_image, to_tensor, to_uint8
 from .io.video import MAX_FPS, VideoInfo, VideoReader, VideoWriter, probe_video
+from .adapters.controls import ControlContext
 from .retrofitting import DriverState, Retrofitted
 
-__all__ = ["SourceImage", "DrivingClip", "AnimateResult", "AnimatePlan", "FrameBatch", "Runtime", "prepare_source",
-           "center_box", "parse_expression_weights", "audio_mouth_coefficients", "relative_codes", "assign_drivers",
-           "plan_animation", "stream_batches", "animate",
-           "optimize_for_inference", "VIDEO_OUTPUT_SUFFIXES", "AUDIO_FPS"]
+__all__ = ["SourceImage", "DrivingClip", "AnimateResult", "AnimateOptions", "AnimatePlan", "FrameBatch", "Runtime",
+           "prepare_source", "center_box", "relative_codes", "assign_drivers", "plan_animation", "stream_batches",
+           "animate", "optimize_for_inference", "VIDEO_OUTPUT_SUFFIXES", "DEFAULT_FPS", "Companions"]
 
 #: Output containers the writer produces.
 VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")
-#: Video frame rate of EDTalk's audio-driven mode (its mel windows are cut per 25 fps frame).
-AUDIO_FPS = 25.0
+#: Output frame rate when no input sets one (no driving video, no control read at its own rate, no ``fps``).
+DEFAULT_FPS = 25.0
 
 
 # -- inputs -----------------------------------------------------------------------------------------------
@@ -170,79 +170,6 @@ class DrivingClip:
         """Yield ``(crops (n, S, S, 3), originals (n, H, W, 3))`` uint8 batches in order."""
         for frames in self.reader.batches(batch_size):
             yield np.stack([crop_and_resize(f, self.box, self.size) for f in frames]), frames
-
-
-def parse_expression_weights(value: str | os.PathLike | Sequence[float] | np.ndarray, dim: int | None = None
-                             ) -> np.ndarray:
-    """EDTalk expression-bank weights from a ``.npy`` file (shape ``(D,)`` or ``(1, D)``), a
-    comma-separated string or a sequence of numbers.
-
-    Returns:
-        ``(1, D)`` float32.
-
-    Raises:
-        InputError: unreadable file, wrong shape (``D != dim``), or NaN / inf.
-    """
-    if isinstance(value, (str, os.PathLike)) and str(value).endswith(".npy"):
-        p = Path(value)
-        if not p.is_file():
-            raise InputError(f"expression weights file {str(p)!r} does not exist")
-        from .io.arrays import load_npy
-
-        arr = load_npy(p, "expression weights")
-    elif isinstance(value, str):
-        try:
-            arr = np.array([float(v) for v in value.replace(" ", "").split(",") if v != ""])
-        except ValueError:
-            raise InputError("expression weights: expected a .npy file or comma-separated numbers, "
-                             f"got {value!r}") from None
-    else:
-        arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"expression weights must be numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if arr.ndim == 2 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 1 or arr.size == 0 or (dim is not None and arr.size != dim):
-        want = f"({dim},) or (1, {dim})" if dim is not None else "(D,) or (1, D)"
-        raise InputError(f"expression weights: expected shape {want}, got {tuple(np.shape(arr))}")
-    if not np.isfinite(arr).all():
-        raise InputError("expression weights contain NaN or inf")
-    return arr[None]
-
-
-def audio_mouth_coefficients(audio: str | os.PathLike, audio_model: torch.nn.Module, *, fps: float = AUDIO_FPS,
-                             max_frames: int | None = None, chunk: int = 256) -> Tensor:
-    """EDTalk's audio-driven mouth: speech -> per-frame mouth-bank coefficients.
-
-    Audio is read at any rate and resampled to 16 kHz; each video frame gets an 80 x 16 log-mel window
-    (:func:`~plugtalk.io.audio.audio_mel_windows`: FFT window 800, hop 200; EDTalk suppl. 1.2); the
-    audio model maps windows to coefficients (in chunks of ``chunk`` frames), and they are smoothed
-    over time with EDTalk's normalised 3-tap Gaussian, sigma 1, zero padded
-    (:func:`~plugtalk.layers.temporal.gaussian_smooth`).
-
-    Returns:
-        ``(T, mouth_dim)`` float32 on the audio model's device, ``T = floor(duration * fps)`` (at most
-        ``max_frames``).
-
-    Raises:
-        InputError: missing, empty or unreadable audio, or audio shorter than one frame.
-    """
-    from .io.audio import EDTALK_MEL, audio_mel_windows, load_audio
-    from .layers.temporal import gaussian_smooth
-
-    samples = load_audio(audio, sample_rate=EDTALK_MEL.sample_rate)
-    n = int(len(samples) * fps / EDTALK_MEL.sample_rate)
-    if max_frames is not None:
-        n = min(n, max_frames)
-    windows = audio_mel_windows(samples, EDTALK_MEL.sample_rate, fps, num_frames=n if n >= 1 else None)
-    p = next(audio_model.parameters())
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(windows), chunk):
-            w = torch.from_numpy(windows[s:s + chunk]).to(device=p.device, dtype=p.dtype)
-            out.append(audio_model(w[None])[0].float())
-    return gaussian_smooth(torch.cat(out), 3, 1.0)
 
 
 def relative_codes(source_code: Tensor, codes: Mapping[str, Tensor], starts: Mapping[str, Tensor]
@@ -399,128 +326,186 @@ def _side_by_side(parts: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts, axis=2)
 
 
+# -- the request: one options dataclass, the drivers and the controls -----------------------------------------
+#: Companion models of controls (``Control.companion`` registry name -> model), or a callable that loads one.
+Companions = Mapping[str, torch.nn.Module] | Callable[[str], torch.nn.Module]
+
+
+@dataclasses.dataclass
+class AnimateOptions:
+    """How :func:`animate` renders, whatever drives it.
+
+    Attributes:
+        crop_source, crop_driving: detect and crop faces (``False``: inputs already are face crops).
+        relative: relative motion from each driving video's first frame (LIA's demo) or absolute; ``None``: the
+            backbone's default (its registry entry's ``motion_mode``).
+        smooth: odd number of taps of a temporal Gaussian on the motion codes (0: off; at most 101).
+        paste: paste the animated crop back into the full source image (output at the source's size).
+        batch_size: driving frames per model call, 1 to 1024 (memory grows with it, not with the video length).
+        max_frames: stop after this many output frames (``None``: the shortest input).
+        fps: output frame rate in frames/s, (0, 240] (videos are resampled by nearest frame); default: the first
+            driving video's rate, else a control's own rate (EDTalk's audio: 25), else 25.
+        side_by_side: also write ``source | driving | output`` here (no video: ``source | output``).
+        sound: a sound file (or media file with sound) for the output; a control that reads sound
+            (``Control.from_sound``: EDTalk's audio) is fed from it when not given separately.
+        mux_sound: put sound in the output (``sound``, else the first driving video's own track).
+        detect_every: face-detection stride (frames, 1 to 1000) for the driving crop boxes.
+        lossless: write exact RGB frames (:class:`~plugtalk.io.video.VideoWriter`'s ``lossless``).
+    """
+
+    crop_source: bool = True
+    crop_driving: bool = True
+    relative: bool | None = None
+    smooth: int = 0
+    paste: bool = False
+    batch_size: int = 8
+    max_frames: int | None = None
+    fps: float | None = None
+    side_by_side: str | os.PathLike | None = None
+    sound: str | os.PathLike | None = None
+    mux_sound: bool = True
+    detect_every: int = 5
+    lossless: bool = False
+
+    def check(self) -> None:
+        """Raises: InputError: a number out of its range."""
+        if not 1 <= self.batch_size <= 1024:
+            raise InputError(f"batch size must be in [1, 1024], got {self.batch_size}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"the number of frames must be >= 1, got {self.max_frames}")
+        if self.smooth < 0 or self.smooth > 101 or (self.smooth and self.smooth % 2 == 0):
+            raise InputError(f"--smooth must be an odd number of frames (3, 5, ..., 101) or 0, got {self.smooth}")
+        if self.fps is not None and not (0 < self.fps <= MAX_FPS and math.isfinite(self.fps)):
+            raise InputError(f"fps must be a number in (0, {MAX_FPS}], got {self.fps}")
+        if not 1 <= self.detect_every <= 1000:
+            raise InputError(f"the face-detection stride must be in [1, 1000], got {self.detect_every}")
+
+
 # -- the plan: a validated request, before any heavy work --------------------------------------------------
 @dataclasses.dataclass
 class AnimatePlan:
-    """A validated :func:`animate` request.  Building it (:func:`plan_animation`) checks every option
-    against the model's registry entry and adapter, and reads only small inputs (expression weights, a
-    coefficient file); no video is decoded and no face detected yet.
+    """A validated :func:`animate` request.  Building it (:func:`plan_animation`) checks the drivers against the
+    model's adapter and reads every control through the adapter's declaration (small inputs: weights, a
+    coefficient file, audio features); no video is decoded and no face detected yet.
 
     Attributes:
         out, side_by_side: output paths (checked: existing folder, video suffix).
         videos: video key -> driving video path; ``assignment``: model driver -> video key.
-        audio: sound file (``None``: none); ``audio_drives``: it drives the mouth bank through ``audio_model``.
-        expression_weights: ``(1, D)`` expression-bank weights on the runtime device, or ``None``.
-        sequence: per-frame control sequence from the adapter's :meth:`~plugtalk.adapters.Adapter.read_sequence`
-            (GoHD: ``(T, 72)``), or ``None``; ``sequence_name``: its file name.
-        relative: relative motion (from each driving video's first frame); ``smooth``: temporal taps (0: off).
-        batch_size, max_frames, fps: streaming batch size, frame cap, requested output rate.
-        notes: remarks for the user collected so far.
+        streams: control name -> :class:`~plugtalk.adapters.controls.ControlStream` (per-frame model inputs).
+        sound: the output's sound file, or ``None``.
+        relative: relative motion (from each driving video's first frame).
+        options: the request's :class:`AnimateOptions`; ``notes``: remarks for the user collected so far.
     """
 
     out: Path
     side_by_side: Path | None
     videos: dict[str, Any]
     assignment: dict[str, str]
-    audio: Path | None
-    audio_drives: bool
-    expression_weights: Tensor | None
-    sequence: Tensor | None
-    sequence_name: str | None
+    streams: dict[str, Any]
+    sound: Path | None
     relative: bool
-    smooth: int
-    batch_size: int
-    max_frames: int | None
-    fps: float | None
+    options: AnimateOptions
     notes: list[str]
+
+    @property
+    def fps(self) -> float | None:
+        """The requested rate, else the first control's own rate (``None``: take the first video's)."""
+        return self.options.fps or next((s.fps for s in self.streams.values() if s.fps), None)
+
+    def controls(self, frames: Tensor) -> dict[str, Any]:
+        """The adapter's keyword inputs for the output frames ``frames (n,)``, from every control."""
+        out: dict[str, Any] = {}
+        for stream in self.streams.values():
+            out.update(stream.batch(frames))
+        return out
 
     def describe_drivers(self) -> dict[str, str]:
         """Which input drives which part of the model (for :class:`AnimateResult`)."""
         out = {d: Path(self.videos[k]).name for d, k in self.assignment.items()}
-        if self.audio_drives:
-            out["mouth"] = f"audio {self.audio.name}"
-        if self.expression_weights is not None:
-            out["expression"] = "expression weights"
-        if self.sequence is not None:
-            out["coefficients"] = self.sequence_name
+        for name, stream in self.streams.items():
+            out[self.replaced_by.get(name) or name] = stream.description
         return out
 
+    replaced_by: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
-def plan_animation(model: Retrofitted, out: str | os.PathLike, *, driving=None, mouth=None, pose=None,
-                   expression=None, audio=None, audio_model: torch.nn.Module | None = None,
-                   expression_weights=None, coefficients=None, sequence_options: Mapping[str, Any] | None = None,
-                   relative: bool | None = None, smooth: int = 0, batch_size: int = 8, max_frames: int | None = None,
-                   fps: float | None = None, side_by_side=None, runtime: Runtime | None = None) -> AnimatePlan:
-    """Check an :func:`animate` request against the model (its registry entry's controls and default
-    motion mode, its adapter's drivers and controls) and return the :class:`AnimatePlan`.
+
+def _companion(control, companions: Companions | None):
+    if control.companion is None:
+        return None
+    if callable(companions):
+        return companions(control.companion)
+    return (companions or {}).get(control.companion)
+
+
+def _read_controls(adapter, controls: Mapping[str, Any], options: AnimateOptions, companions, runtime: Runtime):
+    """Read each given control through its adapter's declaration -> ``({name: stream}, {name: replaced driver})``."""
+    declared = {c.name: c for c in adapter.controls}
+    values = {k: v for k, v in controls.items() if v is not None}
+    for name in values:
+        adapter.control(name)  # unknown control: InputError naming the adapter's
+    if options.sound is not None:
+        if not Path(options.sound).exists():
+            raise InputError(f"audio file {str(options.sound)!r} does not exist")
+        for c in adapter.controls:
+            if c.from_sound and c.name not in values:
+                values[c.name] = options.sound
+    streams, replaced = {}, {}
+    for name, value in values.items():
+        control = declared[name]
+        if control.with_control is not None:
+            if control.with_control not in values:
+                raise InputError(f"the {name} control goes with the {control.with_control} control")
+            continue
+        ctx = ControlContext(adapter, runtime.device, runtime.dtype, options.fps, options.max_frames,
+                             _companion(control, companions), values)
+        streams[name] = control.read(value, ctx)
+        replaced[name] = control.replaces
+    return streams, replaced
+
+
+def plan_animation(model: Retrofitted, out: str | os.PathLike, *, drivers: Mapping[str, Any] | None = None,
+                   controls: Mapping[str, Any] | None = None, options: AnimateOptions | None = None,
+                   companions: Companions | None = None, runtime: Runtime | None = None) -> AnimatePlan:
+    """Check an :func:`animate` request against the model's adapter (its drivers and declared controls) and its
+    registry entry's default motion mode, read the controls, and return the :class:`AnimatePlan`.
 
     Raises:
-        InputError: an option the model does not take, conflicting drivers, nothing driving the animation,
-            bad numbers, or an output path that cannot be written.
+        InputError: a driver or control the model does not have, conflicting inputs, nothing driving the
+            animation, bad numbers, or an output path that cannot be written.
     """
     adapter = model.adapter
+    options = options or AnimateOptions()
+    options.check()
     runtime = runtime or Runtime.of(model)
     notes: list[str] = []
     out_path = _check_video_out(out, "output")
-    sbs_path = _check_video_out(side_by_side, "side-by-side output") if side_by_side is not None else None
-    if batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {batch_size}")
-    if max_frames is not None and max_frames < 1:
-        raise InputError(f"the number of frames must be >= 1, got {max_frames}")
-    if smooth < 0 or (smooth and smooth % 2 == 0):
-        raise InputError(f"--smooth must be an odd number of frames (3, 5, ...) or 0, got {smooth}")
-    if fps is not None and not (fps > 0 and math.isfinite(fps) and fps <= MAX_FPS):
-        raise InputError(f"fps must be a positive number up to {MAX_FPS} frames/s, got {fps}")
-    named = {d: v for d, v in (("mouth", mouth), ("pose", pose), ("expression", expression)) if v is not None}
+    sbs_path = _check_video_out(options.side_by_side, "side-by-side output") if options.side_by_side else None
+    drivers = {k: v for k, v in (drivers or {}).items() if v is not None}
+    driving = drivers.pop("driving", None)
     model_name = type(adapter.backbone).__name__
-    entry = backbone_entry(adapter.backbone.name)
-    accepted = entry.controls
-    if driving is not None and "driving" not in accepted:
-        raise InputError(f"{model_name} takes no driving video (it is driven by {', '.join(accepted)}); "
-                         "give --coefficients")
-    if coefficients is not None and "coefficients" not in accepted:
-        raise InputError(f"--coefficients needs a coefficient-driven model (GoHD); {model_name} is driven by "
-                         f"{', '.join(accepted)}")
-    if sequence_options and coefficients is None:
-        raise InputError(f"{', '.join(sorted(sequence_options))}: these options go with --coefficients")
-    for d in named:
+    if driving is not None and not adapter.driving_fills:
+        have = ", ".join(c.name for c in adapter.controls)
+        raise InputError(f"{model_name} takes no driving video (it is driven by its controls: {have})")
+    for d in drivers:
         if d not in adapter.drivers:
-            raise InputError(f"--{d} needs a model with a {d} driver (EDTalk); {model_name} has "
-                             f"{', '.join(adapter.drivers)}")
-    audio_drives = audio is not None and "mouth_coefficients" in adapter.control_replaces
-    if audio is not None and not Path(audio).exists():
-        raise InputError(f"audio file {str(audio)!r} does not exist")
-    if audio_drives and "mouth" in named:
-        raise InputError("the mouth is driven by --audio or by --mouth, not both")
-    if audio_model is not None and not audio_drives:
-        raise InputError(f"an audio model needs --audio and a model with a mouth bank (EDTalk), not {model_name}")
-    if audio_drives and audio_model is None:
-        raise InputError("audio-driven mouth needs EDTalk's audio-to-mouth model (audio_model)")
-    weights = None
-    if expression_weights is not None:
-        if "expression_weights" not in adapter.control_replaces:
-            raise InputError(f"expression weights need a model with an expression bank (EDTalk), not {model_name}")
-        if "expression" in named:
-            raise InputError("the expression is driven by --expression-weights or by --expression, not both")
-        exp_dim = getattr(adapter.backbone.config, "expression_dim", None)
-        weights = torch.from_numpy(parse_expression_weights(expression_weights, exp_dim))
-        weights = weights.to(device=runtime.device, dtype=runtime.dtype)
-    sequence = None
-    if coefficients is not None:
-        sequence = adapter.read_sequence(coefficients, **dict(sequence_options or {}))
-        if max_frames is not None:
-            sequence = sequence[:max_frames]
-    replaced = set(named) | ({"mouth"} if audio_drives else set()) | ({"expression"} if weights is not None else set())
-    videos, assignment = assign_drivers(adapter, driving, named, replaced, notes)
-    if not assignment and not audio_drives and weights is None and sequence is None:
-        need = ("--coefficients" if "coefficients" in accepted else "--driving"
-                + (" (or --mouth / --pose / --expression / --audio)" if len(adapter.drivers) > 1 else ""))
-        raise InputError(f"nothing drives the animation: give {need}")
+            raise InputError(f"--{d} needs a model with a {d} driver; {model_name} has "
+                             f"{', '.join(adapter.drivers) or 'none'}")
+    streams, replaced = _read_controls(adapter, controls or {}, options, companions, runtime)
+    for name, d in replaced.items():
+        if d is not None and d in drivers:
+            raise InputError(f"the {d} is driven by the {name} control or by --{d}, not both")
+    videos, assignment = assign_drivers(adapter, driving, drivers, set(drivers) | set(replaced.values()), notes)
+    if not assignment and not streams:
+        need = ["--driving"] if adapter.driving_fills else []
+        need += [f"--{d}" for d in adapter.drivers if d != "driving"]
+        need += [c.name for c in adapter.controls if c.with_control is None]
+        raise InputError(f"nothing drives the animation: give {' / '.join(need)}")
+    relative = options.relative
     if relative is None:
-        relative = entry.motion_mode == "relative"
-    return AnimatePlan(out_path, sbs_path, videos, assignment, Path(audio) if audio is not None else None,
-                       audio_drives, weights, sequence, Path(coefficients).name if coefficients is not None else None,
-                       bool(relative), smooth, batch_size, max_frames, fps, notes)
+        relative = backbone_entry(adapter.backbone.name).motion_mode == "relative"
+    sound = Path(options.sound) if options.sound is not None else None
+    return AnimatePlan(out_path, sbs_path, videos, assignment, streams, sound, bool(relative), options, notes,
+                       replaced)
 
 
 # -- the stream: typed batches of output frames -------------------------------------------------------------
@@ -531,13 +516,11 @@ class FrameBatch:
     Attributes:
         frames: ``(n,)`` int64 output frame indices (where per-frame controls are read).
         crops: video key -> ``(n, S, S, 3)`` uint8 driving crops.
-        mouth: ``(n, mouth_dim)`` audio-driven mouth coefficients, or ``None``.
         images: driver -> ``(n, 3, S, S)`` model inputs, for adapters that want them (``wants_images``).
     """
 
     frames: Tensor
     crops: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    mouth: Tensor | None = None
     images: dict[str, Tensor] = dataclasses.field(default_factory=dict)
 
     @property
@@ -548,22 +531,20 @@ class FrameBatch:
         """The first ``k`` frames and the rest."""
         cut = lambda d: ({a: b[:k] for a, b in d.items()}, {a: b[k:] for a, b in d.items()})  # noqa: E731
         (c0, c1), (i0, i1) = cut(self.crops), cut(self.images)
-        m0, m1 = (None, None) if self.mouth is None else (self.mouth[:k], self.mouth[k:])
-        return FrameBatch(self.frames[:k], c0, m0, i0), FrameBatch(self.frames[k:], c1, m1, i1)
+        return FrameBatch(self.frames[:k], c0, i0), FrameBatch(self.frames[k:], c1, i1)
 
 
 def stream_batches(clips: Mapping[str, "DrivingClip"], batch_size: int, total: int | None,
-                   mouth: Tensor | None = None, timer=None) -> Iterator[FrameBatch]:
-    """:class:`FrameBatch` es of every driving video in step, stopping at the shortest input (``total``
-    frames at most; audio-driven mouth coefficients may end earlier); with no video, batches count frames
-    up to ``total`` (audio- or coefficient-driven runs)."""
+                   timer=None) -> Iterator[FrameBatch]:
+    """:class:`FrameBatch` es of every driving video in step, stopping at the shortest input (``total`` frames
+    at most); with no video, batches count frames up to ``total`` (control-driven runs)."""
     timer = timer or (lambda stage: contextlib.nullcontext())
     done = 0
     if not clips:
         n_all = total or 0
         while done < n_all:
             n = min(batch_size, n_all - done)
-            yield FrameBatch(torch.arange(done, done + n), mouth=None if mouth is None else mouth[done:done + n])
+            yield FrameBatch(torch.arange(done, done + n))
             done += n
         return
     gens = {k: c.batches(batch_size) for k, c in clips.items()}
@@ -578,14 +559,9 @@ def stream_batches(clips: Mapping[str, "DrivingClip"], batch_size: int, total: i
         n = min(len(v) for v in crops.values())
         if total is not None:
             n = min(n, total - done)
-        m = None
-        if mouth is not None:
-            m = mouth[done:done + n]
-            n = min(n, m.shape[0])  # audio shorter than the declared video length
         if n <= 0:
             return
-        yield FrameBatch(torch.arange(done, done + n), {k: v[:n] for k, v in crops.items()},
-                         None if m is None else m[:n])
+        yield FrameBatch(torch.arange(done, done + n), {k: v[:n] for k, v in crops.items()})
         done += n
 
 
@@ -598,17 +574,6 @@ class _Renderer:
         self.src, self.src_state, self.paste, self.sbs_key, self.writers = src, src_state, paste, sbs_key, writers
         self.starts: dict[str, Tensor] = {}
 
-    def controls(self, batch: FrameBatch) -> dict[str, Any]:
-        plan, adapter = self.plan, self.model.adapter
-        controls: dict[str, Any] = {}
-        if batch.mouth is not None:
-            controls["mouth_coefficients"] = batch.mouth
-        if plan.expression_weights is not None:
-            controls["expression_weights"] = plan.expression_weights.expand(batch.n, -1)
-        if plan.sequence is not None:
-            controls.update(adapter.sequence_batch(plan.sequence, batch.frames))
-        return controls
-
     def __call__(self, batch: FrameBatch, codes: dict[str, Tensor]) -> int:
         n = batch.n
         with torch.inference_mode(), self.runtime.context(), self.timer("model"):
@@ -617,7 +582,7 @@ class _Renderer:
                     self.starts.update({d: z[:1] for d, z in codes.items()})
                 codes = relative_codes(self.src_state.code, codes, self.starts)
             state = self.src_state if codes else self.src_state.expand(n)
-            images = self.model.render(state, DriverState({}, codes, batch.images), self.controls(batch))
+            images = self.model.render(state, DriverState({}, codes, batch.images), self.plan.controls(batch.frames))
             frames = to_uint8(images)
         with self.timer("write"):
             main = frames
@@ -634,16 +599,10 @@ class _Renderer:
 
 
 def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.PathLike, out: str | os.PathLike, *,
-            driving: str | os.PathLike | None = None, mouth: str | os.PathLike | None = None,
-            pose: str | os.PathLike | None = None, expression: str | os.PathLike | None = None,
-            audio: str | os.PathLike | None = None, audio_model: torch.nn.Module | None = None,
-            expression_weights: np.ndarray | Sequence[float] | str | None = None,
-            coefficients: str | os.PathLike | None = None, sequence_options: Mapping[str, Any] | None = None,
-            crop_source: bool = True, crop_driving: bool = True, relative: bool | None = None,
-            paste: bool = False, smooth: int = 0, batch_size: int = 8, max_frames: int | None = None,
-            fps: float | None = None, side_by_side: str | os.PathLike | None = None, mux_audio: bool = True,
-            detect_every: int = 5, lossless: bool = False, runtime: Runtime | None = None,
-            on_progress: Callable[[int, int | None], None] | None = None) -> AnimateResult:
+            drivers: Mapping[str, str | os.PathLike] | None = None, controls: Mapping[str, Any] | None = None,
+            options: AnimateOptions | None = None, companions: Companions | None = None,
+            runtime: Runtime | None = None, on_progress: Callable[[int, int | None], None] | None = None
+            ) -> AnimateResult:
     """Animate ``source`` and write the video to ``out`` (see the module docstring for the stages).
 
     Args:
@@ -651,31 +610,16 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
             backbone is ``retrofit(b, emi=None, edi=None)``), in eval mode.
         source: image file, ``(H, W, 3)`` uint8 RGB array, or a prepared :class:`SourceImage`.
         out: output video (``.mp4``/``.mov``/``.mkv``) in an existing folder; written atomically.
-        driving: video driving every driver of the model not given separately.
-        mouth, pose, expression: EDTalk: a video per motion bank (decoupled control).
-        audio: a sound file or a media file with sound.  For a model with a mouth bank (EDTalk) it
-            drives the mouth through ``audio_model``; it is always the output's sound.
-        audio_model: EDTalk's audio-to-mouth model (:class:`~plugtalk.backbones.EDTalkAudio`).
-        expression_weights: EDTalk expression-bank weights ``(D,)`` (see :func:`parse_expression_weights`).
-        coefficients: a per-frame coefficient file, for models whose registry entry accepts the
-            ``coefficients`` control (GoHD: Deep3DFaceRecon coefficients); read by the adapter's
-            ``read_sequence``, one output frame per coefficient frame.
-        sequence_options: options of that reader (GoHD: ``gaze="YAW,PITCH"`` or ``gaze_from=FILE``).
-        crop_source, crop_driving: detect and crop faces (``False``: inputs already are face crops).
-        relative: relative motion from each driving video's first frame (LIA's demo) or absolute;
-            ``None``: the backbone's default (its registry entry's ``motion_mode``: relative for LIA,
-            absolute for EDTalk and DPE, as their demos).
-        paste: paste the animated crop back into the full source image (output at the source's size).
-        smooth: odd number of taps of a temporal Gaussian on the motion codes (0: off).
-        batch_size: driving frames per model call (memory grows with it, not with the video length).
-        max_frames: stop after this many output frames.
-        fps: output frame rate (videos are resampled by nearest frame); default: the first driving
-            video's rate, or 25 fps when the audio drives the mouth.
-        side_by_side: also write ``source | driving | output`` here (audio only: ``source | output``).
-        mux_audio: put sound in the output (``audio``, else the first driving video's own track).
-        detect_every: face-detection stride for the driving crop boxes.
-        lossless: write exact RGB frames (:class:`~plugtalk.io.video.VideoWriter`'s ``lossless``), e.g.
-            for evaluation.
+        drivers: driver name -> video: ``"driving"`` drives every driver of the model not given separately;
+            a model with several drivers takes one video each (EDTalk: ``mouth``, ``pose``, ``expression``).
+        controls: control name -> value (a path, or text / numbers), read by the adapter's declaration
+            (``model.adapter.controls``; EDTalk: ``audio``, ``expression-weights``; GoHD: ``coefficients``,
+            ``gaze``).
+        options: :class:`AnimateOptions` (crop, motion mode, smoothing, paste-back, batch size, frame cap, fps,
+            side-by-side, sound, lossless).
+        companions: the models controls need (``Control.companion`` registry name -> model, e.g.
+            ``{"edtalk-audio": EDTalkAudio}``), or a callable that loads one by name
+            (:class:`~plugtalk.loading.CompanionLoader`, whose ``check_used`` runs once the controls are read).
         runtime: device / autocast / channels-last (default: the model's device, its own dtype).
         on_progress: ``callback(frames_done, frames_total_or_None)``.
 
@@ -683,8 +627,8 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         :class:`AnimateResult`.
 
     Raises:
-        InputError: bad or missing inputs (corrupt/empty video, unreadable image or audio, a driver the
-            model does not have, an output folder that does not exist, ...); NoFaceError: no face in
+        InputError: bad or missing inputs (corrupt/empty video, unreadable image or audio, a driver or control
+            the model does not have, an output folder that does not exist, ...); NoFaceError: no face in
             the source or a driving video.  No output file is left behind on any error.
     """
     t_start = time.perf_counter()
@@ -693,34 +637,31 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
     runtime = runtime or Runtime.of(model)
     timer = _Timer(runtime.device)
     size = model.adapter.image_size
-    plan = plan_animation(model, out, driving=driving, mouth=mouth, pose=pose, expression=expression, audio=audio,
-                          audio_model=audio_model, expression_weights=expression_weights, coefficients=coefficients,
-                          sequence_options=sequence_options, relative=relative, smooth=smooth, batch_size=batch_size,
-                          max_frames=max_frames, fps=fps, side_by_side=side_by_side, runtime=runtime)
-    notes = plan.notes
+    with timer("controls"):
+        plan = plan_animation(model, out, drivers=drivers, controls=controls, options=options, companions=companions,
+                              runtime=runtime)
+    check = getattr(companions, "check_used", None)   # a loader (CompanionLoader) refuses weights no control used
+    if callable(check):
+        check()
+    opts, notes = plan.options, plan.notes
 
     with timer("source"):
-        src = source if isinstance(source, SourceImage) else prepare_source(source, size, crop=crop_source)
+        src = source if isinstance(source, SourceImage) else prepare_source(source, size, crop=opts.crop_source)
         if src.crop.shape[:2] != (size, size):
             raise InputError(f"source crop is {src.crop.shape[1]}x{src.crop.shape[0]}, the model needs {size}x{size}")
-    if paste and not crop_source and not isinstance(source, SourceImage):
+    if opts.paste and not opts.crop_source and not isinstance(source, SourceImage):
         notes.append("paste-back without a source crop replaces the centred square of the source")
 
-    mouth_coeffs, out_fps = None, plan.fps
-    if plan.audio_drives:
-        out_fps = out_fps or AUDIO_FPS
-        with timer("audio"):
-            mouth_coeffs = audio_mouth_coefficients(plan.audio, audio_model, fps=out_fps, max_frames=max_frames)
-            mouth_coeffs = mouth_coeffs.to(device=runtime.device, dtype=runtime.dtype)
+    out_fps = plan.fps
     clips: dict[str, DrivingClip] = {}
     with timer("detect"):   # probe + crop boxes (a first decoding pass)
         for key, path in plan.videos.items():
-            clips[key] = DrivingClip(path, size, crop=crop_driving, fps=out_fps, max_frames=max_frames,
-                                     detect_every=detect_every, name=f"{key} video {Path(path).name!r}")
+            clips[key] = DrivingClip(path, size, crop=opts.crop_driving, fps=out_fps, max_frames=opts.max_frames,
+                                     detect_every=opts.detect_every, name=f"{key} video {Path(path).name!r}")
             out_fps = out_fps or clips[key].fps
-    out_fps = out_fps or AUDIO_FPS
-    total = _total_frames(clips, mouth_coeffs, plan, notes)
-    sound, sound_desc = _sound(plan, clips) if mux_audio else (None, None)
+    out_fps = out_fps or DEFAULT_FPS
+    total = _total_frames(clips, plan, notes)
+    sound, sound_desc = _sound(plan, clips) if opts.mux_sound else (None, None)
 
     with torch.inference_mode(), runtime.context(), timer("model"):
         src_state = model.encode_source(runtime.tensor(src.crop))
@@ -731,17 +672,17 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
         audio_kw = {}
         if sound is not None:
             audio_kw = {"audio": sound[0], "sample_rate": sound[1]} if isinstance(sound, tuple) else {"audio": sound}
-        writer = stack.enter_context(VideoWriter(plan.out, fps=out_fps, lossless=lossless, **audio_kw))
-        sbs_writer = stack.enter_context(VideoWriter(plan.side_by_side, fps=out_fps, lossless=lossless, **audio_kw)) \
-            if plan.side_by_side else None
-        render = _Renderer(model, plan, runtime, timer, src, src_state, paste, sbs_key, (writer, sbs_writer))
+        writer = stack.enter_context(VideoWriter(plan.out, fps=out_fps, lossless=opts.lossless, **audio_kw))
+        sbs_writer = stack.enter_context(VideoWriter(plan.side_by_side, fps=out_fps, lossless=opts.lossless,
+                                                     **audio_kw)) if plan.side_by_side else None
+        render = _Renderer(model, plan, runtime, timer, src, src_state, opts.paste, sbs_key, (writer, sbs_writer))
         smoother = None
-        if plan.smooth > 1 and driver_names:
+        if opts.smooth > 1 and driver_names:
             from .layers.temporal import StreamingSmoother
 
-            smoother = StreamingSmoother(plan.smooth)
+            smoother = StreamingSmoother(opts.smooth)
         pending: list[FrameBatch] = []   # batches waiting for the smoothing lookahead
-        for batch in stream_batches(clips, plan.batch_size, total, mouth_coeffs, timer):
+        for batch in stream_batches(clips, opts.batch_size, total, timer):
             codes: dict[str, Tensor] = {}
             if batch.crops and driver_names:
                 with torch.inference_mode(), runtime.context(), timer("model"):
@@ -766,24 +707,21 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
                 if on_progress:
                     on_progress(done, total)
     timer.seconds["total"] = time.perf_counter() - t_start
-    h, w = src.original.shape[:2] if paste else (size, size)
+    h, w = src.original.shape[:2] if opts.paste else (size, size)
     return AnimateResult(plan.out, done, float(out_fps), (h, w), plan.describe_drivers(),
-                         bool(plan.relative and clips), plan.smooth if smoother else 0, sound_desc, src.box,
+                         bool(plan.relative and clips), opts.smooth if smoother else 0, sound_desc, src.box,
                          {k: c.box for k, c in clips.items()}, dict(timer.seconds), plan.side_by_side, notes)
 
 
-def _total_frames(clips: Mapping[str, DrivingClip], mouth: Tensor | None, plan: AnimatePlan,
-                  notes: list[str]) -> int | None:
-    """Output length: the shortest input (videos, audio, coefficient sequence), capped by ``max_frames``."""
+def _total_frames(clips: Mapping[str, DrivingClip], plan: AnimatePlan, notes: list[str]) -> int | None:
+    """Output length: the shortest input (videos, controls with a length), capped by ``max_frames``."""
     counts = {k: c.frame_count for k, c in clips.items()}
-    if mouth is not None:
-        counts["audio"] = int(mouth.shape[0])
-    if plan.sequence is not None:
-        counts["coefficients"] = int(plan.sequence.shape[0])
+    counts.update({k: s.length for k, s in plan.streams.items() if s.length is not None})
     known = [n for n in counts.values() if n is not None]
     total = min(known) if known else None
-    if plan.max_frames is not None:
-        total = plan.max_frames if total is None else min(total, plan.max_frames)
+    cap = plan.options.max_frames
+    if cap is not None:
+        total = cap if total is None else min(total, cap)
     if len(set(known)) > 1:
         notes.append("inputs differ in length (" + ", ".join(f"{k}: {n} frames" for k, n in counts.items())
                      + f"); the output stops at the shortest ({total} frames)")
@@ -791,9 +729,9 @@ def _total_frames(clips: Mapping[str, DrivingClip], mouth: Tensor | None, plan: 
 
 
 def _sound(plan: AnimatePlan, clips: Mapping[str, DrivingClip]):
-    """The output's sound (``plan.audio``, else the first driving video's own track) and its description."""
-    if plan.audio is not None:
-        return str(plan.audio), f"audio {plan.audio.name}"
+    """The output's sound (``plan.sound``, else the first driving video's own track) and its description."""
+    if plan.sound is not None:
+        return str(plan.sound), f"audio {plan.sound.name}"
     first = next(iter(clips.values()), None)
     if first is not None:
         track = _video_soundtrack(first.info)

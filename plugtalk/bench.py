@@ -74,6 +74,8 @@ def environment(device: torch.device) -> dict[str, str]:
     """Device, versions and thread count to print beside the figures."""
     import os
 
+    from ._optional import require
+    require("av", "video", "the video-decoding benchmark")
     import av
     import numpy as np
 
@@ -246,7 +248,7 @@ def bench_end_to_end(name: str, variant: str = "base", batch: int = 1, device: s
     import tempfile
 
     from . import backbones
-    from .animate import Runtime, animate, optimize_for_inference
+    from .animate import AnimateOptions, Runtime, animate, optimize_for_inference
     from .demo import demo_driving_path, demo_source
 
     dev = torch.device(device)
@@ -261,8 +263,8 @@ def bench_end_to_end(name: str, variant: str = "base", batch: int = 1, device: s
         out = os.path.join(tmp, "bench.mp4")
 
         def step():
-            runs.append(animate(model, source, out, driving=video, max_frames=frames, batch_size=batch,
-                                runtime=runtime))
+            runs.append(animate(model, source, out, drivers={"driving": video},
+                                options=AnimateOptions(max_frames=frames, batch_size=batch), runtime=runtime))
 
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)

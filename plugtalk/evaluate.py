@@ -361,6 +361,8 @@ def write_identity_shift_plot(result: dict, path: str | os.PathLike) -> Path:
     Raises:
         InputError: the result has no per-frame identity shift (evaluated without ``driving``/``source``).
     """
+    from ._optional import require
+    require("matplotlib", "eval", "the identity-shift plot")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -22,24 +22,18 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .backbones import animator_backbones
 from .errors import CheckpointError, InputError
 
 if TYPE_CHECKING:
     from .retrofitting import Retrofitted
 
 __all__ = ["LoadedAnimator", "RandomWeightsWarning", "WeightsFile", "open_weights", "load_animator",
-           "load_audio_model", "animator_backbones"]
-
-
-def animator_backbones() -> tuple[str, ...]:
-    """Backbones ``plugtalk animate`` drives, from the registry (EDTalk's audio model is not one)."""
-    from .backbones import animator_backbones as animators
-
-    return animators()
+           "load_audio_model", "load_companion", "CompanionLoader"]
 
 
 class RandomWeightsWarning(UserWarning):
@@ -247,3 +241,57 @@ def load_audio_model(checkpoint: str | os.PathLike | None = None, device: str | 
         raise CheckpointError(f"{path.name!r} is not an EDTalk audio model (kind={weights.kind!r}, "
                               f"name={weights.backbone!r})")
     return weights.load_backbone("edtalk-audio", device), f"plugtalk edtalk-audio file {path.name}"
+
+
+def load_companion(name: str, checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu"):
+    """A control's companion model (``Control.companion``, a registry name: EDTalk's audio control needs
+    ``"edtalk-audio"``) from its official checkpoint or a plugtalk backbone file; ``None`` gives random weights
+    with a :class:`RandomWeightsWarning`.
+
+    Returns:
+        ``(model in eval mode, description)``.
+
+    Raises:
+        InputError: unknown name.  CheckpointError / ConversionError: unreadable file, or a file of another model.
+    """
+    from . import backbones as B
+
+    B.backbone_entry(name)
+    if checkpoint is None:
+        warnings.warn(f"RANDOM WEIGHTS: no weights were given for the companion model {name!r} (--companion "
+                      f"{name}=FILE), so it has random weights and its control will not do what it says.",
+                      RandomWeightsWarning, stacklevel=2)
+        return B.create(name).to(device).eval(), f"random {name} weights"
+    weights = open_weights(checkpoint)
+    path = weights.path
+    if weights.kind == "official":
+        return weights.load_backbone(name, device), f"official {name} checkpoint {path.name}"
+    if weights.kind != "backbone" or weights.backbone != name:
+        raise CheckpointError(f"{path.name!r} is not a {name} model (kind={weights.kind!r}, name={weights.backbone!r})")
+    return weights.load_backbone(name, device), f"plugtalk {name} file {path.name}"
+
+
+class CompanionLoader:
+    """The companion models a request's controls ask for (``animate(companions=loader)``), loaded on first use
+    from ``weights`` (registry name -> file) with :func:`load_companion`, else with random weights and a warning;
+    ``described`` says what was loaded."""
+
+    def __init__(self, weights: dict[str, Any] | None = None, device: str | torch.device = "cpu", hint: str = ""):
+        self.weights, self.device, self.described, self.hint = dict(weights or {}), device, {}, hint
+        self._models: dict[str, torch.nn.Module] = {}
+
+    def __call__(self, name: str) -> torch.nn.Module:
+        if name not in self._models:
+            self._models[name], self.described[name] = load_companion(name, self.weights.get(name), self.device)
+        return self._models[name]
+
+    def check_used(self) -> None:
+        """Called by :func:`~plugtalk.animate.animate` once the controls are read, before any rendering.
+
+        Raises:
+            InputError: weights were given for a companion that no control of the request used.
+        """
+        unused = sorted(set(self.weights) - set(self.described))
+        if unused:
+            raise InputError(f"no control of this request uses the companion model(s) {', '.join(unused)}"
+                             + (f" ({self.hint})" if self.hint else ""))

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 import plugtalk.backbones as B
 from data_support import shared_file
 from plugtalk import retrofit
-from plugtalk.animate import DrivingClip, animate, audio_mouth_coefficients, parse_expression_weights, prepare_source
+from plugtalk.adapters.edtalk_controls import audio_mouth_coefficients, parse_expression_weights
+from plugtalk.animate import AnimateOptions, DrivingClip, animate, prepare_source
 from plugtalk.cli import app
 from plugtalk.demo import demo_driving_path, demo_source
 from plugtalk.errors import InputError, NoFaceError
@@ -175,7 +176,8 @@ def assert_frames_match(video, expected):
 def test_lia_relative_motion_streams_exact_frames(models, astronaut, carphone, tmp_path):
     model = load_animator(models["lia_rf"]).model
     out = tmp_path / "lia.mp4"
-    r = animate(model, astronaut, out, driving=carphone, max_frames=7, batch_size=3, lossless=True)
+    r = animate(model, astronaut, out, drivers={"driving": carphone},
+                options=AnimateOptions(max_frames=7, batch_size=3, lossless=True))
     assert r.relative and r.frames == 7 and r.size == (SIZE, SIZE)
     src = prepare_source(astronaut, SIZE).crop
     drv = to_tensor(crops(carphone, 7))
@@ -188,8 +190,8 @@ def test_lia_relative_motion_streams_exact_frames(models, astronaut, carphone, t
 def test_absolute_motion_and_smoothing_across_batches(models, astronaut, carphone, tmp_path):
     model = load_animator(models["lia_bb"]).model
     out = tmp_path / "smooth.mp4"
-    r = animate(model, astronaut, out, driving=carphone, max_frames=9, batch_size=2, relative=False, smooth=5,
-                lossless=True)
+    r = animate(model, astronaut, out, drivers={"driving": carphone},
+                options=AnimateOptions(max_frames=9, batch_size=2, relative=False, smooth=5, lossless=True))
     assert not r.relative and r.smooth == 5 and r.frames == 9
     src = prepare_source(astronaut, SIZE).crop
     with torch.inference_mode():
@@ -201,7 +203,8 @@ def test_absolute_motion_and_smoothing_across_batches(models, astronaut, carphon
     expected = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     assert_frames_match(out, expected)
     unsmoothed = tmp_path / "raw.mp4"
-    animate(model, astronaut, unsmoothed, driving=carphone, max_frames=9, relative=False, lossless=True)
+    animate(model, astronaut, unsmoothed, drivers={"driving": carphone},
+            options=AnimateOptions(max_frames=9, relative=False, lossless=True))
     assert not np.array_equal(read_frames(unsmoothed), read_frames(out))
 
 
@@ -210,8 +213,8 @@ def test_edtalk_decoupled_banks_each_follow_their_own_video(models, astronaut, c
     other = synthetic_video(tmp_path / "other.mp4", 12, seed=1)
     third = synthetic_video(tmp_path / "third.mp4", 12, seed=2)
     out = tmp_path / "ed.mp4"
-    r = animate(model, astronaut, out, mouth=carphone, pose=other, expression=third, crop_driving=False,
-                max_frames=5, batch_size=2, lossless=True)
+    r = animate(model, astronaut, out, drivers={"mouth": carphone, "pose": other, "expression": third},
+                options=AnimateOptions(crop_driving=False, max_frames=5, batch_size=2, lossless=True))
     assert set(r.drivers) == {"mouth", "pose", "expression"} and not r.relative
     src = prepare_source(astronaut, SIZE).crop
     fps = probe_video(carphone).fps  # the first driving video sets the rate; the 25 fps ones are resampled
@@ -220,7 +223,8 @@ def test_edtalk_decoupled_banks_each_follow_their_own_video(models, astronaut, c
     assert_frames_match(out, direct(model, src, mouth=m, pose=p, expression=e))
     # --driving fills the banks that have no video of their own
     out2 = tmp_path / "ed2.mp4"
-    animate(model, astronaut, out2, driving=carphone, pose=other, crop_driving=False, max_frames=5, lossless=True)
+    animate(model, astronaut, out2, drivers={"driving": carphone, "pose": other},
+            options=AnimateOptions(crop_driving=False, max_frames=5, lossless=True))
     assert_frames_match(out2, direct(model, src, mouth=m, pose=p, expression=m))
 
 
@@ -232,8 +236,9 @@ def test_edtalk_audio_driven_mouth_with_pose_video_and_expression_weights(models
     sf.write(wav, (0.4 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32), 16000)
     weights = [0.5, 0, 0, 0, 0, 0, 0, 0, 0, -0.2]
     out = tmp_path / "audio.mp4"
-    r = animate(model, astronaut, out, audio=wav, audio_model=audio_model, pose=carphone, expression_weights=weights,
-                max_frames=6, batch_size=4, smooth=3, lossless=True)
+    r = animate(model, astronaut, out, drivers={"pose": carphone}, controls={"expression-weights": weights},
+                companions={"edtalk-audio": audio_model},
+                options=AnimateOptions(sound=wav, max_frames=6, batch_size=4, smooth=3, lossless=True))
     assert r.frames == 6 and r.fps == 25 and r.drivers["mouth"].startswith("audio")
     info = probe_video(out)
     assert info.has_audio and info.fps == 25
@@ -252,7 +257,7 @@ def test_edtalk_audio_driven_mouth_with_pose_video_and_expression_weights(models
 
     # audio alone: the whole clip (1 s = 25 frames), pose and expression keep the source's own
     only = tmp_path / "audio_only.mp4"
-    r = animate(model, astronaut, only, audio=wav, audio_model=audio_model)
+    r = animate(model, astronaut, only, companions={"edtalk-audio": audio_model}, options=AnimateOptions(sound=wav))
     assert r.frames == 25 and set(r.drivers) == {"mouth"}
 
 
@@ -273,12 +278,14 @@ def test_dpe_modes_and_paste_back(models, astronaut, carphone, tmp_path):
     for mode in ("expression", "pose"):
         model = load_animator(models["dpe_bb"], mode=mode).model
         out = tmp_path / f"dpe_{mode}.mp4"
-        animate(model, astronaut, out, driving=carphone, max_frames=3, lossless=True)
+        animate(model, astronaut, out, drivers={"driving": carphone},
+                options=AnimateOptions(max_frames=3, lossless=True))
         src = prepare_source(astronaut, SIZE).crop
         assert_frames_match(out, direct(model, src, driving=to_tensor(crops(carphone, 3))))
     model = load_animator(models["dpe_rf"]).model
     out = tmp_path / "pasted.mp4"
-    r = animate(model, astronaut, out, driving=carphone, max_frames=2, paste=True, lossless=True)
+    r = animate(model, astronaut, out, drivers={"driving": carphone},
+                options=AnimateOptions(max_frames=2, paste=True, lossless=True))
     original = demo_source()
     got = read_frames(out)
     assert got.shape == (2, *original.shape) and r.size == original.shape[:2]
@@ -313,8 +320,8 @@ def test_driving_frames_are_consumed_batch_by_batch(models, tmp_path, monkeypatc
     monkeypatch.setattr(A.VideoWriter, "write", recording_write)
     model = load_animator(models["lia_bb"]).model
     src = np.full((SIZE, SIZE, 3), 100, np.uint8)
-    animate(model, src, tmp_path / "o.mp4", driving=video, crop_source=False, crop_driving=False, batch_size=4,
-            smooth=5)
+    animate(model, src, tmp_path / "o.mp4", drivers={"driving": video},
+            options=AnimateOptions(crop_source=False, crop_driving=False, batch_size=4, smooth=5))
     assert pulled[0] == 40 and len(gaps) >= 10
     assert max(gaps) <= 4 + 2
 
@@ -327,10 +334,12 @@ def test_peak_memory_does_not_grow_with_video_length(models, tmp_path):
     peaks = {}
     for n in (12, 60):
         video = synthetic_video(tmp_path / f"v{n}.mp4", n, size=256, seed=n)
-        animate(model, src, tmp_path / "warm.mp4", driving=video, crop_source=False, crop_driving=False, max_frames=2)
+        animate(model, src, tmp_path / "warm.mp4", drivers={"driving": video},
+                options=AnimateOptions(crop_source=False, crop_driving=False, max_frames=2))
         tracemalloc.start()
-        animate(model, src, tmp_path / f"o{n}.mp4", driving=video, crop_source=False, crop_driving=False,
-                batch_size=4, side_by_side=tmp_path / f"s{n}.mp4")
+        animate(model, src, tmp_path / f"o{n}.mp4", drivers={"driving": video},
+                options=AnimateOptions(crop_source=False, crop_driving=False, batch_size=4,
+                                       side_by_side=tmp_path / f"s{n}.mp4"))
         peaks[n] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert probe_video(tmp_path / f"o{n}.mp4").frame_count == n
@@ -347,8 +356,9 @@ def test_a_failure_mid_stream_leaves_no_output(models, tmp_path):
             raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
-        animate(model, np.full((64, 64, 3), 90, np.uint8), out, driving=video, crop_source=False,
-                crop_driving=False, batch_size=2, side_by_side=tmp_path / "sbs.mp4", on_progress=boom)
+        animate(model, np.full((64, 64, 3), 90, np.uint8), out, drivers={"driving": video},
+                options=AnimateOptions(crop_source=False, crop_driving=False, batch_size=2, side_by_side=tmp_path / "sbs.mp4"),
+                on_progress=boom)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
 
 
@@ -485,5 +495,6 @@ def test_real_clips_every_backbone_then_eval(models, tmp_path):
 def test_a_model_in_training_mode_is_refused(models, astronaut, carphone, tmp_path):
     model = load_animator(models["lia_bb"]).model.train()
     with pytest.raises(InputError, match="eval mode"):
-        animate(model, astronaut, tmp_path / "o.mp4", driving=carphone, max_frames=1)
+        animate(model, astronaut, tmp_path / "o.mp4", drivers={"driving": carphone},
+                options=AnimateOptions(max_frames=1))
     assert not list(tmp_path.iterdir())

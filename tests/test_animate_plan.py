@@ -8,7 +8,7 @@ import torch
 
 import plugtalk.backbones as B
 from plugtalk import retrofit
-from plugtalk.animate import FrameBatch, plan_animation, stream_batches
+from plugtalk.animate import AnimateOptions, FrameBatch, plan_animation, stream_batches
 from plugtalk.errors import InputError
 
 TINY = dict(size=32, channel_base=512, channel_max=32, style_dim=64)
@@ -22,34 +22,47 @@ def model(name):
 def test_plan_takes_motion_mode_and_drivers_from_the_registry(tmp_path):
     video = tmp_path / "v.mp4"
     video.write_bytes(b"not decoded while planning")
-    lia = plan_animation(model("lia"), tmp_path / "o.mp4", driving=video)
-    edtalk = plan_animation(model("edtalk"), tmp_path / "o.mp4", driving=video, pose=video)
+    lia = plan_animation(model("lia"), tmp_path / "o.mp4", drivers={"driving": video})
+    edtalk = plan_animation(model("edtalk"), tmp_path / "o.mp4", drivers={"driving": video, "pose": video})
     assert lia.relative and not edtalk.relative          # LIA's demo: relative; EDTalk's: absolute
     assert lia.assignment == {"driving": "driving"}
     assert edtalk.assignment == {"mouth": "driving", "expression": "driving", "pose": "pose"}
     assert edtalk.describe_drivers()["pose"] == "v.mp4"
 
 
-@pytest.mark.parametrize("name, kwargs, match", [
+@pytest.mark.parametrize("name, request_, match", [
     ("lia", {}, "nothing drives the animation: give --driving"),
-    ("gohd", {}, "nothing drives the animation: give --coefficients"),
-    ("lia", {"pose": "v.mp4", "driving": "v.mp4"}, "--pose needs a model with a pose driver"),
-    ("gohd", {"driving": "v.mp4"}, "takes no driving video"),
-    ("lia", {"coefficients": "c.npy"}, "--coefficients needs a coefficient-driven model"),
-    ("lia", {"driving": "v.mp4", "smooth": 4}, "odd"),
-    ("lia", {"driving": "v.mp4", "batch_size": 0}, "batch size"),
+    ("gohd", {}, "nothing drives the animation: give coefficients"),
+    ("lia", {"drivers": {"pose": "v.mp4", "driving": "v.mp4"}}, "--pose needs a model with a pose driver"),
+    ("gohd", {"drivers": {"driving": "v.mp4"}}, "takes no driving video"),
+    ("lia", {"controls": {"coefficients": "c.npy"}}, "LIA has no control 'coefficients'"),
+    ("gohd", {"controls": {"gaze": "0,0"}}, "the gaze control goes with the coefficients control"),
+    ("edtalk", {"controls": {"expression-weights": "1,2"}, "drivers": {"expression": "v.mp4"}}, r"\(10,\)"),
+    ("edtalk", {"controls": {"audio": "a.wav"}}, "audio-to-mouth model"),
+    ("lia", {"drivers": {"driving": "v.mp4"}, "options": AnimateOptions(smooth=4)}, "odd"),
+    ("lia", {"drivers": {"driving": "v.mp4"}, "options": AnimateOptions(batch_size=0)}, "batch size"),
+    ("lia", {"drivers": {"driving": "v.mp4"}, "options": AnimateOptions(fps=1e6)}, "fps"),
 ])
-def test_plan_refuses_before_any_heavy_work(tmp_path, name, kwargs, match):
+def test_plan_refuses_before_any_heavy_work(tmp_path, name, request_, match):
     with pytest.raises(InputError, match=match):
-        plan_animation(model(name), tmp_path / "o.mp4", **kwargs)
+        plan_animation(model(name), tmp_path / "o.mp4", **request_)
 
 
-def test_stream_without_video_counts_frames_and_slices_the_mouth():
-    mouth = torch.arange(10.0)[:, None].expand(10, 3)
-    batches = list(stream_batches({}, 4, 10, mouth))
+def test_plan_reads_controls_through_the_adapter(tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not decoded while planning")
+    plan = plan_animation(model("edtalk"), tmp_path / "o.mp4", drivers={"driving": video},
+                          controls={"expression-weights": ",".join(["0.5"] * 10)})
+    assert plan.assignment == {"mouth": "driving", "pose": "driving"}   # the weights replace the expression bank
+    got = plan.controls(torch.arange(3))["expression_weights"]
+    assert got.shape == (3, 10) and torch.all(got == 0.5)
+    assert plan.describe_drivers()["expression"] == "expression weights"
+
+
+def test_stream_without_video_counts_frames():
+    batches = list(stream_batches({}, 4, 10))
     assert [b.n for b in batches] == [4, 4, 2]
     assert torch.equal(torch.cat([b.frames for b in batches]), torch.arange(10))
-    assert torch.equal(torch.cat([b.mouth for b in batches]), mouth)
 
 
 class _Clip:

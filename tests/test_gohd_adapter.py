@@ -14,7 +14,7 @@ from plugtalk import retrofit
 from plugtalk.adapters import adapter_for
 from plugtalk.adapters.gohd import GoHDAdapter
 from plugtalk.backbones.gohd_coefficients import coefficient_windows, frame_vectors, read_face_coefficients
-from plugtalk.backbones.official import guess_official_backbone
+from plugtalk.backbones.registry import guess_official_backbone
 from plugtalk.cli import app
 from plugtalk.errors import CheckpointError, ConversionError, InputError
 from plugtalk.io.video import read_frames
@@ -32,7 +32,7 @@ def tiny(name="gohd", seed=0):
 
 def test_registry_entry_and_adapter():
     entry = B.backbone_entry("gohd")
-    assert entry.animator and entry.controls == ("coefficients",) and entry.motion_mode == "absolute"
+    assert entry.animator and entry.controls == ("coefficients", "gaze") and entry.motion_mode == "absolute"
     assert "gohd" in B.animator_backbones()
     assert isinstance(adapter_for(tiny()), GoHDAdapter)
 
@@ -132,7 +132,7 @@ def test_animate_with_coefficients_and_gaze(files, tmp_path):
     (["--coefficients", "{bad}"], "(T, 257)"),
     (["--coefficients", "{coeffs}", "-d", "{coeffs}"], "takes no driving video"),
     ([], "nothing drives"),
-    (["--gaze", "0,0"], "go with --coefficients"),
+    (["--gaze", "0,0"], "the gaze control goes with the coefficients control"),
 ])
 def test_animate_gohd_errors(files, tmp_path, extra, expected):
     np.save(tmp_path / "bad.npy", np.zeros((6, 64), np.float32))
@@ -148,7 +148,7 @@ def test_animate_gohd_errors(files, tmp_path, extra, expected):
 def test_coefficients_need_a_coefficient_driven_model(files, tmp_path):
     res, text = cli("animate", "-c", files["lia"], "-s", files["face"], "--no-crop", "-o", tmp_path / "o.mp4",
                     "--coefficients", files["coeffs"], "--no-progress")
-    assert res.exit_code == 2 and "--coefficients needs a coefficient-driven model" in " ".join(text.split()), text
+    assert res.exit_code == 2 and "LIA has no control 'coefficients'" in " ".join(text.split()), text
 
 
 def test_probe_builds_gohd_and_refuses_unknown_backbones():
@@ -164,7 +164,7 @@ def test_probe_builds_gohd_and_refuses_unknown_backbones():
 def test_training_config_refuses_gohd_and_unknown_backbones():
     from plugtalk.train.config import config_from_mapping
 
-    with pytest.raises(InputError, match="'gohd' is driven by coefficients, not by driving frames"):
+    with pytest.raises(InputError, match="'gohd' is driven by coefficients, gaze, not by driving frames"):
         config_from_mapping({"model": {"backbone": "gohd"}})
     with pytest.raises(InputError, match="must be one of lia, edtalk, dpe"):
         config_from_mapping({"model": {"backbone": "nope"}})

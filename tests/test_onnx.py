@@ -131,7 +131,7 @@ def test_edtalk_controls_match_torch(exported):
 
 def test_animate_with_onnx_runtime_streams_the_same_frames(exported, tmp_path):
     """The torch and onnx runtimes through the same animate() (relative motion, smoothing, batches)."""
-    from plugtalk.animate import animate
+    from plugtalk.animate import AnimateOptions, animate
     from plugtalk.io.video import VideoWriter, read_frames
 
     model, _, runtime = exported("lia+both")
@@ -142,8 +142,8 @@ def test_animate_with_onnx_runtime_streams_the_same_frames(exported, tmp_path):
     with VideoWriter(video, fps=25, lossless=True) as w:
         for i in range(7):
             w.write(np.roll(src, 2 * i, axis=1)[None])
-    kw = dict(driving=video, crop_source=False, crop_driving=False, relative=True, smooth=3, batch_size=3,
-              lossless=True)
+    kw = dict(drivers={"driving": video}, options=AnimateOptions(crop_source=False, crop_driving=False, relative=True,
+                                                                 smooth=3, batch_size=3, lossless=True))
     a = animate(model, src, tmp_path / "torch.mp4", **kw)
     b = animate(runtime, src, tmp_path / "onnx.mp4", **kw)
     assert a.frames == b.frames == 7 and b.relative and b.smooth == 3

@@ -11,6 +11,7 @@ from ..backbones.dpe import MODES as DPE_MODES
 from ..backbones.edtalk import BANKS
 from ..errors import InputError
 from .base import Adapter, Motion, Tap, identity_tap
+from .edtalk_controls import AUDIO, EXPRESSION_WEIGHTS
 
 __all__ = ["LIAAdapter", "EDTalkAdapter", "DPEAdapter", "adapter_for"]
 
@@ -46,6 +47,7 @@ class EDTalkAdapter(Adapter):
     drivers = BANKS
     driving_fills = BANKS
     control_replaces = {"mouth_coefficients": "mouth", "pose_coefficients": "pose", "expression_weights": "expression"}
+    controls = (AUDIO, EXPRESSION_WEIGHTS)
     motion_taps = ("mouth.alpha", "pose.alpha", "expression.alpha", "alpha", "direction")
     #: The FDM outputs of the source frame (FixTalk suppl. 1.1 / 2.7: each CLN's weights ``W`` and the motion
     #: feature ``f = sum_i w_i b_i``), computed from the source's motion code only while a hook watches them.
@@ -129,9 +131,10 @@ class DPEAdapter(Adapter):
 def adapter_for(backbone, **kwargs) -> Adapter:
     """The adapter of a registered plugtalk backbone instance, from its registry entry (``kwargs``: e.g.
     DPE's ``mode``, ``identity_level``)."""
-    from ..backbones.registry import _REGISTRY
+    from ..backbones import backbone_entry, list_backbones
 
-    entry = _REGISTRY.get(getattr(backbone, "name", None))
+    name = getattr(backbone, "name", None)
+    entry = backbone_entry(name) if name in list_backbones() else None
     if entry is None or entry.adapter is None or not isinstance(backbone, entry.cls):
         raise TypeError(f"no adapter for {type(backbone).__name__}; wrap it with plugtalk.adapters.HookAdapter")
     return entry.adapter_class()(backbone, **kwargs)

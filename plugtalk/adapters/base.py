@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ..backbones.base import Encoding, identity_tap
 from ..errors import InputError
 from ..features import FeatureSpec, LevelInfo
+from .controls import Control
 
 __all__ = ["Motion", "Adapter", "Tap", "identity_tap", "pyramid_spec"]
 
@@ -80,6 +81,9 @@ class Adapter(nn.Module):
     accepts_emi: ClassVar[bool] = True
     #: Per-frame control sequences the adapter reads from files (see :meth:`read_sequence`).
     sequence_controls: ClassVar[tuple[str, ...]] = ()
+    #: The driving controls it reads besides driver videos (:class:`~plugtalk.adapters.controls.Control`:
+    #: EDTalk's audio and expression weights, GoHD's coefficients and gaze); ``animate(controls=...)``.
+    controls: ClassVar[tuple[Control, ...]] = ()
 
     def __init__(self, backbone: nn.Module, identity_level: int | None = None):
         """
@@ -117,6 +121,18 @@ class Adapter(nn.Module):
     @property
     def image_size(self) -> int:
         return self.backbone.config.size
+
+    def control(self, name: str) -> Control:
+        """The declared control ``name``.
+
+        Raises:
+            InputError: the adapter has no such control (the message lists the ones it has).
+        """
+        for c in self.controls:
+            if c.name == name:
+                return c
+        have = ", ".join(c.name for c in self.controls) or "none"
+        raise InputError(f"{type(self.backbone).__name__} has no control {name!r} (its controls: {have})")
 
     def tap_names(self) -> list[str]:
         """Names of the motion values :meth:`motion` routes through its ``tap`` argument."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from torch import Tensor
@@ -13,8 +14,35 @@ from ..backbones.gohd_coefficients import coefficient_windows, frame_vectors, pa
     read_gaze
 from ..errors import InputError
 from .base import Adapter, Motion, Tap, identity_tap
+from .controls import Control, ControlContext, ControlStream
 
 __all__ = ["GoHDAdapter"]
+
+
+# -- driving controls (plugtalk animate --coefficients FILE, --gaze YAW,PITCH | FILE) ----------------------------
+def _gaze_options(value) -> dict[str, Any]:
+    """A gaze value: a ``(T, 2)`` file if it names an existing file (or is a path), else ``"YAW,PITCH"`` text."""
+    if value is None:
+        return {}
+    if isinstance(value, os.PathLike) or os.path.isfile(str(value)):
+        return {"gaze_from": value}
+    return {"gaze": str(value)}
+
+
+def _read_coefficients(value, ctx: ControlContext) -> ControlStream:
+    adapter = ctx.adapter
+    sequence = adapter.read_sequence(value, **_gaze_options(ctx.values.get("gaze")))
+    if ctx.max_frames is not None:
+        sequence = sequence[:ctx.max_frames]
+    return ControlStream(lambda frames: adapter.sequence_batch(sequence, frames), int(sequence.shape[0]), None,
+                         Path(value).name)
+
+
+COEFFICIENTS = Control("coefficients", "per-frame Deep3DFaceRecon coefficients (.npy / .npz / .mat): expression and "
+                       "head pose, one output frame per row", _read_coefficients)
+GAZE = Control("gaze", "gaze in radians: YAW,PITCH for every frame (default 0,0: straight ahead) or a (T, 2) "
+               "yaw, pitch file; independent of expression and pose", lambda value, ctx: None,
+               value="file-or-text", with_control="coefficients")
 
 
 class GoHDAdapter(Adapter):
@@ -31,6 +59,7 @@ class GoHDAdapter(Adapter):
     driving_fills = ()
     accepts_emi = False
     sequence_controls = ("coefficients",)
+    controls = (COEFFICIENTS, GAZE)
     motion_taps = ("coefficients.embedding", "alpha", "direction")
 
     def __init__(self, backbone: GoHD, identity_level: int | None = None):
@@ -85,3 +114,4 @@ class GoHDAdapter(Adapter):
         import torch
 
         return {"coefficients": torch.randn(batch, 72, 27, generator=generator)}
+

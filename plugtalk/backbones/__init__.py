@@ -22,13 +22,13 @@ _ADAPTERS = "plugtalk.adapters.backbones:"
 register_backbone(LIA, "gen", signature=("dec.direction.weight", "enc.fc.0.weight"), adapter=_ADAPTERS + "LIAAdapter",
                   motion_mode="relative")
 register_backbone(EDTalk, "gen", signature=("direction_lipnonlip.weight", "direction_exp.weight"),
-                  adapter=_ADAPTERS + "EDTalkAdapter", controls=("driving", "banks", "audio", "expression-weights"))
+                  adapter=_ADAPTERS + "EDTalkAdapter")
 register_backbone(EDTalkAudio, "audio2lip", signature=("audio_encoder.0.conv_block.0.weight", "mapping.weight"),
                   animator=False)
 register_backbone(EDTalkPoseFlow, "gen", animator=False)  # no official release: no signature, no converter
 register_backbone(DPE, "gen", signature=("dec_pose.input.input", "mlp_pose.0.weight"), adapter=_ADAPTERS + "DPEAdapter",
                   adapter_options=("mode",))
-register_backbone(GoHD, "gen_pose", adapter="plugtalk.adapters.gohd:GoHDAdapter", controls=("coefficients",),
+register_backbone(GoHD, "gen_pose", adapter="plugtalk.adapters.gohd:GoHDAdapter",
                   signature=("dec.direction.weight", "enc.fc.0.weight", "enc.semantics_enc.first.0.weight"))
 
 __all__ = [

@@ -100,6 +100,8 @@ def _load_table(path: Path) -> dict[str, np.ndarray]:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         if suffix == ".mat":
+            from .._optional import require
+            require("scipy", "face", "reading .mat coefficient files")
             from scipy.io import loadmat
             return {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
     except (OSError, ValueError, TypeError, NotImplementedError) as e:

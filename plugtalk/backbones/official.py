@@ -14,37 +14,17 @@ in one :class:`~plugtalk.errors.ConversionError` that names the backbone the fil
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
-import pickle
-import re
-import zipfile
-from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, ConversionError
-from ..configurable import describe_key_problems
-from ..weights_file import NOT_WEIGHTS, check_finite, require_weights_file, sniff_format
+from ..errors import ConversionError
+from ..weights_file import SAFE_GLOBALS, describe_key_problems
+from ..weights_file import read_torch_checkpoint as read_official_checkpoint  # the reader, by its old name
 
-__all__ = ["OfficialKeyMap", "read_official_checkpoint", "guess_official_backbone", "convert_state_dict",
-           "SAFE_GLOBALS"]
-
-#: The only non-tensor types official training checkpoints need beyond torch's weights-only defaults.
-SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
-
-#: Generic containers tried after the registered backbones' own (``BackboneEntry.official_container``).
-_GENERIC_CONTAINERS = ("state_dict", "model")
-
-
-def _container_keys() -> tuple[str, ...]:
-    from .registry import _REGISTRY
-
-    return tuple(dict.fromkeys([e.official_container for e in _REGISTRY.values()] + list(_GENERIC_CONTAINERS)))
-
+__all__ = ["OfficialKeyMap", "read_official_checkpoint", "convert_state_dict", "SAFE_GLOBALS"]
 
 @dataclasses.dataclass
 class OfficialKeyMap:
@@ -73,85 +53,13 @@ class OfficialKeyMap:
         return set(self.rename) | set(self.drop) | set(self.buffers) | set(self.split)
 
 
-def guess_official_backbone(keys) -> str | None:
-    """Name of the official backbone whose signature keys appear in ``keys``, else ``None`` (the
-    signatures live in the backbone registry: :func:`plugtalk.backbones.registry.guess_official_backbone`)."""
-    from .registry import guess_official_backbone as guess
-
-    return guess(keys)
-
-
-def _describe_file(path: Path) -> str:
-    return f"{str(path)!r} ({path.stat().st_size} bytes)"
-
-
-def _pickle_detail(e: BaseException) -> str:
-    """What torch's weights-only unpickler objected to (``: it needs os.system``), without its advice to load
-    the file with ``weights_only=False`` (which would run the code) and without terminal colour codes."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-    m = (re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
-         or re.search(r"Unsupported (?:operand|class) ([^\s,]+)", text))
-    return f": it needs {m.group(1)}" if m else ""
-
-
-def read_official_checkpoint(path: str | os.PathLike, container: str | None = None) -> dict[str, Tensor]:
-    """Load the state dict of an official checkpoint without executing pickled code.
-
-    Args:
-        path: the ``.pt``/``.pth`` file.
-        container: top-level key holding the state dict (``'gen'``, ``'audio2lip'``, ...); ``None`` picks
-            the first registered backbone's container (then ``state_dict``, ``model``) present, or uses the file itself if it is a flat state dict.
-
-    Raises:
-        CheckpointError: missing/empty/truncated file, a file that is no torch checkpoint at all (safetensors,
-            text, random bytes: judged by content), a pickle that needs code to load (refused), a file that
-            holds no state dict, one without ``container`` (naming the keys it has), or NaN / infinite weights.
-    """
-    p = require_weights_file(path)
-    if p.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {str(p)!r} is empty")
-    fmt = sniff_format(p)
-    if fmt == "safetensors":
-        raise CheckpointError(f"{str(p)!r} is a safetensors file (plugtalk's format), not an official torch "
-                              "checkpoint: use it as it is (plugtalk animate -c FILE, plugtalk.backbones.load())")
-    if fmt == "unknown":
-        raise CheckpointError(f"{_describe_file(p)} is {NOT_WEIGHTS}")
-    try:
-        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"refusing to load {_describe_file(p)}: loading it would run code stored in the file "
-                              f"(a pickle that is not a weights-only torch checkpoint{_pickle_detail(e)}), so it is "
-                              "refused") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError,
-            IndexError) as e:
-        raise CheckpointError(f"cannot read {_describe_file(p)}: truncated or not a torch checkpoint ({e})") from e
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{str(p)!r} holds a {type(obj).__name__}, not a checkpoint dict")
-    containers = _container_keys()
-    if container is not None and container in obj:
-        sd = obj[container]
-    elif container is None and any(k in obj for k in containers):
-        sd = obj[next(k for k in containers if k in obj)]
-    elif obj and all(isinstance(v, Tensor) for v in obj.values()):
-        sd = obj
-    else:
-        inner = [k for k in containers if k in obj]
-        looks = guess_official_backbone(obj[inner[0]].keys()) if inner and isinstance(obj[inner[0]], Mapping) else None
-        hint = f"; it looks like a {looks!r} checkpoint" if looks else ""
-        raise CheckpointError(f"{str(p)!r} has no {container!r} entry (top-level keys: {sorted(map(str, obj))[:10]}){hint}")
-    if not isinstance(sd, Mapping) or not all(isinstance(v, Tensor) for v in sd.values()):
-        raise CheckpointError(f"{str(p)!r}: the {container or 'top-level'} entry is not a state dict of tensors")
-    check_finite(sd, repr(str(p)))
-    return dict(sd)
-
-
 def _squeeze_equal(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return tuple(d for d in a if d != 1) == tuple(d for d in b if d != 1)
 
 
 def convert_state_dict(official: Mapping[str, Tensor], key_map: OfficialKeyMap, model: nn.Module, backbone: str,
-                       origin: str = "checkpoint") -> dict[str, Tensor]:
+                       origin: str = "checkpoint", guess: Callable[[Iterable[str]], str | None] | None = None
+                       ) -> dict[str, Tensor]:
     """Map an official state dict onto ``model``'s keys, consuming every official key.
 
     Tensors keep their dtype; singleton dimensions are reshaped to ours (e.g. a ``(1, C, 1, 1)`` bias
@@ -160,7 +68,7 @@ def convert_state_dict(official: Mapping[str, Tensor], key_map: OfficialKeyMap, 
     Raises:
         ConversionError: missing or unexpected official keys, shape mismatches, or buffers whose values
             differ from what our constructor computes - all listed at once, with the backbone the
-            file looks like.
+            file looks like (``guess``: ``keys -> name``, the registry's ``guess_official_backbone``).
     """
     ours = model.state_dict()
     expected = key_map.official_keys()
@@ -206,7 +114,7 @@ def convert_state_dict(official: Mapping[str, Tensor], key_map: OfficialKeyMap, 
 
     unfilled = sorted(k for k in ours if k not in out)
     if missing or unexpected or mismatched or bad_buffers or (unfilled and not missing):
-        looks = guess_official_backbone(official.keys())
+        looks = guess(official.keys()) if guess is not None else None
         looks_txt = (f"it looks like a {looks!r} checkpoint" if looks and looks != backbone else
                      "its keys match no known official backbone" if looks is None else f"it looks like {looks!r}")
         problems = describe_key_problems(missing, unexpected, mismatched)

@@ -1,9 +1,9 @@
 """Backbone registry: ``create``, ``load_official``, ``load``, ``convert`` by name (like timm's model registry).
 
 A backbone's :class:`BackboneEntry` is the one place the rest of plugtalk learns about it: its adapter,
-its official checkpoint layout (container key, signature keys, key map), whether it is an animator,
-the driving controls it accepts and its default motion mode.  animate, probe, bench, train and loading
-ask the entry, never a backbone name.
+its official checkpoint layout (container key, signature keys, key map), whether it is an animator
+and its default motion mode; what drives it (driver videos, controls) its adapter declares.  animate,
+probe, bench, train and loading ask the entry and the adapter, never a backbone name.
 """
 
 from __future__ import annotations
@@ -19,17 +19,13 @@ import torch
 from ..checkpoint import read_metadata
 from ..errors import CheckpointError, InputError
 from .base import Backbone
-from .official import OfficialKeyMap, convert_state_dict, read_official_checkpoint
+from ..weights_file import GENERIC_CONTAINERS, read_torch_checkpoint
+from .official import OfficialKeyMap, convert_state_dict
 
-__all__ = ["BackboneEntry", "register_backbone", "list_backbones", "animator_backbones", "backbone_entry",
-           "get_backbone_class", "guess_official_backbone", "create", "load_official", "load", "convert",
-           "CONTROLS", "MOTION_MODES"]
+__all__ = ["BackboneEntry", "register_backbone", "unregister_backbone", "list_backbones", "animator_backbones", "backbone_entry",
+           "get_backbone_class", "guess_official_backbone", "official_containers", "read_official", "create", "load_official", "load", "convert",
+           "MOTION_MODES"]
 
-#: Driving controls a backbone can accept (``BackboneEntry.controls``):
-#: ``driving`` - driving video frames; ``banks`` - one video per motion bank (EDTalk's mouth / pose /
-#: expression); ``audio`` - speech driving the mouth bank; ``expression-weights`` - EDTalk's
-#: expression-bank weights; ``coefficients`` - per-frame coefficient windows (GoHD's 3DMM + gaze).
-CONTROLS = ("driving", "banks", "audio", "expression-weights", "coefficients")
 #: Motion modes: ``relative`` (``z_s + z_d - z_start``, LIA's demo) or ``absolute``.
 MOTION_MODES = ("relative", "absolute")
 
@@ -48,7 +44,6 @@ class BackboneEntry:
         adapter: ``"module:Class"`` of its :class:`~plugtalk.adapters.Adapter` (imported on first use:
             adapters import backbones); ``None``: not retrofittable.
         animator: whether ``plugtalk animate`` / ``probe`` / ``bench`` drive it (EDTalk's audio model: no).
-        controls: the driving controls it accepts (see :data:`CONTROLS`).
         motion_mode: its default motion mode (see :data:`MOTION_MODES`).
         adapter_options: names of the adapter's constructor options besides ``identity_level`` (DPE: mode).
     """
@@ -60,13 +55,22 @@ class BackboneEntry:
     description: str
     adapter: str | None = None
     animator: bool = True
-    controls: tuple[str, ...] = ("driving",)
     motion_mode: str = "absolute"
     adapter_options: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return self.cls.name
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """What drives it, from its adapter's declaration: ``"driving"`` (a driving video fills its drivers),
+        ``"banks"`` (several drivers, one video each), then the names of the adapter's controls."""
+        if self.adapter is None:
+            return ()
+        a = self.adapter_class()
+        return (*(("driving",) if a.driving_fills else ()), *(("banks",) if len(a.drivers) > 1 else ()),
+                *(c.name for c in a.controls))
 
     def adapter_class(self) -> type:
         """The adapter class (``TypeError`` for a backbone that has none)."""
@@ -80,8 +84,7 @@ _REGISTRY: dict[str, BackboneEntry] = {}
 
 
 def register_backbone(cls: type[Backbone], official_container: str = "gen", *, signature: tuple[str, ...] = (),
-                      adapter: str | None = None, animator: bool = True, controls: tuple[str, ...] = ("driving",),
-                      motion_mode: str = "absolute", adapter_options: tuple[str, ...] = (),
+                      adapter: str | None = None, animator: bool = True, motion_mode: str = "absolute", adapter_options: tuple[str, ...] = (),
                       description: str = "") -> type[Backbone]:
     """Register a :class:`Backbone` subclass under ``cls.name`` (its ``official_key_map`` staticmethod
     describes the official checkpoint layout); the keyword arguments fill its :class:`BackboneEntry`."""
@@ -89,15 +92,17 @@ def register_backbone(cls: type[Backbone], official_container: str = "gen", *, s
         raise ValueError(f"{cls.__name__} has no registry name")
     if motion_mode not in MOTION_MODES:
         raise ValueError(f"motion_mode must be one of {MOTION_MODES}, got {motion_mode!r}")
-    unknown = set(controls) - set(CONTROLS)
-    if unknown:
-        raise ValueError(f"unknown controls {sorted(unknown)}; known: {CONTROLS}")
     if animator and adapter is None:
         raise ValueError(f"animator {cls.name!r} needs an adapter")
     _REGISTRY[cls.name] = BackboneEntry(cls, official_container, cls.official_key_map, tuple(signature),
                                         description or (cls.__doc__ or "").strip().splitlines()[0], adapter,
-                                        animator, tuple(controls), motion_mode, tuple(adapter_options))
+                                        animator, motion_mode, tuple(adapter_options))
     return cls
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove ``name`` from the registry (a backbone registered for a while, e.g. by a test)."""
+    _REGISTRY.pop(name, None)
 
 
 def list_backbones() -> list[str]:
@@ -134,6 +139,17 @@ def guess_official_backbone(keys) -> str | None:
     return best
 
 
+def official_containers() -> tuple[str, ...]:
+    """The container keys of the registered backbones' official files, then the generic ``state_dict``, ``model``."""
+    return tuple(dict.fromkeys([e.official_container for e in _REGISTRY.values()] + list(GENERIC_CONTAINERS)))
+
+
+def read_official(path: str | os.PathLike, container: str | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of an official checkpoint (:func:`~plugtalk.weights_file.read_torch_checkpoint` with the
+    registered backbones' containers; errors name the backbone the file looks like)."""
+    return read_torch_checkpoint(path, container, containers=official_containers(), guess=guess_official_backbone)
+
+
 def get_backbone_class(name: str) -> type[Backbone]:
     return _entry(name).cls
 
@@ -157,9 +173,10 @@ def load_official(name: str, path: str | os.PathLike, device: str | torch.device
         ConversionError: keys/shapes that do not fit, naming the backbone the file looks like.
     """
     entry = _entry(name)
-    official = read_official_checkpoint(path, entry.official_container)
+    official = read_official(path, entry.official_container)
     model = create(name, **overrides)
-    ours = convert_state_dict(official, entry.official_key_map(model.config), model, name, origin=repr(str(path)))
+    ours = convert_state_dict(official, entry.official_key_map(model.config), model, name, origin=repr(str(path)),
+                              guess=guess_official_backbone)
     model.load_state_dict(ours, strict=True)
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     return model.eval()

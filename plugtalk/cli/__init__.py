@@ -31,4 +31,16 @@ from . import ui as _ui  # noqa: E402,F401
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a command whose optional packages are missing prints one ``error:`` line naming the
+    extra to install (``pip install 'plugtalk[video]'``) and exits with 2."""
+    from .._optional import missing_extra
+    from ._common import tell
+
+    try:
+        app()
+    except ImportError as e:
+        extra = missing_extra(e)
+        if extra is None:
+            raise
+        tell("error", extra)
+        raise SystemExit(2) from None

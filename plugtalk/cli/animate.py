@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import typer
 
@@ -93,17 +93,24 @@ def animate(
         None, "--audio", "-a", help="sound for the output; with EDTalk it drives the mouth (any rate, resampled "
                                     "to 16 kHz)"),
     audio_checkpoint: Optional[Path] = typer.Option(
-        None, "--audio-checkpoint", help="EDTalk audio-to-mouth weights: official Audio2Lip.pt or a plugtalk file"),
+        None, "--audio-checkpoint", help="EDTalk audio-to-mouth weights: official Audio2Lip.pt or a plugtalk file "
+                                         "(= --companion edtalk-audio=FILE)"),
     expression_weights: Optional[str] = typer.Option(
         None, "--expression-weights", help="EDTalk: expression weights, a .npy of shape (10,) or (1, 10), or "
-                                           "comma-separated numbers"),
+                                           "comma-separated numbers (= --control expression-weights=VALUE)"),
     coefficients: Optional[Path] = typer.Option(
         None, "--coefficients", help="GoHD: per-frame Deep3DFaceRecon coefficients (.npy / .npz / .mat; one output "
-                                     "frame per row)"),
+                                     "frame per row) (= --control coefficients=FILE)"),
     gaze: Optional[str] = typer.Option(None, "--gaze", help="GoHD: fixed gaze YAW,PITCH in radians (default 0,0: "
                                                             "straight ahead), independent of expression and pose"),
     gaze_from: Optional[Path] = typer.Option(None, "--gaze-from", help="GoHD: per-frame gaze file, (T, 2) yaw, "
                                                                        "pitch in radians (.npy or text)"),
+    control: Optional[List[str]] = typer.Option(
+        None, "--control", help="NAME=VALUE: a driving control of the model's adapter (a file or a value; "
+                                "repeatable), e.g. expression-weights=w.npy"),
+    companion: Optional[List[str]] = typer.Option(
+        None, "--companion", help="NAME=FILE: weights of a model a control needs (repeatable), e.g. "
+                                  "edtalk-audio=Audio2Lip.pt"),
     no_crop: bool = typer.Option(False, "--no-crop", help="the source already is a face crop: do not detect"),
     driving_cropped: bool = typer.Option(False, "--driving-cropped",
                                          help="driving videos already are face crops: do not detect"),
@@ -136,44 +143,48 @@ def animate(
 
     Long videos stream through in constant memory (--batch-size frames at a time); the output is written atomically, with the driving video's sound or --audio.
     """
+    from ..adapters.controls import parse_assignments
+    from ..animate import AnimateOptions
     from ..animate import animate as run_animate
     from ..io.paths import check_outputs
-    from ..loading import load_audio_model
+    from ..loading import CompanionLoader
 
     with user_errors(), warnings_to_console():
         check_outputs({"--out": out, "--side-by-side": side_by_side},
                       {"--source": source, "--driving": driving, "--mouth": mouth, "--pose": pose,
                        "--expression": expression, "--audio": audio, "--checkpoint": checkpoint,
                        "--audio-checkpoint": audio_checkpoint, "--expression-weights": expression_weights,
-                       "--coefficients": coefficients, "--gaze-from": gaze_from})
+                       "--coefficients": coefficients, "--gaze-from": gaze_from,
+                       **{f"--control {v}": v.partition("=")[2] for v in control or []},
+                       **{f"--companion {v}": v.partition("=")[2] for v in companion or []}})
         dev = parse_device(device)
-        loaded = _load(runtime, checkpoint, backbone, mode, dev, threads)
-        audio_model = audio_desc = None
-        if audio is not None and "mouth_coefficients" in loaded.model.adapter.control_replaces:
-            audio_model, audio_desc = load_audio_model(audio_checkpoint, dev)
-        elif audio_checkpoint is not None:
-            raise typer.BadParameter("--audio-checkpoint needs --audio and an EDTalk model")
         if gaze is not None and gaze_from is not None:
             raise typer.BadParameter("give --gaze or --gaze-from, not both")
-        sequence_options = {k: v for k, v in (("gaze", gaze), ("gaze_from", gaze_from)) if v is not None}
+        controls = {"expression-weights": expression_weights, "coefficients": coefficients,
+                    "gaze": gaze_from if gaze_from is not None else gaze, **parse_assignments(control, "--control")}
+        weights = {**({"edtalk-audio": audio_checkpoint} if audio_checkpoint is not None else {}),
+                   **parse_assignments(companion, "--companion")}
+        loaded = _load(runtime, checkpoint, backbone, mode, dev, threads)
+        companions = CompanionLoader(weights, dev, hint="--audio-checkpoint needs --audio and an EDTalk model")
         bar, update = progress_bar(f"animating ({loaded.backbone}{'' if loaded.variant == 'base' else loaded.variant})")
         with bar if progress else contextlib.nullcontext():
             result = run_animate(
-                loaded.model, source, out, driving=driving, mouth=mouth, pose=pose, expression=expression,
-                audio=audio, audio_model=audio_model, expression_weights=expression_weights,
-                coefficients=coefficients, sequence_options=sequence_options,
-                crop_source=not no_crop, crop_driving=not driving_cropped, relative=relative, paste=paste,
-                smooth=smooth, batch_size=batch_size, max_frames=frames, fps=fps, side_by_side=side_by_side,
-                mux_audio=not no_audio, detect_every=detect_every, lossless=lossless,
+                loaded.model, source, out, companions=companions,
+                drivers={"driving": driving, "mouth": mouth, "pose": pose, "expression": expression},
+                controls={k: v for k, v in controls.items() if v is not None},
+                options=AnimateOptions(crop_source=not no_crop, crop_driving=not driving_cropped, relative=relative,
+                                       paste=paste, smooth=smooth, batch_size=batch_size, max_frames=frames, fps=fps,
+                                       side_by_side=side_by_side, sound=audio, mux_sound=not no_audio,
+                                       detect_every=detect_every, lossless=lossless),
                 on_progress=update if progress else None)
+        audio_desc = "; ".join(f"{k} model from {v}" for k, v in companions.described.items())
     for note in result.warnings:
         tell("note", note)
     h, w = result.size
     t = result.timings
     say(f"wrote {result.path} ({result.frames} frames, {w}x{h}, {result.fps:g} fps, "
         f"{'sound: ' + result.audio if result.audio else 'silent'})")
-    say(f"model: {loaded.backbone} {loaded.variant} from {loaded.source}"
-        + (f"; audio model from {audio_desc}" if audio_desc else ""))
+    say(f"model: {loaded.backbone} {loaded.variant} from {loaded.source}" + (f"; {audio_desc}" if audio_desc else ""))
     say("drivers: " + ", ".join(f"{d} <- {v}" for d, v in result.drivers.items())
         + f"; {'relative' if result.relative else 'absolute'} motion"
         + (f"; motion codes smoothed over {result.smooth} frames" if result.smooth else ""))

@@ -37,6 +37,8 @@ def train(
 
     Several GPUs: torchrun --nproc_per_node N -m plugtalk.train --config FILE (or --recipe NAME -o DIR).
     """
+    from .._optional import require
+    require("yaml", "train", "plugtalk train")
     import yaml
 
     from ..train import Trainer, load_config

@@ -12,13 +12,8 @@ MANIFEST = "plugtalk-onnx.json"
 
 
 def require_onnx(*modules: str) -> None:
-    """Import ``modules`` or raise one clear :class:`~plugtalk.errors.InputError` naming the extra to install."""
-    import importlib
-
-    from ..errors import InputError
+    """Import ``modules`` or raise :class:`~plugtalk._optional.MissingExtra` naming ``plugtalk[onnx]``."""
+    from .._optional import require
 
     for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            raise InputError(f"ONNX support needs the '{name}' package: pip install 'plugtalk[onnx]'") from None
+        require(name, "onnx", "ONNX support")

@@ -134,6 +134,16 @@ class _AdapterInfo:
     driving_fills: tuple[str, ...]
     control_replaces: dict[str, str]
     wants_images: bool = False
+    #: the backbone's adapter's declared driving controls (read by animate as for the torch model)
+    controls: tuple = ()
+
+    def control(self, name: str):
+        """The declared control ``name`` (``InputError`` naming the ones there are)."""
+        for c in self.controls:
+            if c.name == name:
+                return c
+        have = ", ".join(c.name for c in self.controls) or "none"
+        raise InputError(f"{self.backbone.name} has no control {name!r} (its controls: {have})")
 
 
 def is_onnx_export(path: str | os.PathLike) -> bool:
@@ -176,7 +186,7 @@ class OnnxAnimator(nn.Module):
 
     def __init__(self, folder: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None):
         super().__init__()
-        from ..backbones import get_backbone_class
+        from ..backbones import backbone_entry, get_backbone_class
 
         self.folder = Path(folder)
         self.manifest = m = _read_manifest(self.folder)
@@ -186,7 +196,8 @@ class OnnxAnimator(nn.Module):
             raise InputError(f"{self.folder / MANIFEST}: bad backbone description ({e})") from None
         self.adapter = _AdapterInfo(_BackboneInfo(m["backbone"], config), int(m["image_size"]), tuple(m["drivers"]),
                                     tuple(m["driving_fills"]),
-                                    {c: v["replaces"] for c, v in m["controls"].items()})
+                                    {c: v["replaces"] for c, v in m["controls"].items()},
+                                    controls=backbone_entry(m["backbone"]).adapter_class().controls)
         self.sessions = {g: open_session(self.folder / spec["file"], providers, threads)
                          for g, spec in m["graphs"].items()}
         _check_graph_inputs(self.folder, m, self.sessions)

@@ -160,6 +160,8 @@ def arcface_align(image: np.ndarray, points5: np.ndarray, size: int = 112) -> np
         ``(size, size, 3)`` uint8: the similarity transform (least squares, Umeyama) that maps the
         points onto the template, applied with bilinear interpolation (outside the image: black).
     """
+    from .._optional import require
+    require("skimage", "face", "face alignment for identity embeddings")
     from skimage.transform import SimilarityTransform, warp
 
     tform = SimilarityTransform.from_estimate(np.asarray(points5, np.float64), ARCFACE_TEMPLATE_112 * (size / 112.0))

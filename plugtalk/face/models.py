@@ -28,7 +28,8 @@ class FaceModelsMissing(PlugtalkError, FileNotFoundError):
 def model_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.origin:
-        raise FaceModelsMissing("package 'face-recognition-models' is not installed (pip install face-recognition-models)")
+        raise FaceModelsMissing("face detection needs face-recognition-models, which is not installed: "
+                                "pip install 'plugtalk[face]'")
     d = Path(spec.origin).parent / "models"
     if not d.is_dir():
         raise FaceModelsMissing(f"face-recognition-models has no models folder at {d}")
@@ -45,8 +46,9 @@ def model_file(name: str) -> Path:
 def _dlib():
     try:
         import dlib
-    except ImportError as e:  # pragma: no cover - dlib-bin is a dependency
-        raise FaceModelsMissing("dlib is not installed (pip install dlib-bin)") from e
+    except ImportError:
+        raise FaceModelsMissing("face detection needs dlib-bin, which is not installed: pip install 'plugtalk[face]'"
+                                ) from None
     return dlib
 
 

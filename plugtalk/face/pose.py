@@ -114,6 +114,8 @@ def head_pose(landmarks) -> HeadPose:
     Raises:
         InputError: not ``(68, 2)`` finite values.
     """
+    from .._optional import require
+    require("scipy", "face", "head-pose estimation")
     from scipy.optimize import least_squares
     from scipy.spatial.transform import Rotation
 

@@ -126,6 +126,8 @@ def _about_dest(e: BaseException, tmp_path: Path, dest: Path) -> OSError | None:
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Write a matplotlib figure as PNG atomically and close it (also on an error).  -> the path."""
+    from .._optional import require
+    require("matplotlib", "eval", "writing plots")
     import matplotlib.pyplot as plt
 
     p = Path(path)

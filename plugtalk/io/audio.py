@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
 from ..errors import InputError
 
 __all__ = ["MelConfig", "EDTALK_MEL", "read_audio", "load_audio", "resample", "audio_duration", "save_wav",
@@ -62,6 +63,7 @@ def _check_file(path: str | os.PathLike, what: str = "audio") -> Path:
 
 
 def _read_soundfile(p: Path) -> tuple[np.ndarray, int]:
+    require("soundfile", "audio", "reading and writing sound files")
     import soundfile as sf
 
     data, sr = sf.read(str(p), dtype="float32", always_2d=True)
@@ -69,6 +71,7 @@ def _read_soundfile(p: Path) -> tuple[np.ndarray, int]:
 
 
 def _read_pyav(p: Path) -> tuple[np.ndarray, int]:
+    require("av", "audio", "reading sound from media files")
     import av
 
     try:
@@ -131,6 +134,7 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarra
     """Band-limited resampling with soxr (through librosa, ``res_type='soxr_hq'``)."""
     if orig_rate == target_rate:
         return samples
+    require("librosa", "audio", "resampling and mel features")
     import librosa
 
     return librosa.resample(samples, orig_sr=orig_rate, target_sr=target_rate, res_type="soxr_hq").astype(np.float32)
@@ -164,6 +168,7 @@ def audio_duration(path: str | os.PathLike) -> float:
     p = _check_file(path)
     if p.suffix.lower() in AUDIO_SUFFIXES:
         try:
+            require("soundfile", "audio", "reading and writing sound files")
             import soundfile as sf
 
             info = sf.info(str(p))
@@ -171,6 +176,7 @@ def audio_duration(path: str | os.PathLike) -> float:
                 return info.frames / float(info.samplerate)
         except Exception:
             pass
+    require("av", "audio", "reading sound from media files")
     import av
 
     try:
@@ -194,6 +200,7 @@ def save_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> 
     Raises:
         InputError: missing output folder, non-mono array, or NaN samples.
     """
+    require("soundfile", "audio", "reading and writing sound files")
     import soundfile as sf
 
     from .atomic import atomic_path
@@ -223,6 +230,7 @@ def mel_spectrogram(samples: np.ndarray, sample_rate: int = 16000, config: MelCo
     Raises:
         InputError: wrong rate, not mono, empty, or NaN / infinite samples.
     """
+    require("librosa", "audio", "resampling and mel features")
     import librosa
     import scipy.signal
 

@@ -16,6 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
+from .._optional import require
+require("av", "video", "reading and writing video")
 import av
 import numpy as np
 

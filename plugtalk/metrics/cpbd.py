@@ -26,7 +26,10 @@ Written from the paper with scikit-image/scipy building blocks.
 from __future__ import annotations
 
 import numpy as np
+from .._optional import require
+require("scipy", "eval", "the metrics (CPBD)")
 from scipy import ndimage
+require("skimage", "eval", "the metrics (CPBD)")
 from skimage.feature import canny
 
 from ._images import image_batch, luma, per_image_result

@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from .._optional import require
+require("scipy", "eval", "the metrics (FID)")
 from scipy import linalg
 from torch import nn
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from .._optional import require
+require("skimage", "eval", "the metrics (PSNR / SSIM)")
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from ._images import paired_batches, per_image_result

@@ -26,6 +26,8 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
+from .._optional import require
+require("scipy", "eval", "the metrics (NIQE)")
 from scipy import ndimage
 from scipy.special import gamma
 

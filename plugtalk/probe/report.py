@@ -131,6 +131,8 @@ def write_chart(result: ProbeResult, path: str | os.PathLike) -> Path:
     ``CSIM(out, driving) - CSIM(out, source)`` of the patched outputs (mean ± sample std over pairs, cross-
     and self-reenactment), with the unpatched outputs' identity shift as dashed lines; and the pixel
     change against the unpatched output."""
+    from .._optional import require
+    require("matplotlib", "eval", "the probe's identity-shift plot")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -27,7 +27,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from .._optional import require
+require("yaml", "train", "training configs")
 import yaml
+require("pydantic", "train", "training configs")
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 

@@ -41,6 +41,8 @@ class TrainMonitor:
         self._jsonl = None
         if not enabled:
             return
+        from .._optional import require
+        require("tensorboard", "train", "training logs")
         from torch.utils.tensorboard import SummaryWriter
 
         folder = Path(folder)

@@ -20,15 +20,23 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from ..errors import CheckpointError, InputError, PlugtalkError
 
-__all__ = ["UIConfig", "RunOutput", "ModelCache", "run_request", "build_app", "launch", "demo_pair", "BACKBONES"]
+__all__ = ["UIConfig", "RunOutput", "ModelCache", "run_request", "build_app", "launch", "demo_pair",
+           "backbone_choices"]
 
-BACKBONES = ("auto", "lia", "edtalk", "dpe")
+
+def backbone_choices() -> list[str]:
+    """The page's backbone list: ``auto`` (from the checkpoint) and every registered animator."""
+    from ..backbones import animator_backbones
+
+    return ["auto", *animator_backbones()]
+
+
 RELATIVE = {"auto (LIA: relative)": None, "relative": True, "absolute": False}
 
 
@@ -182,8 +190,12 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
                 backbone: str | None = None, relative: bool | None = None, smooth: int = 0, paste: bool = False,
                 frames: int | None = 50, compare: bool = True, mouth: Any = None, pose: Any = None,
                 expression: Any = None, audio: Any = None, audio_checkpoint: str | None = None,
-                on_progress: Callable[[int, int | None, str], None] | None = None) -> RunOutput:
+                controls: Mapping[str, Any] | str | None = None, on_progress: Callable[[int, int | None, str], None] | None = None) -> RunOutput:
     """Animate one request of the page (see the module docstring).
+
+    ``controls``: the adapter's driving controls, name -> value (a file or text), or the page's text box
+    (``NAME=VALUE`` per line); ``audio`` is the output's sound and feeds a control that reads sound (EDTalk's
+    mouth), with ``audio_checkpoint`` as its companion model's weights.
 
     ``compare``: for a model with EMI and/or EDI also render the pair with the plain backbone, and for the plain
     embedded default with the shipped comparison model (+EMI+EDI, when installed); report each one's identity
@@ -192,8 +204,9 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
     Raises:
         PlugtalkError (InputError, NoFaceError, CheckpointError, ...): with the CLI's messages.
     """
-    from ..animate import animate, prepare_source
-    from ..loading import load_audio_model
+    from ..adapters.controls import parse_assignments
+    from ..animate import AnimateOptions, animate, prepare_source
+    from ..loading import CompanionLoader
     from ..retrofitting import retrofit
 
     limit = cfg.max_upload_mb
@@ -208,15 +221,18 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
     loaded = cache.get(checkpoint, backbone)
     model = loaded.model
     size = model.adapter.image_size
-    audio_model = None
-    if sound is not None and "mouth_coefficients" in model.adapter.control_replaces:
-        audio_model, _ = load_audio_model((audio_checkpoint or "").strip() or None, cache.device)
+    if isinstance(controls, str):
+        controls = parse_assignments(controls, "control")
+    controls = {k: (_upload(v, f"{k} control", limit) if not isinstance(v, str) else v)
+                for k, v in (controls or {}).items() if v not in (None, "")}
+    weights = {"edtalk-audio": audio_checkpoint.strip()} if (audio_checkpoint or "").strip() else {}
+    companions = CompanionLoader(weights, cache.device)
     run_dir = Path(cfg.workdir) / f"run-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     prepared = prepare_source(src, size, name="source portrait")
-    common = dict(driving=videos["driving"], mouth=videos["mouth"], pose=videos["pose"],
-                  expression=videos["expression"], audio=sound, audio_model=audio_model, relative=relative,
-                  smooth=int(smooth), paste=paste, max_frames=int(frames) if frames else None)
+    common = dict(drivers=videos, controls=controls, companions=companions)
+    options = AnimateOptions(relative=relative, smooth=int(smooth), paste=paste, sound=sound,
+                             max_frames=int(frames) if frames else None)
     retrofitted = model.emi is not None or model.edi is not None
     # the other side of the comparison: this model's plain backbone, or, for the plain embedded default, the
     # shipped comparison model (the reference experiment's +EMI+EDI)
@@ -231,7 +247,8 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
         return lambda done, total: on_progress(done + stage * (total or 0), None if total is None else total * stages,
                                                label)
 
-    result = animate(model, prepared, run_dir / "animated.mp4", side_by_side=run_dir / "side_by_side.mp4",
+    result = animate(model, prepared, run_dir / "animated.mp4",
+                     options=dataclasses.replace(options, side_by_side=run_dir / "side_by_side.mp4"),
                      on_progress=progress(0, f"{loaded.backbone} {loaded.variant}"), **common)
     lines = [f"**model:** {loaded.backbone} {loaded.variant} from {loaded.source}"
              + (" (random weights: the output only shows the mechanics)" if loaded.random_weights else ""),
@@ -246,11 +263,11 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
         if companion is None:
             plain = retrofit(model.backbone, emi=None, edi=None, **model.adapter.options()).eval()
             off = animate(plain, prepared, run_dir / "emi_edi_off.mp4", on_progress=progress(1, "EMI/EDI off"),
-                          **common)
+                          options=options, **common)
             on, off_name, on_name = result, f"plain {loaded.backbone}", loaded.variant
         else:
             on = animate(companion.model, prepared, run_dir / "emi_edi_on.mp4",
-                         on_progress=progress(1, "EMI/EDI on"), **common)
+                         on_progress=progress(1, "EMI/EDI on"), options=options, **common)
             off, off_name = result, f"{loaded.variant}, the embedded default"
             on_name = f"{companion.variant}, {Path(companion.source).name}"
         out.off_video, out.on_video = off.path, on.path
@@ -290,6 +307,8 @@ def _message(error: BaseException) -> str:
 def build_app(cfg: UIConfig | None = None):
     """The Gradio ``Blocks`` of the page (not launched)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from .._optional import require
+    require("gradio", "ui", "plugtalk ui")
     import gradio as gr
 
     cfg = cfg or UIConfig()
@@ -302,12 +321,14 @@ def build_app(cfg: UIConfig | None = None):
             loaded = cache.get(checkpoint, backbone)
         except Exception as e:  # noqa: BLE001 - every error goes to the page
             return f"**error:** {_message(e)}", gr.update(visible=False)
-        edtalk = "mouth_coefficients" in loaded.model.adapter.control_replaces
-        return (f"loaded **{loaded.backbone} {loaded.variant}** from {loaded.source}",
-                gr.update(visible=edtalk))
+        adapter = loaded.model.adapter
+        several = len(adapter.drivers) > 1 or bool(adapter.controls)   # separate drivers / controls to offer
+        names = ", ".join(c.name for c in adapter.controls)
+        return (f"loaded **{loaded.backbone} {loaded.variant}** from {loaded.source}"
+                + (f"; controls: {names}" if names else ""), gr.update(visible=several))
 
     def run(source, driving, checkpoint, backbone, relative, smooth, paste, frames, compare, mouth, pose,
-            expression, audio, audio_checkpoint, progress=gr.Progress()):
+            expression, audio, audio_checkpoint, controls, progress=gr.Progress()):
         def on_progress(done, total, label):
             progress((done, total), desc=f"animating ({label})")
 
@@ -315,7 +336,7 @@ def build_app(cfg: UIConfig | None = None):
             r = run_request(cfg, cache, source=source, driving=driving, checkpoint=checkpoint, backbone=backbone,
                             relative=RELATIVE.get(relative), smooth=int(smooth), paste=bool(paste), frames=frames,
                             compare=bool(compare), mouth=mouth, pose=pose, expression=expression, audio=audio,
-                            audio_checkpoint=audio_checkpoint, on_progress=on_progress)
+                            audio_checkpoint=audio_checkpoint, controls=controls, on_progress=on_progress)
         except Exception as e:  # noqa: BLE001 - every error goes to the page, the server keeps running
             return None, None, None, None, f"**error:** {_message(e)}"
         p = lambda x: None if x is None else str(x)  # noqa: E731
@@ -332,7 +353,7 @@ def build_app(cfg: UIConfig | None = None):
             with gr.Column():
                 checkpoint = gr.Textbox(label="checkpoint path on the server (empty: the embedded default model)",
                                         elem_id="checkpoint")
-                backbone = gr.Dropdown(list(BACKBONES), value="auto", label="backbone", elem_id="backbone")
+                backbone = gr.Dropdown(backbone_choices(), value="auto", label="backbone", elem_id="backbone")
                 load = gr.Button("load model", elem_id="load")
                 model_info = gr.Markdown(elem_id="model-info")
                 relative = gr.Radio(list(RELATIVE), value=next(iter(RELATIVE)), label="motion")
@@ -343,7 +364,7 @@ def build_app(cfg: UIConfig | None = None):
                 compare = gr.Checkbox(True, label="compare EMI/EDI off vs on (a retrofitted model vs its plain backbone; "
                                                    "the plain default vs the shipped +EMI+EDI model)")
         with gr.Group(visible=False) as edtalk_group:
-            gr.Markdown("EDTalk: separate drivers (each replaces the driving video for its bank)")
+            gr.Markdown("separate drivers (EDTalk: each replaces the driving video for its bank) and controls")
             with gr.Row():
                 mouth = gr.File(label="mouth video", file_types=video_types)
                 pose = gr.File(label="pose video", file_types=video_types)
@@ -351,6 +372,8 @@ def build_app(cfg: UIConfig | None = None):
             with gr.Row():
                 audio = gr.File(label="audio (drives the mouth)", file_types=[".wav", ".mp3", ".flac", ".ogg", ".m4a"])
                 audio_checkpoint = gr.Textbox(label="audio-to-mouth checkpoint (Audio2Lip.pt) on the server")
+            controls = gr.Textbox(label="controls of the model: NAME=VALUE per line (a value or a file on the "
+                                        "server)", lines=2, elem_id="controls")
         go = gr.Button("animate", variant="primary", elem_id="run")
         status = gr.Markdown(elem_id="status")
         with gr.Row():
@@ -363,7 +386,7 @@ def build_app(cfg: UIConfig | None = None):
         demo.click(lambda: [str(p) for p in demo_pair(cfg.workdir)], None, [source, driving])
         load.click(describe, [checkpoint, backbone], [model_info, edtalk_group])
         go.click(run, [source, driving, checkpoint, backbone, relative, smooth, paste, frames, compare, mouth, pose,
-                       expression, audio, audio_checkpoint],
+                       expression, audio, audio_checkpoint, controls],
                  [result, sbs, off_video, on_video, status], concurrency_limit=1)
     return app
 
