@@ -142,8 +142,10 @@ def test_labels_come_from_the_manifest_then_labels_json_and_the_expression_stage
     assert where.name == "labels.json" and labels["id0__c1"] == {"emotion": "happy"}
     ds = EmotionPairsDataset(root, labels, repeats=2)
     assert ds.emotions == ["happy", "neutral"] and ds.neutral_of[1] == [0]  # the happy clip's source is neutral
-    (root / "manifest.jsonl").write_text(json.dumps({"clip": "id0__c0", "identity": "id0", "split": "train",
-                                                     "labels": {"emotion": "angry"}}) + "\n")
+    from plugtalk.data.manifest import ClipRecord, write_manifest
+
+    write_manifest(root, [ClipRecord("id0__c0.mp4", "id0", "train", {"emotion": "angry"}, 3, 25.0, None, None,
+                                     "raw.mp4", (0, 3), "mead")])
     labels, where = clip_labels(root)
     assert where.name == "manifest.jsonl" and labels == {"id0__c0": {"emotion": "angry"}}
     (root / "manifest.jsonl").write_text("{not json\n")

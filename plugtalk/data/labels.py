@@ -2,9 +2,9 @@
 
 Where the labels come from, first found wins:
 
-1. ``<folder>/manifest.jsonl`` - the clip manifest of ``plugtalk prepare`` (JSON Lines, one clip per
-   line: ``{"clip": NAME, "identity": ..., "split": ..., "labels": {"emotion": "happy", ...}, "audio": ...}``;
-   the clip is named by ``clip``, ``name`` or the stem of ``path``);
+1. ``<folder>/manifest.jsonl`` - the clip manifest of ``plugtalk prepare --dataset ...``
+   (:mod:`plugtalk.data.manifest`, one :class:`~plugtalk.data.manifest.ClipRecord` a line, whose ``labels``
+   hold e.g. MEAD's ``emotion``);
 2. ``<folder>/labels.json`` - ``{clip name: {"emotion": "happy", ...}}`` written by hand;
 3. nothing: every clip unlabelled (``{}``).
 
@@ -26,38 +26,17 @@ LABEL_FILES = ("manifest.jsonl", "labels.json")
 MAX_LABEL_FILE_BYTES = 64 << 20  #: a label file larger than this is refused (64 MiB)
 
 
-def _clip_name(entry: dict[str, Any]) -> str | None:
-    for key in ("clip", "name"):
-        if isinstance(entry.get(key), str):
-            return entry[key]
-    if isinstance(entry.get("path"), str):
-        p = Path(entry["path"])
-        return p.stem if p.suffix else p.name
-    return None
+def _manifest(path: Path) -> dict[str, dict[str, Any]]:
+    """Labels from the clip manifest, read by its one reader (:func:`plugtalk.data.manifest.read_manifest`)."""
+    from .manifest import read_manifest
+
+    return {Path(rec.clip).stem: dict(rec.labels) for rec in read_manifest(path.parent).values()}
 
 
 def _read(path: Path) -> str:
     if path.stat().st_size > MAX_LABEL_FILE_BYTES:
         raise InputError(f"{path}: label file larger than {MAX_LABEL_FILE_BYTES >> 20} MiB")
     return path.read_text(encoding="utf-8")
-
-
-def _manifest(path: Path) -> dict[str, dict[str, Any]]:
-    out = {}
-    for n, line in enumerate(_read(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}, line {n}: not JSON ({e.msg})") from None
-        name = _clip_name(entry) if isinstance(entry, dict) else None
-        labels = entry.get("labels", {}) if isinstance(entry, dict) else None
-        if name is None or not isinstance(labels, dict):
-            raise InputError(f"{path}, line {n}: expected an object with 'clip' (or 'name' / 'path') and a "
-                             "'labels' object")
-        out[name] = dict(labels)
-    return out
 
 
 def _labels_json(path: Path) -> dict[str, dict[str, Any]]:
