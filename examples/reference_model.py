@@ -49,6 +49,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from plugtalk.benchmark import tables
+
 HERE = Path(__file__).resolve().parent / "reference_model"
 sys.path.insert(0, str(HERE.parent))  # reference_protocol.py lives next to this script
 VARIANTS = ("baseline", "emi", "edi", "both")
@@ -199,37 +201,8 @@ SELECTION_RULE = (f"among the variants whose mean self-reenactment PSNR is withi
                   "(ties: higher cross CSIM)")
 
 
-def _values(rows: list[dict], model: str, metric: str) -> dict[str, float]:
-    out = {}
-    for r in rows:
-        v = r["scores"].get(model, {}).get(metric)
-        if v is not None and math.isfinite(float(v)):
-            out[r["key"]] = float(v)
-    return out
-
-
-def _cell(values: dict[str, float], total: int) -> str:
-    if not values:
-        return "-"
-    v = list(values.values())
-    sd = statistics.stdev(v) if len(v) > 1 else 0.0
-    return f"{statistics.fmean(v):.3f} ± {sd:.3f}" + (f" (n={len(v)})" if len(v) < total else "")
-
-
-def _delta(model: str, base: str, rows: list[dict], metric: str, seed: int) -> dict | None:
-    from plugtalk.metrics.bootstrap import paired_difference
-
-    a, b = _values(rows, model, metric), _values(rows, base, metric)
-    if not a or not b:
-        return None
-    return paired_difference(a, b, n_resamples=10000, seed=seed).as_dict()
-
-
-def _delta_cell(d: dict | None, total: int | None = None) -> str:
-    if d is None or d["n"] == 0:
-        return "-"
-    return (f"{d['estimate']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" + (" ✓" if d["resolved"] else "")
-            + (f" (n={d['n']})" if total is None or d["n"] < total else ""))
+# the protocol's table cells: one home, plugtalk.benchmark.tables
+_values, _cell, _delta, _delta_cell = tables.values, tables.cell, tables.delta, tables.delta_cell
 
 
 def subsets(cross: list[dict]) -> dict[str, list[dict]]:

@@ -30,7 +30,7 @@ def values(rows: list[dict], model: str, metric: str) -> dict[str, float]:
     return out
 
 
-def _cell(vals: dict[str, float], total: int) -> str:
+def cell(vals: dict[str, float], total: int) -> str:
     if not vals:
         return "-"
     v = list(vals.values())
@@ -71,7 +71,7 @@ def metric_table(rows: list[dict], models: list[str], metrics: tuple[str, ...], 
             continue
         summary[model] = {m: {"mean": statistics.fmean(v.values()) if v else None, "n": len(v)}
                           for m, v in vals.items()}
-        lines.append(f"| {model} | " + " | ".join(_cell(vals[m], len(rows)) for m in metrics) + " |")
+        lines.append(f"| {model} | " + " | ".join(cell(vals[m], len(rows)) for m in metrics) + " |")
     others = [m for m in models if m != base and m in summary]
     if base is not None and base in summary and others:
         lines += ["", f"Paired difference to `{base}` (model minus {base} on the same pairs), mean [95 % bootstrap CI "
