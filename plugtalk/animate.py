@@ -376,7 +376,7 @@ class AnimateOptions:
         if self.smooth < 0 or self.smooth > 101 or (self.smooth and self.smooth % 2 == 0):
             raise InputError(f"--smooth must be an odd number of frames (3, 5, ..., 101) or 0, got {self.smooth}")
         if self.fps is not None and not (0 < self.fps <= MAX_FPS and math.isfinite(self.fps)):
-            raise InputError(f"fps must be a number in (0, {MAX_FPS}], got {self.fps}")
+            raise InputError(f"fps must be a positive number up to {MAX_FPS} frames/s, got {self.fps}")
         if not 1 <= self.detect_every <= 1000:
             raise InputError(f"the face-detection stride must be in [1, 1000], got {self.detect_every}")
 

@@ -157,7 +157,7 @@ def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_
     assert all(r["source"] == "M003__neutral.mp4" for r in report["rows"])
     scores = [r["scores"]["edtalk"] for r in report["rows"]]
     assert all(5 < s["psnr"] < 60 and s["frames"] == 2 for s in scores)
-    assert "mouth bank" in report["not_run"]["model lia"]
+    assert "no control 'audio'" in report["not_run"]["model lia"]
     assert "does not exist" in report["not_run"]["sync_conf"] and "emotion classifier" in report["not_run"]["acc_emo"]
     text = (tmp_path / "t3" / "report.md").read_text()
     assert "| edtalk |" in text and "FixTalk (paper)" in text and "22.382" in text

@@ -82,10 +82,12 @@ def test_official_round_trip_and_other_backbones_refused():
     fresh = tiny_gohd(seed=1)
     fresh.load_state_dict(convert_state_dict(sd, key_map, fresh, "gohd"))
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in model.state_dict().items())
+    from plugtalk.backbones.registry import guess_official_backbone
+
     # A LIA file has most of GoHD's keys but no mapping network / SFT and a 512-wide motion head.
     lia_like = {k: v for k, v in sd.items() if not k.startswith(("enc.semantics_enc.", "dec.sft."))}
     with pytest.raises(ConversionError, match="looks like a 'lia' checkpoint.*missing key.*dec.sft.0"):
-        convert_state_dict(lia_like, key_map, fresh, "gohd")
+        convert_state_dict(lia_like, key_map, fresh, "gohd", guess=guess_official_backbone)
     # An unconsumed key is an error, too.
     with pytest.raises(ConversionError, match="unexpected"):
         convert_state_dict({**sd, "dec.sft.9.scale2.weight": torch.zeros(1)}, key_map, fresh, "gohd")

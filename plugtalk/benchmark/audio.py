@@ -68,13 +68,15 @@ def _score(scorer, out: np.ndarray, truth: np.ndarray) -> dict:
 
 def render_audio(model, audio_model, item: dict, frames: int, tmp: Path) -> np.ndarray:
     """``(frames, H, W, 3)`` uint8 output of one audio-driven clip (lossless, no cropping)."""
-    from ..animate import animate
+    from ..animate import AnimateOptions, animate
     from ..io.video import read_frames
 
     source = clip_frames(Path(item["source"]), (0,))[0]
     out = tmp / f"{Path(item['clip']).stem}.mp4"
-    animate(model, source, out, driving=item["clip"], audio=item["wav"], audio_model=audio_model, crop_source=False,
-            crop_driving=False, lossless=True, max_frames=frames, mux_audio=False)
+    animate(model, source, out, drivers={"driving": item["clip"]}, controls={"audio": item["wav"]},
+            companions={"edtalk-audio": audio_model},
+            options=AnimateOptions(crop_source=False, crop_driving=False, lossless=True, max_frames=frames,
+                                   mux_sound=False))
     return read_frames(out)
 
 

@@ -22,7 +22,6 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..io.images import to_tensor
-from .datasets import ClipStore, _as_clips
 
 __all__ = ["MouthSwapDataset", "EmotionPairsDataset", "DEFAULT_MOUTH_BOX", "mouth_mask", "NEUTRAL"]
 
@@ -81,6 +80,8 @@ class MouthSwapDataset(Dataset):
                  cache_bytes: int = 2 << 30):
         if repeats < 1:
             raise InputError(f"repeats must be >= 1, got {repeats}")
+        from .datasets import ClipStore, _as_clips  # video decoding ([video] extra) only when data is read
+
         self.store = ClipStore(_as_clips(root), size=size, frame_access=frame_access, cache_bytes=cache_bytes)
         self.repeats, self.seed, self.hflip, self.epoch = repeats, int(seed), hflip, 0
         self.mouth_box = _check_box(mouth_box)
@@ -147,6 +148,8 @@ class EmotionPairsDataset(Dataset):
                  size: int | None = None, frame_access: str = "auto", cache_bytes: int = 2 << 30):
         if repeats < 1:
             raise InputError(f"repeats must be >= 1, got {repeats}")
+        from .datasets import ClipStore, _as_clips
+
         clips = [c for c in _as_clips(root) if isinstance(labels.get(c.name, {}).get("emotion"), str)]
         if not clips:
             raise InputError("no clip has an 'emotion' label: the expression stage trains on emotion-labelled clips "
