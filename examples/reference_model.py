@@ -205,20 +205,7 @@ SELECTION_RULE = (f"among the variants whose mean self-reenactment PSNR is withi
 _values, _cell, _delta, _delta_cell = tables.values, tables.cell, tables.delta, tables.delta_cell
 
 
-def subsets(cross: list[dict]) -> dict[str, list[dict]]:
-    """All cross pairs, by source style, and the top third by pose difference / expression distance."""
-    out = {"all cross-reenactment pairs": cross,
-           "photo sources": [r for r in cross if r["style"] == "photo"],
-           "stylised sources (paintings, drawings, sculptures, cartoons)":
-               [r for r in cross if r["style"] == "stylised"]}
-    for key, label in (("pose_diff", "head-pose difference"), ("expression_dist", "expression distance")):
-        known = [r for r in cross if math.isfinite(float(r.get(key, float("nan"))))]
-        if known:
-            cut = statistics.quantiles([float(r[key]) for r in known], n=3)[1] if len(known) > 2 else \
-                min(float(r[key]) for r in known)
-            out[f"top third by {label} (≥ {cut:.3g}{'°' if key == 'pose_diff' else ''})"] = \
-                [r for r in known if float(r[key]) >= cut]
-    return out
+subsets = tables.subsets
 
 
 def tercile_lines(cross: list[dict], variants: list[str], key: str, label: str) -> tuple[list[str], dict]:
