@@ -216,15 +216,29 @@ def _read_rows(files: Sequence[Path]) -> dict[str, dict]:
 
 
 def _dist():
-    """``(rank, world, torch.distributed or None)`` from torchrun's environment (gloo group joined here)."""
+    """``(rank, world, torch.distributed or None, owned)`` from torchrun's environment.
+
+    The gloo group is joined here when the caller has none (``owned`` is then True and the caller leaves it with
+    :func:`_leave`: a rank that exits with the group still up aborts in gloo's teardown, "terminate called
+    without an active exception").
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1, None
+        return 0, 1, None, False
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size(), dist
+    return dist.get_rank(), dist.get_world_size(), dist, owned
+
+
+def _leave(dist, owned: bool, wait: bool = True) -> None:
+    """Leave a process group :func:`_dist` joined (after a barrier unless this rank is failing)."""
+    if dist is not None and owned and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def check_jobs(jobs: int | None) -> int:
@@ -258,7 +272,20 @@ def evaluate_pairs(pairs: list[Pair], models: Sequence[ModelSpec], *, frames: in
         The rows in the order of ``pairs`` (on every process without torchrun; on rank 0 under torchrun, where
         the other ranks get ``None``).
     """
-    rank, world, dist = _dist()
+    rank, world, dist, owned = _dist()
+    try:
+        rows = _evaluate_pairs(pairs, models, rank, world, dist, frames=frames, self_frames=self_frames, jobs=jobs,
+                               cache_dir=cache_dir, resume=resume, arcface_weights=arcface_weights,
+                               self_quality=self_quality, fid_weights=fid_weights, on_row=on_row, log=log)
+    except BaseException:
+        _leave(dist, owned, wait=False)
+        raise
+    _leave(dist, owned)
+    return rows
+
+
+def _evaluate_pairs(pairs, models, rank, world, dist, *, frames, self_frames, jobs, cache_dir, resume,
+                    arcface_weights, self_quality, fid_weights, on_row, log):
     if fid_weights is not None and cache_dir is None:
         raise InputError("FID features need a cache folder")
     features_dir = None if cache_dir is None else str(Path(cache_dir) / "features")
