@@ -59,6 +59,24 @@ def test_show_config_resolves_every_step_and_step_overrides(tmp_path, base):
         resolve_recipe("fixtalk-nope", tmp_path / "z")
 
 
+def test_missing_labels_stop_the_recipe_before_its_first_step_and_until_runs_the_steps_before(tmp_path, base):
+    f, clips = base
+    (clips / "labels.json").unlink()
+    out = tmp_path / "x"
+    r = run("--recipe", "fixtalk-edtalk", "--config", f, "--data", clips, "-o", out)
+    assert r.exit_code == 2, r.output
+    assert "5-expression" in r.output and "emotion labels" in r.output and "--until mouth-pose" in r.output
+    assert not out.exists() or not any(out.iterdir())            # nothing trained before the refusal
+    r = run("--recipe", "fixtalk-edtalk", "--config", f, "--data", clips, "-o", out, "--until", "stage1")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["1-pretrain", "2-stage1", "model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == (out / "2-stage1" / "model.safetensors").read_bytes()
+    r = run("--recipe", "fixtalk-edtalk", "--config", f, "--data", clips, "-o", tmp_path / "y", "--until", "nope")
+    assert r.exit_code == 2 and "no step 'nope'" in r.output and "mouth-pose" in r.output
+    r = run("--config", f, "--data", clips, "-o", tmp_path / "z", "--until", "stage1")
+    assert r.exit_code == 2 and "--until needs --recipe" in r.output
+
+
 def _video(path, frames):
     from plugtalk.io.video import VideoWriter
 

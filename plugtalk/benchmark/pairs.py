@@ -109,7 +109,7 @@ def load_data(data: str | os.PathLike, *, split: str = "test", stills: str | os.
         InputError: ``data`` is not a folder, or holds no clip of ``split``.
     """
     from ..data.manifest import read_manifest
-    from ..io.video import VIDEO_SUFFIXES
+    from ..io.paths import VIDEO_SUFFIXES
 
     root = Path(data)
     if not root.is_dir():

@@ -19,6 +19,8 @@ def train(
                                     "the base config of every step; default the recipe's)"),
     recipe: str = typer.Option(None, "--recipe", "-r", help="run a registered sequence of stages, each from the "
                                "previous one's model: fixtalk-edtalk"),
+    until: str = typer.Option(None, "--until", help="with --recipe: stop after this step (e.g. mouth-pose, when "
+                              "the clips carry no emotion labels for the expression step)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in output_dir (with "
                                 "--recipe: skip finished steps and resume the unfinished one)"),
     overrides: list[str] = typer.Option([], "--set", help="override a setting, e.g. --set optim.steps=1000 "
@@ -51,15 +53,17 @@ def train(
             from ..train.recipes import resolve_recipe, run_recipe, show_recipe
 
             out = output if output is not None else Path("runs") / recipe
-            planned = resolve_recipe(recipe, out, sets, base=config)
+            planned = resolve_recipe(recipe, out, sets, base=config, until=until)
             if show:
                 typer.echo(show_recipe(planned), nl=False)  # plain: long paths must not be wrapped
                 return
             run_recipe(planned, out, resume=resume, log=console.print)
             return
-        if config is None:
-            from ..errors import InputError
+        from ..errors import InputError
 
+        if until is not None:
+            raise InputError("--until needs --recipe")
+        if config is None:
             raise InputError("give --config FILE (or a packaged config name) or --recipe NAME")
         if output is not None:
             sets.append(f"output_dir={json.dumps(str(output))}")

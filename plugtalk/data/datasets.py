@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..io.images import load_image, to_tensor
-from ..io.video import VIDEO_SUFFIXES, VideoInfo, probe_video, read_frames, read_frames_at
+from ..io.paths import VIDEO_SUFFIXES
 
 __all__ = ["Clip", "list_clips", "identity_of", "clip_labels", "ClipStore", "SelfReenactmentDataset", "CrossPair",
            "CrossReenactmentDataset", "IMAGE_SUFFIXES"]
@@ -100,11 +100,18 @@ def clip_labels(clips) -> dict[Path, "ClipRecord"]:
     return out
 
 
+def _video():
+    """:mod:`plugtalk.io.video`, imported when a video is read (frame folders need no PyAV)."""
+    from ..io import video
+
+    return video
+
+
 def _video_clip(p: Path) -> Clip:
-    info = probe_video(p)
+    info = _video().probe_video(p)
     n = info.frame_count
     if n is None:  # container does not say: count by decoding once
-        n = len(read_frames(p))
+        n = len(_video().read_frames(p))
     return Clip(p, identity_of(p), p.stem, "video", n, info.height, info.width)
 
 
@@ -180,7 +187,7 @@ class ClipStore:
         self.frame_access = frame_access if frame_access != "auto" else ("cache" if total <= cache_bytes else "seek")
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cached_bytes = 0
-        self._infos: dict[int, VideoInfo] = {}  # probe results, so seeking does not re-probe
+        self._infos: dict[int, object] = {}  # VideoInfo: probe results, so seeking does not re-probe
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -199,7 +206,7 @@ class ClipStore:
 
     def _decode_all(self, clip: Clip) -> np.ndarray:
         if clip.kind == "video":
-            return read_frames(clip.path)
+            return _video().read_frames(clip.path)
         return np.stack([load_image(f, min_side=1) for f in clip.frame_files])
 
     def _cached(self, i: int) -> np.ndarray:
@@ -238,8 +245,8 @@ class ClipStore:
             out = all_frames[idx]
         elif c.kind == "video":
             if clip not in self._infos:
-                self._infos[clip] = probe_video(c.path)
-            out = read_frames_at(c.path, idx, info=self._infos[clip])
+                self._infos[clip] = _video().probe_video(c.path)
+            out = _video().read_frames_at(c.path, idx, info=self._infos[clip])
         else:
             out = np.stack([load_image(c.frame_files[i], min_side=1) for i in idx])
         return self._resize(out)

@@ -16,7 +16,10 @@ from ..errors import InputError
 
 __all__ = ["same_file", "check_outputs", "require_suffix", "check_folder_holds_no_inputs", "removing_new_folders",
            "check_path_component", "check_inside", "check_outside_input_folders", "NAME_MAX_BYTES",
-           "TEMP_NAME_EXTRA"]
+           "TEMP_NAME_EXTRA", "VIDEO_SUFFIXES"]
+
+#: File suffixes read as video (here, not in :mod:`plugtalk.io.video`, so that listing clips needs no PyAV).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv")
 
 #: The longest file name (one path component, in UTF-8 bytes) that common file systems take (ext4, XFS, tmpfs).
 NAME_MAX_BYTES = 255

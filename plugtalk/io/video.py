@@ -24,12 +24,12 @@ import numpy as np
 from ..errors import InputError
 from .atomic import atomic_path
 from .oserrors import as_os_error
+from .paths import VIDEO_SUFFIXES
 
 __all__ = ["VideoInfo", "VideoReader", "VideoWriter", "read_frames", "read_frames_at", "probe_video",
            "VIDEO_SUFFIXES"]
 
 #: File suffixes treated as videos when a folder is scanned.
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv")
 
 #: The highest frame rate read or written (frames/s); 100000 fps once wrote a file that decoded to 0 frames.
 MAX_FPS = 240

@@ -21,7 +21,7 @@ import numpy as np
 from ..data.datasets import IMAGE_SUFFIXES, Clip, ClipStore, list_clips
 from ..data.datasets import identity_of as clip_identity
 from ..errors import InputError
-from ..io.video import VIDEO_SUFFIXES
+from ..io.paths import VIDEO_SUFFIXES
 from .spec import PairSpec
 
 __all__ = [

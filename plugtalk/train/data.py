@@ -8,7 +8,8 @@
   labels from :func:`plugtalk.data.labels.clip_labels`).
 
 :data:`DATASETS` maps a kind to ``(config, size, stage) -> Dataset``; a stage with new data needs adds
-one entry (:func:`register_dataset`).
+one entry (:func:`register_dataset`).  :func:`check_data` runs a kind's cheap preflight (e.g. labels present)
+so that a recipe fails before its first step, not after days of training at the step that needs them.
 """
 
 from __future__ import annotations
@@ -20,18 +21,23 @@ from torch.utils.data import Dataset
 from ..errors import InputError
 from .config import TrainConfig, expand_path
 
-__all__ = ["DATASETS", "SYNTHETIC", "register_dataset", "build_dataset", "data_folder", "synthetic_dataset"]
+__all__ = ["DATASETS", "SYNTHETIC", "register_dataset", "build_dataset", "check_data", "data_folder",
+           "synthetic_dataset"]
 
 DATASETS: dict[str, Callable[[TrainConfig, int, Any], Dataset]] = {}
 #: per kind, ``(n, size, seed) -> Dataset`` of random items of that kind (benchmarks)
 SYNTHETIC: dict[str, Callable[[int, int, int], Dataset]] = {}
+#: per kind, ``(config, stage) -> None`` raising InputError when the data cannot serve the stage (cheap)
+CHECKS: dict[str, Callable[[TrainConfig, Any], None]] = {}
 
 
 def register_dataset(kind: str, factory: Callable[[TrainConfig, int, Any], Dataset],
-                     synthetic: Callable[[int, int, int], Dataset] | None = None) -> None:
+                     synthetic: Callable[[int, int, int], Dataset] | None = None,
+                     check: Callable[[TrainConfig, Any], None] | None = None) -> None:
     """Register ``factory(config, size, stage) -> Dataset`` for data kind ``kind``, and optionally
     ``synthetic(n, size, seed)``: ``n`` random items of the same keys and shapes (for
-    ``python -m plugtalk.train.bench``).
+    ``python -m plugtalk.train.bench``), and ``check(config, stage)``: a preflight that raises
+    :class:`~plugtalk.errors.InputError` without decoding any clip.
 
     Raises:
         ValueError: ``kind`` is taken.
@@ -41,6 +47,8 @@ def register_dataset(kind: str, factory: Callable[[TrainConfig, int, Any], Datas
     DATASETS[kind] = factory
     if synthetic is not None:
         SYNTHETIC[kind] = synthetic
+    if check is not None:
+        CHECKS[kind] = check
 
 
 class _RandomItems(Dataset):
@@ -106,15 +114,21 @@ def _mouth_swap(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
                             mouth_box=d.mouth_box)
 
 
-def _emotion_pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
-    from ..data.decoupling import EmotionPairsDataset
+def _emotion_labels(cfg: TrainConfig, stage: Any) -> dict:
     from ..data.labels import clip_labels
 
-    d = cfg.data
     labels, source = clip_labels(data_folder(cfg))
     if source is None:
         raise InputError(f"stage {stage.name!r} needs emotion labels: no manifest.jsonl or labels.json in "
                          f"{data_folder(cfg)!r} (see plugtalk.data.labels)")
+    return labels
+
+
+def _emotion_pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
+    from ..data.decoupling import EmotionPairsDataset
+
+    d = cfg.data
+    labels = _emotion_labels(cfg, stage)
     return EmotionPairsDataset(data_folder(cfg), labels, repeats=d.repeats, seed=cfg.seed, hflip=d.hflip,
                                size=d.size or size)
 
@@ -122,7 +136,8 @@ def _emotion_pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
 register_dataset("pairs", _pairs, lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving")))
 register_dataset("mouth-swap", _mouth_swap, _synthetic_mouth_swap)
 register_dataset("emotion-pairs", _emotion_pairs,
-                 lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving"), {"emotion": 0}))
+                 lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving"), {"emotion": 0}),
+                 check=_emotion_labels)
 
 
 def build_dataset(cfg: TrainConfig, size: int) -> Dataset:
@@ -131,10 +146,27 @@ def build_dataset(cfg: TrainConfig, size: int) -> Dataset:
     Raises:
         InputError: ``data.folder`` not set or holding no usable clips, or labels the stage needs missing.
     """
+    stage = _stage_with_data(cfg)
+    return DATASETS[stage.data](cfg, size, stage)
+
+
+def _stage_with_data(cfg: TrainConfig):
     from .stages import get_stage
 
     stage = get_stage(cfg.stage)
     if stage.data not in DATASETS:
         raise InputError(f"stage {stage.name!r} needs training data of kind {stage.data!r}, which is not registered "
                          f"(registered: {', '.join(DATASETS)})")
-    return DATASETS[stage.data](cfg, size, stage)
+    return stage
+
+
+def check_data(cfg: TrainConfig) -> None:
+    """The preflight of ``cfg.stage``'s data kind (``data.folder`` set, the labels it needs present).
+
+    Raises:
+        InputError: what :func:`build_dataset` would raise about the folder or its labels.
+    """
+    stage = _stage_with_data(cfg)
+    data_folder(cfg)
+    if stage.data in CHECKS:
+        CHECKS[stage.data](cfg, stage)

@@ -11,6 +11,9 @@
 4. ``output_dir = <out>/<k>-<step>`` and ``model.checkpoint`` = the previous step's ``model.safetensors``
    (the first step keeps the base config's checkpoint).
 
+``--until STEP`` plans the steps up to and including ``STEP`` (e.g. ``--until mouth-pose`` on clips without
+the emotion labels the expression step needs); the run's ``model.safetensors`` is then that step's model.
+
 ``--resume`` skips finished steps (their ``model.safetensors`` exists) and resumes the unfinished one at
 its newest checkpoint (same step, optimizer and data position).  Under ``torchrun`` every process runs the
 recipe with one process group.
@@ -132,14 +135,27 @@ def _split_overrides(recipe: Recipe, overrides: list[str]) -> tuple[list[str], d
     return common, per_step
 
 
+def _steps_until(recipe: Recipe, until: str | None) -> tuple[RecipeStep, ...]:
+    if until is None:
+        return recipe.steps
+    names = [s.name for s in recipe.steps]
+    if until not in names:
+        raise InputError(f"recipe {recipe.name!r} has no step {until!r}; its steps: {', '.join(names)}")
+    return recipe.steps[:names.index(until) + 1]
+
+
 def resolve_recipe(name: str, output: str | os.PathLike, overrides: list[str] | None = None,
-                   base: str | os.PathLike | None = None) -> list[PlannedStep]:
+                   base: str | os.PathLike | None = None, until: str | None = None) -> list[PlannedStep]:
     """The steps of recipe ``name`` with their resolved configs (see the module docstring).
 
+    Args:
+        until: plan only the steps up to and including this one (default: every step).
+
     Raises:
-        InputError: unknown recipe, unreadable base config, or a step whose config is invalid (named).
+        InputError: unknown recipe or step, unreadable base config, or a step whose config is invalid (named).
     """
     recipe = get_recipe(name)
+    steps = _steps_until(recipe, until)
     path = resolve_config_path(base or recipe.base)
     try:
         values = yaml.safe_load(path.read_text()) or {}
@@ -151,7 +167,7 @@ def resolve_recipe(name: str, output: str | os.PathLike, overrides: list[str] | 
     out = Path(expand_path(output))
     checkpoint = apply_overrides(values, common).get("model", {}).get("checkpoint")
     planned: list[PlannedStep] = []
-    for step in recipe.steps:
+    for step in steps:
         if step.skip_when_checkpoint and checkpoint:
             continue
         k = len(planned) + 1
@@ -180,9 +196,14 @@ def run_recipe(planned: list[PlannedStep], output: str | os.PathLike, *, resume:
                log=print) -> Path:
     """Run the planned steps in order; returns ``<output>/model.safetensors`` (the last step's model).
 
+    Every unfinished step's data is checked first (:func:`plugtalk.train.data.check_data`), so missing labels
+    stop the run before its first step rather than at the step that needs them.
+
     Raises:
-        InputError: ``output`` already holds steps of a run and ``resume`` is not set, or a step's own errors.
+        InputError: ``output`` already holds steps of a run and ``resume`` is not set, a step's data cannot
+            serve it (named, with ``--until`` as the way out), or a step's own errors.
     """
+    from .data import check_data
     from .distributed import DistContext
     from .trainer import Trainer
 
@@ -194,6 +215,14 @@ def run_recipe(planned: list[PlannedStep], output: str | os.PathLike, *, resume:
         names = ", ".join(p.folder.name for p in started)
         raise InputError(f"{out} already holds recipe steps ({names}): use --resume "
                          "to continue that run, or choose another output folder")
+    for p in planned:
+        if not p.done:
+            try:
+                check_data(p.config)
+            except InputError as e:
+                before = [q.step.name for q in planned if q.index < p.index]
+                hint = f" (to run the steps before it: --until {before[-1]})" if before else ""
+                raise InputError(f"recipe step {p.index}-{p.step.name}: {e}{hint}") from None
     dist = dist or DistContext.setup(planned[0].config.device)
     try:
         for p in planned:

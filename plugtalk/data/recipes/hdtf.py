@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...io.jsonfile import write_json
-from ...io.video import VIDEO_SUFFIXES
+from ...io.paths import VIDEO_SUFFIXES
 from .base import Recipe, VideoJob, existing_root, name_part, register
 
 SPLIT_FILE = "hdtf_split.json"

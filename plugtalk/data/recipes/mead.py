@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from ...errors import InputError
-from ...io.video import VIDEO_SUFFIXES
+from ...io.paths import VIDEO_SUFFIXES
 from .base import Recipe, VideoJob, existing_root, name_part, register
 
 #: MEAD's test speakers in FixTalk / EDTalk / EAMM.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from ...face.detect import FaceBox
-from ...io.video import VIDEO_SUFFIXES
+from ...io.paths import VIDEO_SUFFIXES
 from .base import Recipe, VideoJob, existing_root, name_part, register
 
 _CLIP_NAME = re.compile(r"^Clip\+(?P<video>.+)\+P(?P<pid>\d+)\+C(?P<cid>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
