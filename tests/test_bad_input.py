@@ -430,7 +430,7 @@ def test_disk_full_is_one_line_naming_the_output_and_leaves_nothing(work, mounts
     assert sorted(p.name for p in full.iterdir()) == ["filler"]
 
 
-@pytest.mark.parametrize("command", ["probe", "train", "prepare", "export", "demo", "animate", "convert"])
+@pytest.mark.parametrize("command", ["probe", "train", "prepare", "export", "demo", "animate", "convert", "ui"])
 def test_read_only_file_system_is_one_line_naming_the_output(work, mounts, command):
     _, ro = mounts
     cfg = work / "train.yaml"
@@ -446,6 +446,7 @@ def test_read_only_file_system_is_one_line_naming_the_output(work, mounts, comma
         "animate": ([*ANIMATE, "-s", work / "face.png", "-d", work / "clip.mp4", "-c", work / "lia.safetensors",
                      "-o", ro / "o.mp4"], ro),
         "convert": (["convert", "-b", "edtalk-audio", work / "Audio2Lip.pt", ro / "a.safetensors"], ro),
+        "ui": (["ui", "--workdir", ro / "work"], ro / "work"),
     }[command]
     res, text = cli(*args)
     refused(res, text, str(out))
