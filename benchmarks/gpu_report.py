@@ -345,13 +345,13 @@ def steps() -> list[tuple[str, str, tuple[float, float], Callable[[Context, Sect
     return [("environment", "Environment", (0.02, 0.02), step_environment),
             ("parity", "CUDA parity (float32 vs the fixtures' float64) and bf16 autocast error", (0.14, 0.16),
              M.step_parity),
-            ("speed", "Inference speed at 256 px", (0.28, 0.16), M.step_speed),
+            ("speed", "Inference speed at 256 px", (0.24, 0.16), M.step_speed),
             ("train_speed", "Training images/s (stage1, stage2, retrofit; bf16, batch 16)", (0.10, 0.16),
              T.step_train_speed),
             ("ddp", "Process group at world size 1 through torchrun", (0.08, 0.14), T.step_ddp),
             ("retrofit", "EDTalk retrofit on the shared training clips, EDI diagnostics", (0.09, 0.08),
              T.step_retrofit),
-            ("recipe", "Training recipe fixtalk-edtalk", (0.02, 0.02), step_recipe),
+            ("recipe", "Training recipe fixtalk-edtalk", (0.06, 0.12), step_recipe),
             ("reference", "GPU-trained reference model, scored with the reference protocol", (1.0, 1.0),
              T.step_reference)]
 

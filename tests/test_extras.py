@@ -107,7 +107,7 @@ from PIL import Image
 from plugtalk.cli import main
 Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save("s.png")
 open("v.mp4", "wb").close()
-import os; os.makedirs("vids", exist_ok=True)
+import os; os.makedirs("vids", exist_ok=True); open("vids/v.mp4", "wb").close()
 results = {}
 for line in COMMANDS:
     err = io.StringIO()
