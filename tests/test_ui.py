@@ -189,3 +189,50 @@ def test_page_in_headless_chromium_animates_the_demo_pair_and_shows_errors(brows
     browser.execute_script("document.querySelector('#result').scrollIntoView()")
     browser.save_screenshot(str(shots / "ui-result.png"))
     assert (shots / "ui-result.png").stat().st_size > 0
+
+
+def test_rejected_requests_are_one_log_line_each(tmp_path):
+    """Path traversal (403), an upload over --max-upload-mb (413) and a request for an event the page does not
+    have (uvicorn's 500 'Exception in ASGI application') leave the server running and log no traceback."""
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "plugtalk", "ui", "--port", str(port), "--workdir", str(tmp_path),
+                             "--max-upload-mb", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def status(path: str, data: bytes | None = None, content_type: str = "application/json") -> int:
+        req = urllib.request.Request(url + path, data=data, headers={"Content-Type": content_type} if data else {})
+        try:
+            return urllib.request.urlopen(req, timeout=20).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        _wait(lambda: _up(url), 120, "the server")
+        bnd = "plugtalkboundary"
+        upload = (f'--{bnd}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n'
+                  "Content-Type: image/png\r\n\r\n").encode() + b"\0" * (2 << 20) + f"\r\n--{bnd}--\r\n".encode()
+        codes = [status("/gradio_api/file=/etc/passwd"),
+                 status("/gradio_api/upload", upload, f"multipart/form-data; boundary={bnd}"),
+                 *(status("/gradio_api/queue/join", b'{"fn_index": 999, "data": [], "session_hash": "x"}')
+                   for _ in range(2))]
+        assert codes == [403, 413, 500, 500], codes
+        assert status("/") == 200  # still serving
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=30)[0]
+    assert "Traceback" not in log, log[-3000:]
+    assert log.count("rejected request: KeyError: 999") == 2, log[-3000:]
+
+
+def _up(url: str) -> bool:
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False

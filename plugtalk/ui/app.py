@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import CheckpointError, InputError, PlugtalkError
+from .server_log import quiet_rejections
 
 __all__ = ["UIConfig", "RunOutput", "ModelCache", "run_request", "build_app", "launch", "demo_pair",
            "backbone_choices"]
@@ -403,6 +404,7 @@ def launch(host: str = "127.0.0.1", port: int | None = None, cfg: UIConfig | Non
         on_warning(f"serving on {host}: anyone who can reach this address can run models and upload files here "
                    "(no authentication)")
     app = build_app(cfg)
+    quiet_rejections()  # a malformed request is one log line, not a traceback
     app.queue(default_concurrency_limit=1)
     _, url, _ = app.launch(server_name=host, server_port=port, share=False, inbrowser=False, quiet=True,
                            prevent_thread_lock=True, max_file_size=f"{cfg.max_upload_mb}mb",
