@@ -1,12 +1,12 @@
-"""Planted test of EDTalk's mouth-pose stage: after a short CPU training on synthetic clips whose head pose and
-mouth opening vary independently, the mouth and pose banks follow their own drivers only; the model before
-the stage fails the same checks.  (The expression stage's planted check is not here yet: 150 steps moved the
-brows by 0.3 of the drivers' 1.9 px brow-row difference, too little to separate from the untrained 0.13.)"""
+"""Planted tests of EDTalk's decoupling stages on synthetic clips whose head pose, mouth opening and brow
+height vary independently.  After the mouth-pose stage the mouth and pose banks follow their own drivers
+only; after the expression stage (on emotion-labelled clips: neutral brows down, happy brows up) the
+expression driver moves the brows and leaves the mouth; the model before each stage fails its check."""
 
 import pytest
 import torch
 
-from decoupling_support import MOUTH_BOX, SKINS, face, head_x, mouth_open, write_clips
+from decoupling_support import MOUTH_BOX, SKINS, brow_row, face, head_x, mouth_open, write_clips
 from plugtalk import load_retrofitted
 from plugtalk.io.images import to_tensor
 from plugtalk.train import Trainer
@@ -30,13 +30,15 @@ def _train(root, name, stage, steps, folder, checkpoint=None, mouth_box=None):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """pre-training (the plain EDTalk, LIA-style, on clips with brows up and down), then the mouth-pose stage."""
+    """pre-training (the plain EDTalk, LIA-style, on clips with brows up and down), the mouth-pose stage on
+    neutral clips, then the expression stage on the emotion-labelled clips (FixTalk's / EDTalk's order)."""
     root = tmp_path_factory.mktemp("decoupling")
     neutral = write_clips(root / "neutral", identities=2, clips_per_identity=2, frames=24)
     emotional = write_clips(root / "emotional", identities=2, clips_per_identity=2, frames=24, seed=1, emotions=True)
-    pre = _train(root, "pre", "baseline", 400, emotional)
+    pre = _train(root, "pre", "baseline", 1000, emotional)
     mp = _train(root, "mp", "edtalk-mouth-pose", 200, neutral, pre, MOUTH_BOX)
-    return {k: load_retrofitted(v).eval() for k, v in (("pre", pre), ("mp", mp))}
+    ex = _train(root, "ex", "edtalk-expression", 1000, emotional, mp)
+    return {k: load_retrofitted(v).eval() for k, v in (("pre", pre), ("mp", mp), ("ex", ex))}
 
 
 def _render(model, source, **drivers):
@@ -69,3 +71,25 @@ def test_after_the_mouth_pose_stage_mouth_and_pose_drivers_act_apart(models):
     before, after = _mouth_pose_checks(models["pre"]), _mouth_pose_checks(models["mp"])
     assert _decoupled(after), after
     assert not _decoupled(before), before
+
+
+def _expression_checks(model):
+    """(brow rise toward the drivers, mouth change, head shift) between renders whose only different driver is
+    the expression driver, X (brows down) or Y (brows up, also 8 px of pose and ~80 px^2 of mouth apart)."""
+    e = _render(model, SOURCE, mouth=FIXED, pose=FIXED, expression=X)
+    f = _render(model, SOURCE, mouth=FIXED, pose=FIXED, expression=Y)
+    return brow_row(e) - brow_row(f), abs(mouth_open(f) - mouth_open(e)), abs(head_x(f) - head_x(e))
+
+
+def _expressive(checks) -> bool:
+    brow, mouth, _ = checks
+    return brow >= 1.0 and mouth <= 15
+
+
+def test_after_the_expression_stage_the_expression_driver_moves_the_brows_and_not_the_mouth(models):
+    assert brow_row(X) - brow_row(Y) > 2  # the drivers' brows lie > 2 px apart (the measure's mean dark row)
+    before, after = _expression_checks(models["mp"]), _expression_checks(models["ex"])
+    assert _expressive(after), after
+    assert not _expressive(before), before
+    # the stage trains only the expression parts: the mouth-pose split it started from stays
+    assert _decoupled(_mouth_pose_checks(models["ex"])), _mouth_pose_checks(models["ex"])
