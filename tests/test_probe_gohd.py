@@ -148,3 +148,25 @@ def test_probe_command_on_gohd_with_real_faces(shared_data, tmp_path):
     # one window for both runs: the swap moves nothing but float32 rounding (batched vs single renders)
     assert max(emb["per_pair"]["pixel_change"]) < 1e-4
     assert min(identity["per_pair"]["pixel_change"]) > 100 * max(emb["per_pair"]["pixel_change"])
+
+
+def test_coefficient_file_window_is_read_by_the_adapters_own_control(tmp_path):
+    """The probe's ``coefficients`` file goes through GoHD's ``coefficients`` control (as ``animate --control``
+    reads it): the window of the middle frame, edge-clamped; a malformed file is an InputError."""
+    from plugtalk.probe.controlled import window_from_file
+
+    m = as_animator(tiny())
+    seq = np.random.default_rng(0).normal(scale=0.3, size=(9, 257)).astype(np.float32)
+    np.save(tmp_path / "c.npy", seq)
+    w = window_from_file(m, str(tmp_path / "c.npy"))
+    expected = m.adapter.coefficient_batch(m.adapter.read_coefficients(tmp_path / "c.npy"), torch.tensor([4]))
+    assert w.shape == (1, 72, 27) and torch.equal(w, expected["coefficients"])
+    assert not torch.equal(w, window_from_file(m, str(_shifted(tmp_path, seq))))  # the file's content drives it
+    with pytest.raises(InputError):
+        np.save(tmp_path / "bad.npy", np.zeros((6, 64), np.float32))
+        window_from_file(m, str(tmp_path / "bad.npy"))
+
+
+def _shifted(tmp_path, seq):
+    np.save(tmp_path / "d.npy", seq[::-1] + 0.5)
+    return tmp_path / "d.npy"

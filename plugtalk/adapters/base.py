@@ -79,8 +79,6 @@ class Adapter(nn.Module):
     #: Whether EMI can be plugged in: EMI computes motion codes from driving *images*; an animator driven
     #: by other signals only (GoHD's coefficient windows) has none to replace.
     accepts_emi: ClassVar[bool] = True
-    #: Per-frame control sequences the adapter reads from files (see :meth:`read_sequence`).
-    sequence_controls: ClassVar[tuple[str, ...]] = ()
     #: The driving controls it reads besides driver videos (:class:`~plugtalk.adapters.controls.Control`:
     #: EDTalk's audio and expression weights, GoHD's coefficients and gaze); ``animate(controls=...)``.
     controls: ClassVar[tuple[Control, ...]] = ()
@@ -162,14 +160,6 @@ class Adapter(nn.Module):
                **controls: Any) -> Motion:
         """Motion codes ``(B, motion_dim)`` of the drivers in ``codes`` -> decoder :class:`Motion`."""
         raise NotImplementedError
-
-    def read_sequence(self, path, **options: Any) -> Tensor:
-        """A per-frame control sequence ``(T, ...)`` read from ``path`` (for :attr:`sequence_controls`)."""
-        raise InputError(f"{type(self).__name__} reads no control sequences")
-
-    def sequence_batch(self, sequence: Tensor, frames: Tensor) -> dict[str, Any]:
-        """Controls for the output frames ``frames`` (int64 indices) of a sequence from :meth:`read_sequence`."""
-        raise InputError(f"{type(self).__name__} reads no control sequences")
 
     def example_inputs(self, batch: int, generator: Any = None) -> dict[str, Tensor]:
         """Random driving inputs for :meth:`Retrofitted.forward` (benchmarks): a driving frame batch."""

@@ -31,10 +31,10 @@ def _gaze_options(value) -> dict[str, Any]:
 
 def _read_coefficients(value, ctx: ControlContext) -> ControlStream:
     adapter = ctx.adapter
-    sequence = adapter.read_sequence(value, **_gaze_options(ctx.values.get("gaze")))
+    sequence = adapter.read_coefficients(value, **_gaze_options(ctx.values.get("gaze")))
     if ctx.max_frames is not None:
         sequence = sequence[:ctx.max_frames]
-    return ControlStream(lambda frames: adapter.sequence_batch(sequence, frames), int(sequence.shape[0]), None,
+    return ControlStream(lambda frames: adapter.coefficient_batch(sequence, frames), int(sequence.shape[0]), None,
                          Path(value).name)
 
 
@@ -58,7 +58,6 @@ class GoHDAdapter(Adapter):
     drivers = ()
     driving_fills = ()
     accepts_emi = False
-    sequence_controls = ("coefficients",)
     controls = (COEFFICIENTS, GAZE)
     motion_taps = ("coefficients.embedding", "alpha", "direction")
 
@@ -87,7 +86,7 @@ class GoHDAdapter(Adapter):
         return self.backbone.decode(motion.latent, pyramid)
 
     # -- control sequences (plugtalk animate --coefficients, --gaze, --gaze-from) -----------------------
-    def read_sequence(self, path: str | os.PathLike, gaze: str | None = None,
+    def read_coefficients(self, path: str | os.PathLike, gaze: str | None = None,
                       gaze_from: str | os.PathLike | None = None) -> Tensor:
         """Deep3DFaceRecon coefficients (+ gaze) -> per-frame vectors ``(T, 72)``, with the demo's scales.
 
@@ -104,7 +103,7 @@ class GoHDAdapter(Adapter):
             g = g[0]
         return frame_vectors(face.expression, face.pose, g)
 
-    def sequence_batch(self, sequence: Tensor, frames: Tensor) -> dict[str, Any]:
+    def coefficient_batch(self, sequence: Tensor, frames: Tensor) -> dict[str, Any]:
         """Edge-clamped windows (the demo's +-13 frames) centred on ``frames``: ``{"coefficients": (n, 72, 27)}``."""
         p = next(self.backbone.parameters())
         windows = coefficient_windows(sequence, indices=frames.cpu()).to(device=p.device, dtype=p.dtype)

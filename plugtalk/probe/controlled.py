@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..adapters.controls import ControlContext
 from ..errors import InputError
 from ..hooks import HookSite
 from .taps import TapSpec
@@ -48,14 +49,23 @@ def neutral_window(model, frames: int = 27) -> Tensor:
 
 
 def window_from_file(model, path: str) -> Tensor:
-    """The window ``(1, 72, 27)`` centred on the middle frame of a coefficient file (see
-    :meth:`~plugtalk.adapters.gohd.GoHDAdapter.read_sequence` for the formats).
+    """The control window for the middle output frame of a control file, read by the adapter's own file control
+    (:attr:`~plugtalk.adapters.base.Adapter.controls`, as ``plugtalk animate --control`` reads it; GoHD: its
+    ``coefficients`` control, a ``(1, 72, 27)`` window of a Deep3DFaceRecon coefficient file).
 
     Raises:
-        InputError: unreadable or malformed file.
+        InputError: the adapter reads no control from files, or the file is unreadable or malformed.
     """
-    seq = model.adapter.read_sequence(path)
-    return model.adapter.sequence_batch(seq, torch.tensor([seq.shape[0] // 2]))["coefficients"]
+    adapter = model.adapter
+    readers = [c for c in adapter.controls if c.value == "file" and c.with_control is None]
+    if not readers:
+        raise InputError(f"{type(adapter).__name__} reads no control from a file")
+    control = readers[0]
+    p = next(model.parameters())
+    stream = control.read(path, ControlContext(adapter=adapter, device=p.device, dtype=p.dtype))
+    middle = max(int(stream.length or 1) // 2, 0)
+    values = stream.batch(torch.tensor([middle]))
+    return values[control.name] if control.name in values else next(iter(values.values()))
 
 
 class TwoSourceRun(nn.Module):
@@ -119,7 +129,7 @@ def controlled_unpaired(model: nn.Module) -> list[str]:
 
 def is_controlled(model: nn.Module) -> bool:
     """Whether a Retrofitted animator is driven by controls only (no driving image: GoHD)."""
-    return not model.adapter.drivers and bool(getattr(model.adapter, "sequence_controls", ()))
+    return not model.adapter.drivers and bool(model.adapter.controls)
 
 
 def check_directions(directions: Sequence[str]) -> None:
