@@ -101,20 +101,12 @@ class Trainer:
         self.cfg = config
         #: the registered stage of ``config.stage``: what trains, its losses, data and objective
         self.stage = get_stage(config.stage)
-        out = Path(expand_path(config.output_dir))
-        if out.exists() and not out.is_dir():
-            raise InputError(f"output_dir {str(out)!r} is a file, not a folder: choose another output folder (-o)")
-        self.dist = dist or DistContext.setup(config.device)
-        self.device = self.dist.device
-        if config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"):
-            self.amp_dtype: torch.dtype | None = torch.bfloat16
-        else:
-            self.amp_dtype = None
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         self.output = Path(expand_path(config.output_dir))
+        if self.output.exists() and not self.output.is_dir():
+            raise InputError(f"output_dir {str(self.output)!r} is a file, not a folder: choose another output "
+                             "folder (-o)")
         self.checkpoint_root = self.output / "checkpoints"
-
+        self._place(dist)
         _seed_all(config.seed)  # identical initial weights on every rank
         self.model = build_model(config).to(self.device)
         emi = self.model.emi
@@ -122,7 +114,33 @@ class Trainer:
         self.drives_bridge = (emi is not None and emi.bridge_gate > 0
                               and any(p.requires_grad for p in emi.parameters()))
         size = self.model.adapter.image_size
-        w = config.loss
+        self._build_loss_networks(size)
+        #: what the stage's ``setup`` prepared (loss networks, ...), read by its objective
+        self.stage_state = self.stage.setup(self) if self.stage.setup is not None else {}
+        self._build_data(dataset, size)
+        self._build_optimisers()
+        self._wrap_distributed()
+        self._start(resume)
+        if self.dist.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.output / "config.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    # -- construction, in order ------------------------------------------------------------------------
+    def _place(self, dist: DistContext | None) -> None:
+        """The process group / device, and the autocast dtype (``precision``: bf16, or auto = bf16 on CUDA)."""
+        cfg = self.cfg
+        self.dist = dist or DistContext.setup(cfg.device)
+        self.device = self.dist.device
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.amp_dtype: torch.dtype | None = torch.bfloat16 if bf16 else None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def _build_loss_networks(self, size: int) -> None:
+        """L_per's VGG19 (a user file), or feature matching on the discriminator without one; the discriminator
+        when L_adv or feature matching needs it (optionally loaded from ``model.discriminator_checkpoint``)."""
+        cfg, w = self.cfg, self.cfg.loss
         self.perceptual = None
         if w.per > 0 and w.vgg_weights:
             self.perceptual = PerceptualLoss(expand_path(w.vgg_weights), w.vgg_layer_weights, w.vgg_scales,
@@ -134,35 +152,35 @@ class Trainer:
         self.discriminator: Discriminator | None = None
         if w.adv > 0 or self.feature_matching:
             try:
-                dcfg = DiscriminatorConfig.from_dict({"size": size, **config.model.discriminator})
+                dcfg = DiscriminatorConfig.from_dict({"size": size, **cfg.model.discriminator})
             except (TypeError, ValueError) as e:
                 raise InputError(f"model.discriminator: {e}") from None
             self.discriminator = Discriminator(dcfg).to(self.device)
-            if config.model.discriminator_checkpoint:
-                self._load_discriminator(expand_path(config.model.discriminator_checkpoint))
+            if cfg.model.discriminator_checkpoint:
+                self._load_discriminator(expand_path(cfg.model.discriminator_checkpoint))
 
-        #: what the stage's ``setup`` prepared (loss networks, ...), read by its objective
-        self.stage_state = self.stage.setup(self) if self.stage.setup is not None else {}
-
-        # data
-        self.dataset = dataset if dataset is not None else build_dataset(config, size)
+    def _build_data(self, dataset: Dataset | None, size: int) -> None:
+        """The stage's dataset (or ``dataset``), split over the ranks by a resumable sampler."""
+        cfg = self.cfg
+        self.dataset = dataset if dataset is not None else build_dataset(cfg, size)
         world = self.dist.world_size
-        if config.data.batch_size % world:
-            raise InputError(f"data.batch_size={config.data.batch_size} must be divisible by the number of "
+        if cfg.data.batch_size % world:
+            raise InputError(f"data.batch_size={cfg.data.batch_size} must be divisible by the number of "
                              f"processes ({world})")
-        self.local_batch = config.data.batch_size // world
-        self.sampler = ResumableSampler(self.dataset, world, self.dist.rank, shuffle=True, seed=config.seed)
+        self.local_batch = cfg.data.batch_size // world
+        self.sampler = ResumableSampler(self.dataset, world, self.dist.rank, shuffle=True, seed=cfg.seed)
         self.batches_per_epoch = self.sampler.num_samples // self.local_batch
         if self.batches_per_epoch < 1:
             raise InputError(f"the dataset has {len(self.dataset)} pairs: too few for one batch of "
-                             f"{config.data.batch_size} over {world} process(es) (raise data.repeats)")
+                             f"{cfg.data.batch_size} over {world} process(es) (raise data.repeats)")
         if self.discriminator is not None:  # stddev groups never straddle the fake/real halves of a D batch
             self.discriminator.stddev_group = _largest_divisor(self.local_batch, self.discriminator.config.stddev_group)
         if hasattr(self.dataset, "preload"):
             self.dataset.preload()
 
-        # optimisation
-        opt = config.optim
+    def _build_optimisers(self) -> None:
+        """Adam and the lr schedule for the trained generator parameters and for the discriminator."""
+        opt = self.cfg.optim
         self.g_params = self.model.trainable_parameters()
         self.g_opt = torch.optim.Adam(self.g_params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
         self.g_sched = torch.optim.lr_scheduler.LambdaLR(self.g_opt, self._lr_factor)
@@ -172,16 +190,20 @@ class Trainer:
                                           betas=tuple(opt.betas), weight_decay=opt.weight_decay)
             self.d_sched = torch.optim.lr_scheduler.LambdaLR(self.d_opt, self._lr_factor)
 
-        # distributed wrappers (the discriminator's generator-side use goes through the bare module)
+    def _wrap_distributed(self) -> None:
+        """DDP wrappers under torchrun (the discriminator's generator-side use goes through the bare module)."""
         self.g_net: nn.Module = self.model
         self.d_net: nn.Module | None = self.discriminator
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_net = DistributedDataParallel(self.model, device_ids=ids,
-                                                 find_unused_parameters=opt.find_unused_parameters)
+                                                 find_unused_parameters=self.cfg.optim.find_unused_parameters)
             if self.discriminator is not None:
                 self.d_net = DistributedDataParallel(self.discriminator, device_ids=ids)
 
+    def _start(self, resume: bool) -> None:
+        """Step 0, or the latest checkpoint with ``resume``; an output folder holding checkpoints without
+        ``resume`` is refused.  Then the bridge gate and the per-rank random state for the steps."""
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -192,11 +214,7 @@ class Trainer:
             raise InputError(f"{str(self.output)!r} already holds checkpoints: resume with --resume, or choose "
                              "another output_dir")
         self._apply_bridge()
-        _seed_all(config.seed * 1_000_003 + 7919 * self.dist.rank + 1, keep=self.resumed_from is not None)
-        if self.dist.is_main:
-            self.output.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.output / "config.yaml") as tmp:
-                tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        _seed_all(self.cfg.seed * 1_000_003 + 7919 * self.dist.rank + 1, keep=self.resumed_from is not None)
 
     # -- schedule ---------------------------------------------------------------------------------------
     def _lr_factor(self, step: int) -> float:
