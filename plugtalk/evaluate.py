@@ -196,10 +196,8 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     from .io.images import load_image
 
     suite_, fid_extractor = suite if suite is not None else build_suite(settings or EvalSettings())
-    p_src = pred if isinstance(pred, FrameSource) else FrameSource(pred, "pred")
-    r_src = None if ref is None else (ref if isinstance(ref, FrameSource) else FrameSource(ref, "ref"))
-    d_src = None if driving is None else (driving if isinstance(driving, FrameSource)
-                                          else FrameSource(driving, "driving"))
+    p_src = _frame_source(pred, "pred")
+    r_src, d_src = _frame_source(ref, "ref"), _frame_source(driving, "driving")
     src_img = load_image(source) if isinstance(source, (str, os.PathLike)) else source
     if chunk < 1:
         raise InputError(f"chunk must be >= 1, got {chunk}")
@@ -210,57 +208,31 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     if resize is not None and src_img is not None:
         src_img = resize_square(src_img[None], resize)[0]
 
-    per_frame: dict[str, list[float]] = {}
-    skipped: dict[str, int] = {}
-    face_skipped = 0
-    info: dict = {}
-    not_computed: dict[str, str] = {}
-    notes: list[str] = []
-    feats_p: list[np.ndarray] = []
-    feats_r: list[np.ndarray] = []
-    n_done = 0
-    known = [c - skip for c in (p_src.count, r_src.count if r_src else None, d_src.count if d_src else None)
-             if c is not None]
-    known = [max(c, 0) for c in known] + ([max_frames] if max_frames is not None else [])
+    tally = _Tally()
+    known = [max(c - skip, 0) for c in (p_src.count, r_src.count if r_src else None, d_src.count if d_src else None)
+             if c is not None] + ([max_frames] if max_frames is not None else [])
     total = min(known) if known else None
-
     streams = {"pred": p_src, **({"ref": r_src} if r_src is not None else {}),
                **({"driving": d_src} if d_src is not None else {})}
     aligned = _Aligned({k: _skip_frames(v.batches(chunk), skip) for k, v in streams.items()})
-    while max_frames is None or n_done < max_frames:
-        got = aligned.next(None if max_frames is None else max_frames - n_done)
+    while max_frames is None or tally.frames < max_frames:
+        got = aligned.next(None if max_frames is None else max_frames - tally.frames)
         if got is None:
             break
-        p, r, d = got["pred"], got.get("ref"), got.get("driving")
-        n = len(p)
+        p, r, d = (got.get(k) for k in ("pred", "ref", "driving"))
         if resize is not None:
-            p = resize_square(p, resize)
-            r = None if r is None else resize_square(r, resize)
-            d = None if d is None else resize_square(d, resize)
-        if r is not None:
-            if p.shape[1:] != r.shape[1:]:
-                raise InputError(f"pred frames are {p.shape[2]}x{p.shape[1]} but ref frames are "
-                                 f"{r.shape[2]}x{r.shape[1]}; evaluate frames of the same size")
-        res = suite_.evaluate(p, r, src_img, driving=d, per_frame=True)
-        for m, v in res.pop("per_frame").items():
-            per_frame.setdefault(m, []).extend(v)
-        for k, v in res.get("skipped_frames", {}).items():
-            skipped[k] = skipped.get(k, 0) + v
-        face_skipped += res.get("face_frames_skipped", 0)
-        not_computed.update(res.get("not_computed", {}))
-        for w in res.get("warnings", []):
-            if w not in notes:
-                notes.append(w)
-        for k in ("csim_encoder", "landmark_detector"):
-            if k in res:
-                info[k] = res[k]
+            p, r, d = (None if x is None else resize_square(x, resize) for x in (p, r, d))
+        if r is not None and p.shape[1:] != r.shape[1:]:
+            raise InputError(f"pred frames are {p.shape[2]}x{p.shape[1]} but ref frames are "
+                             f"{r.shape[2]}x{r.shape[1]}; evaluate frames of the same size")
+        tally.add(suite_.evaluate(p, r, src_img, driving=d, per_frame=True), len(p))
         if fid_extractor is not None and r is not None:
-            feats_p.append(fid_extractor.features(p))
-            feats_r.append(fid_extractor.features(r))
-        n_done += n
+            tally.feats_p.append(fid_extractor.features(p))
+            tally.feats_r.append(fid_extractor.features(r))
         if on_progress:
-            on_progress(n_done, total)
+            on_progress(tally.frames, total)
 
+    n_done = tally.frames
     if n_done == 0:
         raise InputError(f"no frames to evaluate in {p_src}" + (f" / {r_src}" if r_src else "")
                          + (f" after skipping {skip}" if skip else ""))
@@ -269,35 +241,78 @@ def evaluate_frames(pred: FrameSource | str | os.PathLike, ref: FrameSource | st
     p_total = _length(p_src, aligned.ended.get("pred", False), aligned.left("pred"), seen)
     r_total = _length(r_src, aligned.ended.get("ref", False), aligned.left("ref"), seen) if r_src else None
     if r_src is not None and max_frames is None and p_total != r_total:
-        notes.append(f"pred has {p_total} frames and ref {r_total}; "
-                     f"evaluated the first {n_done} pairs" + (f" after the first {skip}" if skip else ""))
+        tally.note(f"pred has {p_total} frames and ref {r_total}; "
+                   f"evaluated the first {n_done} pairs" + (f" after the first {skip}" if skip else ""))
 
-    metrics: dict[str, float] = {}
-    for m in suite_.metrics:
-        if m in per_frame:
-            metrics[m] = _nanmean(per_frame[m])
+    metrics = {m: _nanmean(tally.per_frame[m]) for m in suite_.metrics if m in tally.per_frame}
     if fid_extractor is not None:
-        if r_src is None:
-            not_computed["fid"] = "needs reference frames (ref)"
-        else:
-            from .metrics.fid import fid_from_features
-
-            try:
-                metrics["fid"] = fid_from_features(np.concatenate(feats_p), np.concatenate(feats_r))
-                info["fid_features"] = fid_extractor.name
-            except InputError as e:
-                not_computed["fid"] = str(e)
+        _add_fid(metrics, tally, fid_extractor, has_ref=r_src is not None)
     if "csim" in metrics:
-        info["csim_reference"] = "source image" if src_img is not None else "reference frames"
-    _check_computed(metrics, not_computed, notes)
+        tally.info["csim_reference"] = "source image" if src_img is not None else "reference frames"
+    _check_computed(metrics, tally.not_computed, tally.notes)
     return {"metrics": metrics, "better": {m: METRIC_INFO[m][2] for m in metrics}, "frames": n_done,
             "pred": str(p_src), "ref": str(r_src) if r_src else None, "driving": str(d_src) if d_src else None,
             "source": str(source) if isinstance(source, (str, os.PathLike)) else None,
-            "pred_frames": p_total, "ref_frames": r_total, "resize": resize, "skip": skip, **info,
-            "skipped_frames": skipped,
-            "face_frames_skipped": face_skipped,
-            "not_computed": {k: v for k, v in not_computed.items() if k not in metrics}, "warnings": notes,
-            "per_frame": {m: v for m, v in per_frame.items() if m in metrics or m.startswith("csim_")}}
+            "pred_frames": p_total, "ref_frames": r_total, "resize": resize, "skip": skip, **tally.info,
+            "skipped_frames": tally.skipped,
+            "face_frames_skipped": tally.face_skipped,
+            "not_computed": {k: v for k, v in tally.not_computed.items() if k not in metrics}, "warnings": tally.notes,
+            "per_frame": {m: v for m, v in tally.per_frame.items() if m in metrics or m.startswith("csim_")}}
+
+
+def _frame_source(value, name: str) -> "FrameSource | None":
+    """``value`` as a :class:`FrameSource` named ``name`` (``None`` stays ``None``)."""
+    if value is None or isinstance(value, FrameSource):
+        return value
+    return FrameSource(value, name)
+
+
+@dataclasses.dataclass
+class _Tally:
+    """What the chunks of one :func:`evaluate_frames` add up to."""
+
+    per_frame: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
+    face_skipped: int = 0
+    info: dict = dataclasses.field(default_factory=dict)
+    not_computed: dict[str, str] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    feats_p: list[np.ndarray] = dataclasses.field(default_factory=list)
+    feats_r: list[np.ndarray] = dataclasses.field(default_factory=list)
+    frames: int = 0
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def add(self, res: dict, n: int) -> None:
+        """Merge one chunk's :meth:`MetricSuite.evaluate` result (``per_frame=True``) of ``n`` frames."""
+        for m, v in res.pop("per_frame").items():
+            self.per_frame.setdefault(m, []).extend(v)
+        for k, v in res.get("skipped_frames", {}).items():
+            self.skipped[k] = self.skipped.get(k, 0) + v
+        self.face_skipped += res.get("face_frames_skipped", 0)
+        self.not_computed.update(res.get("not_computed", {}))
+        for w in res.get("warnings", []):
+            self.note(w)
+        for k in ("csim_encoder", "landmark_detector"):
+            if k in res:
+                self.info[k] = res[k]
+        self.frames += n
+
+
+def _add_fid(metrics: dict[str, float], tally: _Tally, extractor, has_ref: bool) -> None:
+    """FID between the predicted and reference frames' features (or why it is not computed)."""
+    if not has_ref:
+        tally.not_computed["fid"] = "needs reference frames (ref)"
+        return
+    from .metrics.fid import fid_from_features
+
+    try:
+        metrics["fid"] = fid_from_features(np.concatenate(tally.feats_p), np.concatenate(tally.feats_r))
+        tally.info["fid_features"] = extractor.name
+    except InputError as e:
+        tally.not_computed["fid"] = str(e)
 
 
 def _length(src: FrameSource, ended: bool, left: int, used: int) -> int | str:
