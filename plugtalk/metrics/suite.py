@@ -82,6 +82,87 @@ class MetricSuite:
                 lm[i] = self.landmark_detector.landmarks(f, b, name=f"{name}[{i}]")
         return lm
 
+    def _wanted(self, p: np.ndarray, r, source, driving, not_computed: dict[str, str]) -> list[str]:
+        """The requested metrics these inputs allow; each other one gets its reason in ``not_computed``."""
+        want = [m for m in self.metrics if not (m in _NEEDS_REF and r is None)]
+        for m in self.metrics:
+            if m not in want:
+                not_computed[m] = "needs reference frames (ref)"
+        if "niqe" in want and min(p.shape[1:3]) < NIQE_PATCH:
+            want.remove("niqe")
+            not_computed["niqe"] = f"needs frames of at least {NIQE_PATCH}x{NIQE_PATCH} px (NIQE's patch)"
+        if "csim" in want and source is None and r is None:
+            want.remove("csim")
+            not_computed["csim"] = "needs a source image or reference frames"
+        if "identity_shift" in want and (source is None or driving is None):
+            want.remove("identity_shift")
+            not_computed["identity_shift"] = "needs a source image and the driving frames (--driving)"
+        return want
+
+    def _pixel_metrics(self, want: list[str], p: np.ndarray, r) -> dict[str, np.ndarray]:
+        """Per-frame PSNR, SSIM (against ``r``), NIQE and CPBD (no reference) among ``want``."""
+        out: dict[str, np.ndarray] = {}
+        if "psnr" in want:
+            out["psnr"] = np.atleast_1d(psnr(p, r))
+        if "ssim" in want:
+            out["ssim"] = np.atleast_1d(ssim(p, r))
+        if "niqe" in want:
+            out["niqe"] = np.atleast_1d(niqe(p))
+        if "cpbd" in want:
+            out["cpbd"] = np.atleast_1d(cpbd(p, edges=self.cpbd_edges))
+        return out
+
+    def _identity_metrics(self, want, p, r, source, d, pbox, rbox, res: dict, frame_vals: dict,
+                          skipped_any: np.ndarray) -> dict[str, np.ndarray]:
+        """CSIM (to ``source``, else to ``r``) and the identity shift toward the driver ``d``, per frame, into
+        ``frame_vals``; frames without a face are NaN and counted in ``res["skipped_frames"]`` and
+        ``skipped_any``.  Returns the identity shift's two CSIM terms per frame (empty without it)."""
+        enc = self.identity_encoder
+        res["csim_encoder"] = encoder_description(enc)
+        e_pred = enc.embed(p, boxes=pbox, on_missing="nan", name="pred")
+        e_src = None
+        if source is not None:
+            try:
+                e_src = enc.embed(np.asarray(source), on_missing="raise", name="source")
+            except NoFaceError as err:
+                e_src = np.full((1, e_pred.shape[1]), np.nan)
+                res["warnings"].append(f"CSIM and identity shift not computed: {err}")
+        extra: dict[str, np.ndarray] = {}
+        if "identity_shift" in want:
+            e_drv = enc.embed(d, boxes=self._boxes(d, "driving"), on_missing="nan", name="driving")
+            shift = identity_shift_from_embeddings(e_pred, e_src, e_drv)
+            frame_vals["identity_shift"] = shift["shift"]
+            extra = {k: shift[k] for k in ("csim_output_driving", "csim_source_driving")}
+            res["skipped_frames"]["identity_shift"] = int(np.isnan(shift["shift"]).sum())
+            skipped_any |= np.isnan(shift["shift"])
+        if "csim" in want:
+            e_ref = e_src if source is not None else enc.embed(r, boxes=rbox, on_missing="nan", name="ref")
+            c = cosine_similarity(e_pred, e_ref)
+            frame_vals["csim"] = c
+            res["skipped_frames"]["csim"] = int(np.isnan(c).sum())
+            skipped_any |= np.isnan(c)
+        return extra
+
+    def _landmark_metrics(self, want, p, r, pbox, rbox, res: dict, frame_vals: dict, skipped_any: np.ndarray) -> None:
+        """F-LMD and M-LMD (px at 256 px) and AKD (px) between the 68 landmarks of ``p`` and ``r``."""
+        res["landmark_detector"] = getattr(self.landmark_detector, "name", type(self.landmark_detector).__name__)
+        lp = self._landmarks(p, pbox, "pred")
+        lr = self._landmarks(r, rbox, "ref")
+        missing = np.isnan(lp).any(axis=(1, 2)) | np.isnan(lr).any(axis=(1, 2))
+        res["skipped_frames"]["landmarks"] = int(missing.sum())
+        skipped_any |= missing
+        h, w = p.shape[1:3]
+        scale = 256.0 / np.array([w, h])
+        if "f_lmd" in want:
+            res["f_lmd"] = lmd(lp, lr, (h, w), "face")
+            frame_vals["f_lmd"] = landmark_distance(lp * scale, lr * scale)
+        if "m_lmd" in want:
+            res["m_lmd"] = lmd(lp, lr, (h, w), "mouth")
+            frame_vals["m_lmd"] = landmark_distance(lp * scale, lr * scale, points=range(48, 68))
+        if "akd" in want:
+            res["akd"] = akd(lp, lr)
+            frame_vals["akd"] = landmark_distance(lp, lr)
+
     def evaluate(self, pred, ref=None, source=None, *, driving=None, per_frame: bool = False) -> dict:
         """Metrics of one clip.
 
@@ -117,87 +198,25 @@ class MetricSuite:
                 raise InputError(f"pred {p.shape} and ref {r.shape} must have the same shape")
         n = len(p)
         res: dict = {"frames": n, "skipped_frames": {}, "not_computed": {}, "warnings": []}
-        frame_vals: dict[str, np.ndarray] = {}
-        want = [m for m in self.metrics if not (m in _NEEDS_REF and r is None)]
-        for m in self.metrics:
-            if m not in want:
-                res["not_computed"][m] = "needs reference frames (ref)"
-        if "niqe" in want and min(p.shape[1:3]) < NIQE_PATCH:
-            want.remove("niqe")
-            res["not_computed"]["niqe"] = f"needs frames of at least {NIQE_PATCH}x{NIQE_PATCH} px (NIQE's patch)"
-        if "csim" in want and source is None and r is None:
-            want.remove("csim")
-            res["not_computed"]["csim"] = "needs a source image or reference frames"
-        if "identity_shift" in want and (source is None or driving is None):
-            want.remove("identity_shift")
-            res["not_computed"]["identity_shift"] = "needs a source image and the driving frames (--driving)"
+        want = self._wanted(p, r, source, driving, res["not_computed"])
         d = None
         if "identity_shift" in want:
             d, _ = image_batch(driving, "driving")
             if len(d) != n:
                 raise InputError(f"{n} pred frames but {len(d)} driving frames")
-
-        if "psnr" in want:
-            frame_vals["psnr"] = np.atleast_1d(psnr(p, r))
-        if "ssim" in want:
-            frame_vals["ssim"] = np.atleast_1d(ssim(p, r))
-        if "niqe" in want:
-            frame_vals["niqe"] = np.atleast_1d(niqe(p))
-        if "cpbd" in want:
-            frame_vals["cpbd"] = np.atleast_1d(cpbd(p, edges=self.cpbd_edges))
-
+        frame_vals = self._pixel_metrics(want, p, r)
         extra_frame_vals: dict[str, np.ndarray] = {}
-        face_wanted = "csim" in want or "identity_shift" in want or any(m in want for m in _LANDMARK_METRICS)
         skipped_any = np.zeros(n, dtype=bool)
-        if face_wanted:
+        identity = "csim" in want or "identity_shift" in want
+        landmarks = any(m in want for m in _LANDMARK_METRICS)
+        if identity or landmarks:
             pbox = self._boxes(p, "pred")
-            need_rbox = r is not None and (any(m in want for m in _LANDMARK_METRICS) or source is None)
-            rbox = self._boxes(r, "ref") if need_rbox else None
-            enc = self.identity_encoder
-            if "csim" in want or "identity_shift" in want:
-                res["csim_encoder"] = encoder_description(enc)
-                e_pred = enc.embed(p, boxes=pbox, on_missing="nan", name="pred")
-            e_src = None
-            if source is not None and ("csim" in want or "identity_shift" in want):
-                try:
-                    e_src = enc.embed(np.asarray(source), on_missing="raise", name="source")
-                except NoFaceError as err:
-                    e_src = np.full((1, e_pred.shape[1]), np.nan)
-                    res["warnings"].append(f"CSIM and identity shift not computed: {err}")
-            if "identity_shift" in want:
-                e_drv = enc.embed(d, boxes=self._boxes(d, "driving"), on_missing="nan", name="driving")
-                shift = identity_shift_from_embeddings(e_pred, e_src, e_drv)
-                frame_vals["identity_shift"] = shift["shift"]
-                extra_frame_vals = {k: shift[k] for k in ("csim_output_driving", "csim_source_driving")}
-                res["skipped_frames"]["identity_shift"] = int(np.isnan(shift["shift"]).sum())
-                skipped_any |= np.isnan(shift["shift"])
-            if "csim" in want:
-                if source is not None:
-                    e_ref = e_src
-                else:
-                    e_ref = enc.embed(r, boxes=rbox, on_missing="nan", name="ref")
-                c = cosine_similarity(e_pred, e_ref)
-                frame_vals["csim"] = c
-                res["skipped_frames"]["csim"] = int(np.isnan(c).sum())
-                skipped_any |= np.isnan(c)
-            if any(m in want for m in _LANDMARK_METRICS):
-                res["landmark_detector"] = getattr(self.landmark_detector, "name", type(self.landmark_detector).__name__)
-                lp = self._landmarks(p, pbox, "pred")
-                lr = self._landmarks(r, rbox, "ref")
-                missing = np.isnan(lp).any(axis=(1, 2)) | np.isnan(lr).any(axis=(1, 2))
-                res["skipped_frames"]["landmarks"] = int(missing.sum())
-                skipped_any |= missing
-                h, w = p.shape[1:3]
-                scale = 256.0 / np.array([w, h])
-                if "f_lmd" in want:
-                    res["f_lmd"] = lmd(lp, lr, (h, w), "face")
-                    frame_vals["f_lmd"] = landmark_distance(lp * scale, lr * scale)
-                if "m_lmd" in want:
-                    res["m_lmd"] = lmd(lp, lr, (h, w), "mouth")
-                    frame_vals["m_lmd"] = landmark_distance(lp * scale, lr * scale, points=range(48, 68))
-                if "akd" in want:
-                    res["akd"] = akd(lp, lr)
-                    frame_vals["akd"] = landmark_distance(lp, lr)
+            rbox = self._boxes(r, "ref") if r is not None and (landmarks or source is None) else None
+            if identity:
+                extra_frame_vals = self._identity_metrics(want, p, r, source, d, pbox, rbox, res, frame_vals,
+                                                          skipped_any)
+            if landmarks:
+                self._landmark_metrics(want, p, r, pbox, rbox, res, frame_vals, skipped_any)
         res["face_frames_skipped"] = int(skipped_any.sum())
 
         if "fid" in want:

@@ -131,6 +131,65 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
         NoFaceError: no pair has a usable face (each skipped pair also gives a :class:`ProbeWarning`).
     """
     t_start = time.perf_counter()
+    source, driving, kinds, tap_map, pairs = _checked_inputs(source, driving, taps, kinds, pairs)
+    chosen = select_taps(tap_map, select)
+    groups = {g: tuple(m) for g, m in (groups or {}).items()}
+    variants = all_variants = build_variants(list(chosen), groups, directions, known_taps=tap_map)
+    used = {t for v in variants for t in v.taps}
+    engine_taps = {k: t for k, t in tap_map.items() if k in used}
+    scorer = scorer if scorer is not None else FaceScorer()
+    messages: list[str] = []
+
+    # faces of the inputs, once; pairs without a usable face are left out
+    t0 = time.perf_counter()
+    faces = _usable_pairs(scorer, source, driving, pairs, kinds, messages, progress)
+    faces_s = time.perf_counter() - t0
+    source, driving, pairs, kinds = faces.source, faces.driving, faces.pairs, faces.kinds
+
+    # swaps that cannot change this model's output are not rendered (nor ranked)
+    t0 = time.perf_counter()
+    dead = unreachable_sites(model, source, driving, site_keys(engine_taps), forward or default_forward)
+    inert = inert_variants(variants, engine_taps, dead)
+    inert_s = time.perf_counter() - t0
+    variants = [v for v in variants if v.key not in inert]
+
+    # render
+    n_usable = len(pairs)
+    total_images = count_images(n_usable, variants)
+    out = run_patching(model, source, driving, engine_taps, variants, forward=forward, reuse=reuse,
+                       batch_size=batch_size,
+                       progress=(lambda k: _notify(progress, "render", k, total_images)) if progress else None)
+
+    t0 = time.perf_counter()
+    scored = _score_outputs(out, variants, scorer, faces.refs, kinds, messages, progress)
+    scoring_s = time.perf_counter() - t0
+
+    info = scorer.describe()
+    enc = info.get("identity_encoder", "")
+    if "substitute" in enc:
+        messages.append(f"CSIM uses {enc}; numbers are not comparable to papers' ArcFace CSIM")
+    model_s = out.timing["capture_s"] + out.timing["patched_s"]
+    timing = {"faces_s": faces_s, "inert_check_s": inert_s, "model_s": model_s, **out.timing,
+              "scoring_s": scoring_s, "probe_s": time.perf_counter() - t_start, "pairs": n_usable,
+              "variants": len(variants), "inert_variants": len(inert),
+              "distinct_variants": scored.distinct, "images_rendered": out.images_rendered + n_usable,
+              "forward_passes": out.forward_passes, "batch_size": out.batch_size,
+              "seconds_per_image": model_s / max(1, out.images_rendered + n_usable),
+              "device": str(source.device), "torch_threads": torch.get_num_threads()}
+    images = None
+    if keep_images:
+        images = ProbeImages(faces.source_u8, faces.driving_u8, scored.baseline_u8,
+                             {v.key: scored.images[v.patch_key] for v in variants})
+    return ProbeResult(taps={k: out.taps[k] for k in engine_taps if k in out.taps}, groups=dict(groups),
+                       unpaired_taps=[], pairs=pairs, skipped_pairs=faces.skipped, baseline=scored.baseline,
+                       variants=scored.results, rank_by=scored.rank_by, scorer=info, timing=timing,
+                       warnings=messages, images=images,
+                       inert=[VariantResult.unranked(v, inert[v.key]) for v in all_variants if v.key in inert])
+
+
+def _checked_inputs(source: Tensor, driving: Tensor, taps, kinds, pairs):
+    """:func:`probe_module`'s inputs checked: ``(source, driving, kinds, {name: TapSpec}, pairs)``, each pair's
+    description a new dict holding its ``kind``."""
     source, driving = _check_images(source, "source"), _check_images(driving, "driving")
     if source.shape != driving.shape:
         raise InputError(f"source {tuple(source.shape)} and driving {tuple(driving.shape)} must have the same shape")
@@ -143,21 +202,37 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
         raise InputError("taps: duplicate tap names")
     if not tap_map:
         raise InputError("taps: none given")
-    chosen = select_taps(tap_map, select)
-    groups = {g: tuple(m) for g, m in (groups or {}).items()}
-    variants = all_variants = build_variants(list(chosen), groups, directions, known_taps=tap_map)
-    used = {t for v in variants for t in v.taps}
-    engine_taps = {k: t for k, t in tap_map.items() if k in used}
     pairs = [dict(p) for p in pairs] if pairs is not None else [{"index": i} for i in range(n)]
     if len(pairs) != n:
         raise InputError(f"pairs: {len(pairs)} descriptions for {n} pairs")
     for p, k in zip(pairs, kinds):
         p["kind"] = k
-    scorer = scorer if scorer is not None else FaceScorer()
-    messages: list[str] = []
+    return source, driving, kinds, tap_map, pairs
 
-    # faces of the inputs, once
-    t0 = time.perf_counter()
+
+@dataclasses.dataclass
+class _UsablePairs:
+    """The pairs whose faces the scorer can use: their images (``[-1, 1]`` tensors and uint8), descriptions,
+    kinds and the scorer's references; ``skipped``: the others, each with its reason."""
+
+    source: Tensor
+    driving: Tensor
+    source_u8: np.ndarray
+    driving_u8: np.ndarray
+    pairs: list[dict]
+    kinds: list[str]
+    refs: Any
+    skipped: list[dict]
+
+
+def _usable_pairs(scorer, source, driving, pairs, kinds, messages: list[str], progress) -> _UsablePairs:
+    """Find the faces of every pair once (:meth:`Scorer.prepare`); a pair without one is skipped with a
+    :class:`ProbeWarning`.
+
+    Raises:
+        NoFaceError: no pair is usable.
+    """
+    n = source.shape[0]
     src_u8, drv_u8 = to_uint8(source), to_uint8(driving)
     labels = [(p.get("source_label", f"source[{i}]"), p.get("driving_label", f"driving[{i}]")) for i, p in enumerate(pairs)]
     refs = scorer.prepare(src_u8, drv_u8, labels)
@@ -171,29 +246,23 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
                             f"{prob}")
     if not usable:
         raise NoFaceError("no usable source/driving pair: " + "; ".join(f"pair {i}: {p}" for i, p in enumerate(refs.problems)))
-    faces_s = time.perf_counter() - t0
-    refs = refs.select(usable)
-    pairs = [pairs[i] for i in usable]
-    kinds = [kinds[i] for i in usable]
     idx = torch.as_tensor(usable, device=source.device)
-    source, driving = source.index_select(0, idx), driving.index_select(0, idx)
-    src_u8, drv_u8 = src_u8[usable], drv_u8[usable]
+    return _UsablePairs(source.index_select(0, idx), driving.index_select(0, idx), src_u8[usable], drv_u8[usable],
+                        [pairs[i] for i in usable], [kinds[i] for i in usable], refs.select(usable), skipped)
 
-    # swaps that cannot change this model's output are not rendered (nor ranked)
-    t0 = time.perf_counter()
-    dead = unreachable_sites(model, source, driving, site_keys(engine_taps), forward or default_forward)
-    inert = inert_variants(variants, engine_taps, dead)
-    inert_s = time.perf_counter() - t0
-    variants = [v for v in variants if v.key not in inert]
 
-    # render
-    total_images = count_images(len(usable), variants)
-    out = run_patching(model, source, driving, engine_taps, variants, forward=forward, reuse=reuse,
-                       batch_size=batch_size,
-                       progress=(lambda k: _notify(progress, "render", k, total_images)) if progress else None)
+@dataclasses.dataclass
+class _Scored:
+    baseline: dict
+    baseline_u8: np.ndarray
+    results: list
+    rank_by: str
+    images: dict            #: patch key -> uint8 images of that distinct output
+    distinct: int           #: distinct outputs scored (variants with the same patch share one)
 
-    # score each distinct output once
-    t0 = time.perf_counter()
+
+def _score_outputs(out, variants, scorer, refs, kinds, messages: list[str], progress) -> _Scored:
+    """Score the unpatched output and each distinct patched output once; derive every variant's scores."""
     distinct: dict[tuple, Variant] = {}
     for v in variants:
         distinct.setdefault(v.patch_key, v)
@@ -210,29 +279,8 @@ def probe_module(model: nn.Module, source: Tensor, driving: Tensor, taps: Sequen
         _notify(progress, "score", 1, n_score)
     results = [VariantResult(v, derive_scores(raw[v.patch_key][0], baseline, v, raw[v.patch_key][1], kinds))
                for v in variants]
-    rank_by = rank_variants(results, kinds)
-    scoring_s = time.perf_counter() - t0
-
-    info = scorer.describe()
-    enc = info.get("identity_encoder", "")
-    if "substitute" in enc:
-        messages.append(f"CSIM uses {enc}; numbers are not comparable to papers' ArcFace CSIM")
-    model_s = out.timing["capture_s"] + out.timing["patched_s"]
-    timing = {"faces_s": faces_s, "inert_check_s": inert_s, "model_s": model_s, **out.timing,
-              "scoring_s": scoring_s, "probe_s": time.perf_counter() - t_start, "pairs": len(usable),
-              "variants": len(variants), "inert_variants": len(inert),
-              "distinct_variants": len(distinct), "images_rendered": out.images_rendered + len(usable),
-              "forward_passes": out.forward_passes, "batch_size": out.batch_size,
-              "seconds_per_image": model_s / max(1, out.images_rendered + len(usable)),
-              "device": str(source.device), "torch_threads": torch.get_num_threads()}
-    images = None
-    if keep_images:
-        images = ProbeImages(src_u8, drv_u8, base_u8, {v.key: raw[v.patch_key][2] for v in variants})
-    all_groups = {g: tuple(m) for g, m in groups.items()}
-    return ProbeResult(taps={k: out.taps[k] for k in engine_taps if k in out.taps}, groups=all_groups,
-                       unpaired_taps=[], pairs=pairs, skipped_pairs=skipped, baseline=baseline, variants=results,
-                       rank_by=rank_by, scorer=info, timing=timing, warnings=messages, images=images,
-                       inert=[VariantResult.unranked(v, inert[v.key]) for v in all_variants if v.key in inert])
+    return _Scored(baseline, base_u8, results, rank_variants(results, kinds), {k: r[2] for k, r in raw.items()},
+                   len(distinct))
 
 
 # -- plugtalk animators --------------------------------------------------------------------------------------
