@@ -237,7 +237,7 @@ def _graph(fwd, device):
 
 def time_case(model, batch: int, dtype, mode: str, ctx, size: int) -> dict:
     """One speed case: ``mode`` eager | channels_last | cuda_graph | compile.  Model on the device, eval."""
-    from plugtalk.bench import time_callable
+    from plugtalk.speed import time_callable
 
     dev = ctx.device
     source, inputs = _inputs(model, batch, size, dev)
@@ -296,14 +296,14 @@ def unrunnable(ctx, mode: str) -> str | None:
 
 def _variants(name: str) -> list[tuple[str, str]]:
     """The modified model first (the goals are about it), then the base it is compared with."""
-    from plugtalk.bench import _supported
+    from plugtalk.speed import _supported
 
     return [("both", "+EMI+EDI") if _supported(name, "both") else ("edi", "+EDI (refuses EMI)"), ("base", "base")]
 
 
 def step_speed(ctx, sec) -> None:
     import plugtalk.backbones as B
-    from plugtalk.bench import build_variant
+    from plugtalk.speed import build_variant
 
     size = TINY["size"] if ctx.tiny else 256
     sec.note(f"{size} px, random weights, source + driving -> image (GoHD: a 27-frame coefficient window), EMI's "

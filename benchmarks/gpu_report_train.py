@@ -485,8 +485,8 @@ def _pairs(ctx, n_cross: int):
 
 
 def _load_models(paths: dict[str, Path], device) -> dict:
-    from plugtalk.loading import load_animator
-    from plugtalk.pretrained import default_model_path
+    from plugtalk.weights.load import load_animator
+    from plugtalk.default_model import default_model_path
 
     models = {v: load_animator(p).model.eval().to(device) for v, p in paths.items()}
     shipped = default_model_path()

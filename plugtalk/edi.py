@@ -65,7 +65,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .checks import check_dtype, check_feature_map, check_vectors
-from .configurable import ConfigDict, ConfigurableModule, config_from_dict
+from .weights.configurable import ConfigDict, ConfigurableModule, config_from_dict
 from .errors import InputError
 from .features import FeatureSpec
 from .layers import CrossAttentionBlock, EqualLinear, ModulatedConv2d, SoftmaxWeightedSum, StyledConv

@@ -59,7 +59,7 @@ from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from torch import Tensor, nn
 
 from .checks import check_dtype, check_feature_map, check_vectors
-from .configurable import ConfigDict, ConfigurableModule, config_from_dict
+from .weights.configurable import ConfigDict, ConfigurableModule, config_from_dict
 from .errors import InputError
 from .features import FeatureSpec
 from .layers import CrossAttentionBlock, SoftmaxWeightedSum

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from .adapters.base import Adapter
 from .backbones.base import Encoding, check_image
 from .checks import check_dtype
-from .checkpoint import load_safetensors, save_safetensors
-from .configurable import build_from_file, load_state_dict_checked
+from .weights.plugtalk_format import load_safetensors, save_safetensors
+from .weights.configurable import build_from_file, load_state_dict_checked
 from .edi import EDI
 from .emi import EMI, distill_loss
 from .errors import CheckpointError, InputError

@@ -31,7 +31,7 @@ from plugtalk.io.audio import resample
 from plugtalk.io.images import to_tensor
 from plugtalk.io.video import VideoWriter, probe_video, read_frames
 from plugtalk.layers.temporal import StreamingSmoother
-from plugtalk.loading import load_animator, load_audio_model
+from plugtalk.weights.load import load_animator, load_audio_model
 from plugtalk.retrofitting import DriverState
 
 SIZE = 64

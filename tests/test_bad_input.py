@@ -28,7 +28,7 @@ from plugtalk.demo import demo_driving_path, demo_source
 from plugtalk.errors import CheckpointError
 from plugtalk.io.paths import same_file
 from plugtalk.io.video import VideoWriter
-from plugtalk.weights_file import sniff_format
+from plugtalk.weights.detect import sniff_format
 from test_backbones import official_state_dict
 from train_support import tiny_mapping
 

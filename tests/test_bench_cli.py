@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from plugtalk.bench import STAGES, bench_end_to_end, layouts_for
+from plugtalk.speed import STAGES, bench_end_to_end, layouts_for
 from plugtalk.cli import app
 
 runner = CliRunner()

@@ -56,7 +56,7 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path):
 @pytest.mark.slow
 def test_demo_default_model_or_loud_random_fallback(tmp_path):
     """The README's command: the embedded default model, or a full-size random LIA with a clear warning."""
-    from plugtalk.pretrained import default_model_path
+    from plugtalk.default_model import default_model_path
 
     out = tmp_path / "demo"
     res = runner.invoke(app, ["demo", "--out", str(out), "--frames", "2", "--no-progress"])

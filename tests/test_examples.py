@@ -126,7 +126,7 @@ def test_reference_model_evaluate_end_to_end_on_three_pairs(tmp_path, shared_dat
     import json
     import shutil
 
-    from plugtalk.pretrained import default_model_path
+    from plugtalk.default_model import default_model_path
 
     for v in ("baseline", "both"):
         (tmp_path / v).mkdir()
@@ -189,7 +189,7 @@ def test_reference_model_curve_scores_every_kept_checkpoint(tmp_path, shared_dat
     import json
     import shutil
 
-    from plugtalk.pretrained import default_model_path
+    from plugtalk.default_model import default_model_path
 
     b0 = tmp_path / "b0"
     for step in (500, 1000):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from face_data import gray_image, identity_of, read_frames
-from plugtalk.checkpoint import save_safetensors
+from plugtalk.weights.plugtalk_format import save_safetensors
 from plugtalk.errors import CheckpointError, NoFaceError
 from plugtalk.face import ARCFACE_TEMPLATE_112, ArcFaceEncoder, DlibIdentityEncoder, IdentityEncoder
 from plugtalk.face.identity import arcface_align

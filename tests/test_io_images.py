@@ -161,7 +161,7 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
     save_image(tmp_path / "p.png", np.ones((40, 40, 3), np.uint8))  # overwrite keeps the mode
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o640
     # safetensors' writer replaces the temporary file with a 0o600 one of its own
-    from plugtalk.checkpoint import save_safetensors
+    from plugtalk.weights.plugtalk_format import save_safetensors
 
     save_safetensors({"w": torch.zeros(2)}, tmp_path / "w.safetensors", {})
     assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask

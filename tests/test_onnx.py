@@ -193,7 +193,7 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_cli_exports_the_embedded_default_model_and_animates_the_demo(tmp_path):
     from plugtalk.demo import demo_driving_path, demo_source
     from plugtalk.io.video import probe_video
-    from plugtalk.pretrained import default_model_path
+    from plugtalk.default_model import default_model_path
 
     if default_model_path() is None:
         pytest.skip("this installation has no embedded default model")
@@ -216,7 +216,7 @@ def test_cli_exports_the_embedded_default_model_and_animates_the_demo(tmp_path):
 @pytest.mark.slow
 def test_bench_onnx_times_both_runtimes_on_the_same_model():
     """The bench's mechanics (figures are printed by plugtalk bench, never asserted)."""
-    from plugtalk.deploy.onnx_bench import bench_onnx
+    from plugtalk.deploy.onnx_speed import bench_onnx
 
     r = bench_onnx("lia", "both", size=32, threads=1, rounds=2, iters=1, warmup=0)
     assert r.torch_ms > 0 and r.onnx_ms > 0 and r.speedup == pytest.approx(r.torch_ms / r.onnx_ms)

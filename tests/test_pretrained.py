@@ -11,8 +11,8 @@ import json
 import pytest
 import torch
 
-from plugtalk.checkpoint import load_safetensors
-from plugtalk.pretrained import DEFAULT_MODEL_FILE, default_model_path, load_default_model
+from plugtalk.weights.plugtalk_format import load_safetensors
+from plugtalk.default_model import DEFAULT_MODEL_FILE, default_model_path, load_default_model
 from plugtalk.retrofitting import Retrofitted
 
 
@@ -105,8 +105,8 @@ def test_default_model_has_the_modules_its_variant_names_in_the_paper_wiring():
 def test_shipped_comparison_model_is_the_other_side_of_the_ablation():
     """plugtalk-small-compare.safetensors (compare.mp4's other model) is +both when the baseline ships as the
     default and the baseline otherwise: the same backbone geometry as the default."""
-    from plugtalk.loading import load_animator
-    from plugtalk.pretrained import compare_model_path
+    from plugtalk.weights.load import load_animator
+    from plugtalk.default_model import compare_model_path
 
     path = compare_model_path()
     assert path is not None, "plugtalk/assets/plugtalk-small-compare.safetensors is missing (reference_model export)"

@@ -156,7 +156,7 @@ def test_probe_command_end_to_end_on_real_faces(shared_data, tmp_path, backbone)
               "--groups", "identity", "--directions", "to-source", "--batch-size", 4, "--out", out)
     assert res.exit_code == 0, res.output
     # without --checkpoint: the embedded default model where it fits the backbone (a lia), else random weights
-    from plugtalk.pretrained import default_model_path
+    from plugtalk.default_model import default_model_path
 
     random_weights = not (backbone == "lia" and default_model_path() is not None)
     assert ("RANDOM weights" in res.output) == random_weights and "identity transfer ranking" in res.output

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
-from ..configurable import ConfigDict, ConfigurableModule
+from ..weights.configurable import ConfigDict, ConfigurableModule
 from ..errors import InputError
 
 __all__ = ["BackboneConfig", "Backbone", "Encoding", "check_image", "identity_tap"]

@@ -13,7 +13,7 @@ import dataclasses
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..configurable import ConfigDict
+from ..weights.configurable import ConfigDict
 from .base import Backbone
 from .official import OfficialKeyMap
 

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..configurable import ConfigDict
+from ..weights.configurable import ConfigDict
 from ..errors import InputError
 from ..layers.normalizing_flow import ActNorm, ConditionalCoupling, InvertibleLinear
 from .base import Backbone

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConversionError
-from ..weights_file import SAFE_GLOBALS, describe_key_problems
-from ..weights_file import read_torch_checkpoint as read_official_checkpoint  # the reader, by its old name
+from ..weights.detect import SAFE_GLOBALS, describe_key_problems
+from ..weights.detect import read_torch_checkpoint as read_official_checkpoint  # the reader, by its old name
 
 __all__ = ["OfficialKeyMap", "read_official_checkpoint", "convert_state_dict", "SAFE_GLOBALS"]
 

@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..checkpoint import read_metadata
+from ..weights.plugtalk_format import read_metadata
 from ..errors import CheckpointError, InputError
 from .base import Backbone
-from ..weights_file import GENERIC_CONTAINERS, read_torch_checkpoint
+from ..weights.detect import GENERIC_CONTAINERS, read_torch_checkpoint
 from .official import OfficialKeyMap, convert_state_dict
 
 __all__ = ["BackboneEntry", "register_backbone", "unregister_backbone", "list_backbones", "animator_backbones", "backbone_entry",
@@ -145,7 +145,7 @@ def official_containers() -> tuple[str, ...]:
 
 
 def read_official(path: str | os.PathLike, container: str | None = None) -> dict[str, torch.Tensor]:
-    """The state dict of an official checkpoint (:func:`~plugtalk.weights_file.read_torch_checkpoint` with the
+    """The state dict of an official checkpoint (:func:`~plugtalk.weights.detect.read_torch_checkpoint` with the
     registered backbones' containers; errors name the backbone the file looks like)."""
     return read_torch_checkpoint(path, container, containers=official_containers(), guess=guess_official_backbone)
 
@@ -189,7 +189,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Backbon
         CheckpointError: not a plugtalk backbone file; an official torch checkpoint is sent to
             :func:`load_official` (it needs the backbone's name).
     """
-    from ..weights_file import require_weights_file, sniff_format
+    from ..weights.detect import require_weights_file, sniff_format
 
     if sniff_format(require_weights_file(path)) in ("torch-zip", "torch-pickle"):
         raise CheckpointError(f"{str(path)!r} is an official torch checkpoint, not a plugtalk file: load it with "

@@ -58,7 +58,7 @@ def run_benchmark(settings: BenchmarkSettings, models, log=print) -> dict | None
     labels = [m.label for m in models]
     if len(set(labels)) != len(labels) or "copy-source" in labels:
         raise InputError(f"model labels must be unique and not 'copy-source': {labels}")
-    from ..loading import load_animator
+    from ..weights.load import load_animator
 
     for m in models:
         if m.checkpoint is not None and not Path(m.checkpoint).is_file():

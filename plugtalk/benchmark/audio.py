@@ -84,7 +84,7 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
     """Render and score every test clip with every model -> ``(rows, {model: why not run})``."""
     from ..io.images import resize_square
     from ..io.video import probe_video
-    from ..loading import load_animator, load_audio_model
+    from ..weights.load import load_animator, load_audio_model
     from .scoring import Scorer
 
     items = audio_items(Path(settings.data), settings.split)

@@ -51,7 +51,7 @@ class ModelSpec:
         if self.renderer is not None:
             return f"renderer:{getattr(self.renderer, '__qualname__', type(self.renderer).__name__)}"
         if self.checkpoint is None:
-            from ..pretrained import DEFAULT_MODEL_FILE
+            from ..default_model import DEFAULT_MODEL_FILE
 
             path = Path(__file__).resolve().parents[1] / "assets" / DEFAULT_MODEL_FILE
             st = path.stat() if path.is_file() else None
@@ -82,7 +82,7 @@ def init_worker(models: Sequence[ModelSpec], arcface_weights: str | None = None,
 
     import torch
 
-    from ..loading import load_animator
+    from ..weights.load import load_animator
 
     torch.set_num_threads(threads)
     encoder = None

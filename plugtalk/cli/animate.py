@@ -56,7 +56,7 @@ def _load(runtime: str, checkpoint, backbone, mode, device, threads: int):
     """The model for ``--runtime``: torch (any weights file) or onnx (an export folder, on onnxruntime)."""
     from ..checks import bounded_threads
     from ..errors import InputError
-    from ..loading import load_animator
+    from ..weights.load import load_animator
 
     if runtime == "torch":
         return load_animator(checkpoint, backbone, mode=mode, device=device)
@@ -147,7 +147,7 @@ def animate(
     from ..animate import AnimateOptions
     from ..animate import animate as run_animate
     from ..io.paths import check_outputs
-    from ..loading import CompanionLoader
+    from ..weights.load import CompanionLoader
 
     with user_errors(), warnings_to_console():
         check_outputs({"--out": out, "--side-by-side": side_by_side},

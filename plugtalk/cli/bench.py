@@ -69,7 +69,7 @@ def bench(
     """
     import torch
 
-    from .. import bench as B
+    from .. import speed as B
     from ..io.atomic import check_output_path
     from ..io.jsonfile import write_json
 
@@ -156,7 +156,7 @@ def _bench_onnx(out: dict, backbones: List[str], variants: List[str], size: int,
     """Per-frame torch eager vs onnxruntime table (``out["onnx"]``)."""
     import os
 
-    from ..deploy.onnx_bench import run_onnx
+    from ..deploy.onnx_speed import run_onnx
 
     provider = "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
     if provider != "CPUExecutionProvider":

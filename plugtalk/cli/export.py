@@ -31,7 +31,7 @@ def export(
     """
     from ..deploy.onnx_export import export_onnx
     from ..errors import InputError
-    from ..loading import load_animator
+    from ..weights.load import load_animator
     from .animate import warnings_to_console
 
     with user_errors(), warnings_to_console():

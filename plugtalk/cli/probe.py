@@ -22,8 +22,8 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 def _default_backbone() -> str | None:
     """The backbone of the embedded default model, if one is installed."""
-    from ..checkpoint import read_metadata
-    from ..pretrained import default_model_path
+    from ..weights.plugtalk_format import read_metadata
+    from ..default_model import default_model_path
 
     path = default_model_path()
     if path is None:
@@ -39,9 +39,9 @@ def _backbone_of_file(checkpoint) -> str:
         InputError: an official checkpoint (its backbone cannot be told from the file: give ``--backbone``).
         CheckpointError: not a weights file.
     """
-    from ..checkpoint import read_metadata
+    from ..weights.plugtalk_format import read_metadata
     from ..errors import InputError
-    from ..weights_file import NOT_WEIGHTS, require_weights_file, sniff_format
+    from ..weights.detect import NOT_WEIGHTS, require_weights_file, sniff_format
 
     fmt = sniff_format(require_weights_file(checkpoint))
     if fmt == "unknown":

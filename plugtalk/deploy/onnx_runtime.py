@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..checks import bounded_threads
 from ..errors import InputError
-from ..loading import LoadedAnimator
+from ..weights.load import LoadedAnimator
 from . import MANIFEST, require_onnx
 
 __all__ = ["OnnxAnimator", "LoadedOnnxAnimator", "load_onnx_animator", "open_session", "default_providers",
@@ -313,7 +313,7 @@ class OnnxAnimator(nn.Module):
 
 @dataclasses.dataclass
 class LoadedOnnxAnimator(LoadedAnimator):
-    """:class:`~plugtalk.loading.LoadedAnimator` for an ONNX export folder (``model``: an :class:`OnnxAnimator`)."""
+    """:class:`~plugtalk.weights.load.LoadedAnimator` for an ONNX export folder (``model``: an :class:`OnnxAnimator`)."""
 
     @property
     def variant(self) -> str:

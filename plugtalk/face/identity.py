@@ -202,7 +202,7 @@ class ArcFaceEncoder(_FaceEmbedder):
         if (weights is None) == (network is None):
             raise ValueError("ArcFaceEncoder: pass exactly one of weights (a file) or network (an IResNet)")
         if network is None:
-            from ..checkpoint import read_state_dict
+            from ..weights.plugtalk_format import read_state_dict
 
             state = read_state_dict(weights)
             state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -90,7 +90,7 @@ class InceptionFeatures(TorchFeatures):
     def __init__(self, weights: str | os.PathLike, device: str | torch.device = "cpu", batch_size: int = 32):
         from torchvision.models import inception_v3
 
-        from ..checkpoint import read_state_dict
+        from ..weights.plugtalk_format import read_state_dict
 
         state = {k.removeprefix("module."): v for k, v in read_state_dict(weights).items()}
         state = {k: v for k, v in state.items() if not k.startswith(("AuxLogits.", "fc."))}

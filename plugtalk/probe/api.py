@@ -431,7 +431,7 @@ def load_animator(backbone: str, checkpoint: str | os.PathLike | None = None, *,
                   options: Mapping[str, Any] | None = None, seed: int = 0,
                   device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Build the animator a probe spec names (eval mode, on ``device``) with
-    :func:`plugtalk.loading.load_animator`: an official ``.pt``, a plugtalk backbone or retrofit file, or,
+    :func:`plugtalk.weights.load.load_animator`: an official ``.pt``, a plugtalk backbone or retrofit file, or,
     with no checkpoint, the embedded default model, else random weights drawn with ``torch.manual_seed(seed)``.
 
     Returns:
@@ -442,8 +442,8 @@ def load_animator(backbone: str, checkpoint: str | os.PathLike | None = None, *,
         InputError: unknown backbone or options.
         CheckpointError: unreadable checkpoint, or one of another backbone.
     """
-    from ..loading import RandomWeightsWarning
-    from ..loading import load_animator as load_weights
+    from ..weights.load import RandomWeightsWarning
+    from ..weights.load import load_animator as load_weights
 
     from ..backbones import backbone_entry
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..backbones.base import check_image
-from ..configurable import ConfigDict, ConfigurableModule
+from ..weights.configurable import ConfigDict, ConfigurableModule
 from ..layers import ConvLayer, EqualLinear, ResBlock
 
 __all__ = ["DiscriminatorConfig", "Discriminator", "minibatch_stddev"]

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import read_state_dict
+from ..weights.plugtalk_format import read_state_dict
 from ..errors import CheckpointError
 
 __all__ = ["PERCEPTUAL_DISTANCES", "reconstruction_loss", "PerceptualLoss", "VGG19Features", "feature_matching_loss",

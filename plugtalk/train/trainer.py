@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import load_safetensors
-from ..configurable import load_state_dict_checked
+from ..weights.plugtalk_format import load_safetensors
+from ..weights.configurable import load_state_dict_checked
 from ..errors import CheckpointError, InputError, PlugtalkError
 from ..io.atomic import atomic_path
 from .checkpointing import (DISCRIMINATOR_FILE, MODEL_FILE, capture_rng, latest_checkpoint,

@@ -80,7 +80,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(self, checkpoint: str | None, backbone: str | None):
-        from ..loading import load_animator
+        from ..weights.load import load_animator
 
         checkpoint = (checkpoint or "").strip() or None
         backbone = None if backbone in (None, "", "auto") else backbone
@@ -95,10 +95,10 @@ class ModelCache:
             return self._loaded
 
     def companion(self):
-        """The shipped comparison model (:func:`plugtalk.pretrained.compare_model_path`: the other side of the
+        """The shipped comparison model (:func:`plugtalk.default_model.compare_model_path`: the other side of the
         reference ablation), loaded once; ``None`` when this installation has none."""
-        from ..loading import load_animator
-        from ..pretrained import compare_model_path
+        from ..weights.load import load_animator
+        from ..default_model import compare_model_path
 
         path = compare_model_path()
         if path is None:
@@ -207,7 +207,7 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
     """
     from ..adapters.controls import parse_assignments
     from ..animate import AnimateOptions, animate, prepare_source
-    from ..loading import CompanionLoader
+    from ..weights.load import CompanionLoader
     from ..retrofitting import retrofit
 
     limit = cfg.max_upload_mb

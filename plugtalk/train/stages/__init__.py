@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from ...edi import EDI
 from ...emi import EMI
 from ...errors import InputError
-from ...loading import open_weights
+from ...weights.load import open_weights
 from ...retrofitting import Retrofitted, _build_module
 
 __all__ = ["Stage", "Objective", "Start", "register_stage", "get_stage", "stage_names", "start_model",

@@ -6,7 +6,7 @@
 * a plugtalk **backbone** file (``Backbone.save_pretrained`` or ``plugtalk convert``);
 * an **official** ``torch.save`` checkpoint of a registered animator (``.pt``/``.pth``, read with
   ``torch.load(weights_only=True)``; the backbone name must be given);
-* nothing: the embedded default model (:mod:`plugtalk.pretrained`), else random weights with a warning.
+* nothing: the embedded default model (:mod:`plugtalk.default_model`), else random weights with a warning.
 
 Every result is a :class:`~plugtalk.retrofitting.Retrofitted` in eval mode; a plain backbone is
 ``retrofit(backbone, emi=None, edi=None)``, so callers never branch on retrofitted or not.
@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .backbones import animator_backbones
-from .errors import CheckpointError, InputError
+from ..backbones import animator_backbones
+from ..errors import CheckpointError, InputError
 
 if TYPE_CHECKING:
-    from .retrofitting import Retrofitted
+    from ..retrofitting import Retrofitted
 
 __all__ = ["LoadedAnimator", "RandomWeightsWarning", "WeightsFile", "open_weights", "load_animator",
            "load_audio_model", "load_companion", "CompanionLoader"]
@@ -85,7 +85,7 @@ class WeightsFile:
     def load_backbone(self, name: str | None = None, device: str | torch.device = "cpu", **overrides):
         """The backbone (eval mode) of a ``backbone`` or ``official`` file; ``name`` is required for official
         files (``overrides`` change their configuration) and checked against plugtalk files."""
-        from . import backbones as B
+        from .. import backbones as B
 
         if self.kind == "retrofit":
             raise CheckpointError(f"{str(self.path)!r} is a retrofit file: load it with load_retrofitted()")
@@ -98,7 +98,7 @@ class WeightsFile:
         return B.load_official(name, self.path, device, **overrides)
 
     def load_retrofitted(self, device: str | torch.device = "cpu") -> "Retrofitted":
-        from .retrofitting import load_retrofitted
+        from ..retrofitting import load_retrofitted
 
         if self.kind != "retrofit":
             raise CheckpointError(f"{str(self.path)!r} is not a plugtalk retrofit file (it is a {self.kind} file)")
@@ -113,8 +113,8 @@ def open_weights(path: str | os.PathLike) -> WeightsFile:
         CheckpointError: missing file, a file of no weights format (text, random bytes, empty), or a
             safetensors file that is neither a plugtalk retrofit nor backbone file.
     """
-    from .checkpoint import read_metadata
-    from .weights_file import NOT_WEIGHTS, require_weights_file, sniff_format
+    from .plugtalk_format import read_metadata
+    from .detect import NOT_WEIGHTS, require_weights_file, sniff_format
 
     p = require_weights_file(path)
     fmt = sniff_format(p)
@@ -133,7 +133,7 @@ def open_weights(path: str | os.PathLike) -> WeightsFile:
 def _adapter_options(name: str, mode: str | None) -> dict:
     """Adapter options for a plain backbone: DPE-like backbones (an adapter ``mode`` option) default to
     ``"expression"``; ``mode`` for a backbone without that option is an error."""
-    from .backbones import backbone_entry
+    from ..backbones import backbone_entry
 
     if "mode" in backbone_entry(name).adapter_options:
         return {"mode": mode or "expression"}
@@ -165,9 +165,9 @@ def load_animator(checkpoint: str | os.PathLike | None = None, backbone: str | N
         ConversionError: an official file whose keys do not fit ``backbone``.
         InputError: unknown backbone or mode, or ``mode`` for a non-DPE model.
     """
-    from . import backbones as B
-    from .pretrained import load_default_model
-    from .retrofitting import retrofit
+    from .. import backbones as B
+    from ..default_model import load_default_model
+    from ..retrofitting import retrofit
 
     animators = animator_backbones()
     if backbone is not None and backbone not in animators:
@@ -226,7 +226,7 @@ def load_audio_model(checkpoint: str | os.PathLike | None = None, device: str | 
     Raises:
         CheckpointError / ConversionError: unreadable file, or a file of another model.
     """
-    from . import backbones as B
+    from .. import backbones as B
 
     if checkpoint is None:
         warnings.warn("RANDOM WEIGHTS: no --audio-checkpoint was given, so the audio-to-mouth model has random "
@@ -254,7 +254,7 @@ def load_companion(name: str, checkpoint: str | os.PathLike | None = None, devic
     Raises:
         InputError: unknown name.  CheckpointError / ConversionError: unreadable file, or a file of another model.
     """
-    from . import backbones as B
+    from .. import backbones as B
 
     B.backbone_entry(name)
     if checkpoint is None:

@@ -90,7 +90,7 @@ def bench_onnx(name: str, variant: str = "base", *, size: int = 256, threads: in
     """Export backbone ``name`` + ``variant`` (random weights, official geometry at ``size``) and time one frame
     (encode the driving frame + render) on torch eager and on onnxruntime, alternating in ``rounds``."""
     from .. import backbones
-    from ..bench import build_variant
+    from ..speed import build_variant
     from .onnx_export import export_onnx
     from .onnx_runtime import OnnxAnimator
 

@@ -16,9 +16,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
-from .io.atomic import atomic_path
-from .weights_file import check_finite, read_torch_checkpoint, require_weights_file, sniff_format
+from ..errors import CheckpointError
+from ..io.atomic import atomic_path
+from .detect import check_finite, read_torch_checkpoint, require_weights_file, sniff_format
 
 __all__ = ["FORMAT_VERSION", "save_safetensors", "load_safetensors", "read_metadata", "read_state_dict"]
 

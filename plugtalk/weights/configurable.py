@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import load_safetensors, save_safetensors
-from .errors import CheckpointError
-from .weights_file import describe_key_problems
+from .plugtalk_format import load_safetensors, save_safetensors
+from ..errors import CheckpointError
+from .detect import describe_key_problems
 
 __all__ = ["ConfigurableModule", "ConfigDict", "load_state_dict_checked", "build_from_file", "describe_key_problems",
            "config_from_dict"]

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Literal, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 __all__ = ["WeightsFormat", "sniff_format", "check_finite", "NOT_WEIGHTS", "read_torch_checkpoint",
            "describe_key_problems", "SAFE_GLOBALS", "GENERIC_CONTAINERS", "require_weights_file"]
