@@ -73,9 +73,9 @@ def test_retrofit_uses_the_backbone_motion_stage_and_edi_but_refuses_emi():
 
 
 def test_bench_times_gohd_and_skips_emi():
-    from plugtalk import bench
+    from plugtalk import speed
 
-    rows = bench.run(["gohd"], ["base", "emi"], [1], warmup=0, iters=1, size=32)
+    rows = speed.run(["gohd"], ["base", "emi"], [1], warmup=0, iters=1, size=32)
     assert [r.variant for r in rows] == ["base"] and rows[0].ms_per_batch > 0
 
 
