@@ -122,7 +122,7 @@ def test_a_missing_weight_file_is_reported_not_skipped(shared_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_run(shared_data, tmp_path):
+def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_run(shared_data, tmp_path, monkeypatch):
     """Tab. 3 on a two-clip MEAD-like manifest: the wav drives EDTalk's mouth (tiny models, random weights: the
     machinery, not the values), the source is the speaker's neutral clip; a model without an audio-driven
     mouth (LIA), the missing SyncNet file and the unimplemented emotion classifier are reported."""
@@ -161,6 +161,27 @@ def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_
     assert "does not exist" in report["not_run"]["sync_conf"] and "emotion classifier" in report["not_run"]["acc_emo"]
     text = (tmp_path / "t3" / "report.md").read_text()
     assert "| edtalk |" in text and "FixTalk (paper)" in text and "22.382" in text
+
+    # --resume: the clips scored before are read back, nothing is rendered again, the same rows and reasons
+    import plugtalk.benchmark.audio as A
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("a scored clip was rendered again")
+
+    lines = (tmp_path / "t3" / A.AUDIO_ROWS).read_text().splitlines()
+    assert len(lines) == 2
+    monkeypatch.setattr(A, "render_audio", no_render)
+    again = run_benchmark(S.small_settings(data, tmp_path / "t3", protocol="fixtalk-mead-audio", self_frames=2,
+                                           audio_checkpoint=tmp_path / "audio.safetensors", resume=True,
+                                           syncnet_weights=tmp_path / "syncnet.pth"), models, log=lambda m: None)
+    scores_of = lambda rep: json.dumps([r["scores"] for r in rep["rows"]])  # noqa: E731 - NaN == NaN as text
+    assert scores_of(again) == scores_of(report)
+    assert again["not_run"]["model lia"] == report["not_run"]["model lia"]
+    # other frames per clip: a new key, so the clips are rendered (and here refused by the stub)
+    with pytest.raises(AssertionError, match="rendered again"):
+        run_benchmark(S.small_settings(data, tmp_path / "t3", protocol="fixtalk-mead-audio", self_frames=3,
+                                       audio_checkpoint=tmp_path / "audio.safetensors", resume=True),
+                      models, log=lambda m: None)
 
 
 class _TinyFeatures:

@@ -8,10 +8,14 @@ neutral clip in the manifest; without one, the clip's own first frame, said in t
 true frames (``self_frames`` frames evenly after frame 0, at 256 px): PSNR, SSIM, M-LMD and F-LMD (dlib
 landmarks, px at 256 px).  A model without an audio-driven mouth is reported as not run, with animate's
 reason.  Emotion accuracy and sync confidence need networks plugtalk does not implement yet: reported.
+
+Each scored clip is appended to ``<out>/audio_rows.jsonl`` as it is done; ``--resume`` keeps the rows of an
+interrupted run whose clip, frames, models and audio model are unchanged and renders only the others.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +24,10 @@ import numpy as np
 
 from ..errors import InputError
 from .pairs import frame_indices
-from .runner import SCORE_SIZE, ModelSpec, clip_frames
+from .runner import SCORE_SIZE, ModelSpec, _read_rows, clip_frames
+
+#: the rows file of the audio protocol in the output folder (one JSON line per scored clip)
+AUDIO_ROWS = "audio_rows.jsonl"
 
 __all__ = ["audio_items", "run_audio_protocol"]
 
@@ -98,8 +105,21 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
     not_run.update({m.label: "not run: a renderer, not an animator" for m in models if m.renderer is not None})
     scorer = Scorer()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="plugtalk-bench-audio-") as tmp:
+    cache = Path(settings.out) / AUDIO_ROWS
+    done = _read_rows([cache]) if settings.resume else {}
+    if not settings.resume and cache.exists():
+        cache.unlink()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    stamps = {m.label: m.stamp for m in models}
+    audio_stat = Path(settings.audio_checkpoint).stat()
+    audio_stamp = f"{Path(settings.audio_checkpoint).name}:{audio_stat.st_size}:{audio_stat.st_mtime_ns}"
+    with tempfile.TemporaryDirectory(prefix="plugtalk-bench-audio-") as tmp, open(cache, "a") as sink:
         for item in items:
+            key = json.dumps([str(item["clip"]), settings.self_frames, stamps, audio_stamp], sort_keys=True)
+            if key in done:  # scored by an interrupted run
+                rows.append(done[key])
+                not_run.update(done[key].get("not_run", {}))
+                continue
             t0 = time.perf_counter()
             n = probe_video(item["clip"]).frame_count
             idx = frame_indices(n, settings.self_frames, start=1)
@@ -114,9 +134,13 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
                     out = render_audio(model, audio_model, item, n, Path(tmp))
                 except InputError as e:
                     not_run[label] = f"not run: {e}"
+                    row.setdefault("not_run", {})[label] = not_run[label]
                     continue
                 keep = [i for i in idx if i < len(out)]
                 row["scores"][label] = _score(scorer, resize_square(out[keep], SCORE_SIZE), truth[:len(keep)])
             row["seconds"] = time.perf_counter() - t0
+            row["cache_key"] = key
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
             rows.append(row)
     return rows, not_run
