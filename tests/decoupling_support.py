@@ -11,8 +11,6 @@ from PIL import Image, ImageDraw
 SIZE = 32
 #: rows of the mouth, as fractions of the crop (the dataset's mouth box in these tests)
 MOUTH_BOX = (0.62, 0.88, 0.2, 0.8)
-#: rows the brows cover, lowered to raised, as fractions of the crop
-BROW_ROWS = (0.08, 0.33)
 SKINS = [(220, 180, 150), (170, 120, 90), (240, 210, 190), (120, 80, 60)]
 
 

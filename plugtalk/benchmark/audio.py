@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from .pairs import frame_indices
-from .runner import SCORE_SIZE, ModelSpec, _read_rows, clip_frames
+from .runner import SCORE_SIZE, ModelSpec, clip_frames, file_stamp, resume_rows
 
 #: the rows file of the audio protocol in the output folder (one JSON line per scored clip)
 AUDIO_ROWS = "audio_rows.jsonl"
@@ -106,13 +106,10 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
     scorer = Scorer()
     rows = []
     cache = Path(settings.out) / AUDIO_ROWS
-    done = _read_rows([cache]) if settings.resume else {}
-    if not settings.resume and cache.exists():
-        cache.unlink()
+    done = resume_rows(cache, [cache], settings.resume)
     cache.parent.mkdir(parents=True, exist_ok=True)
     stamps = {m.label: m.stamp for m in models}
-    audio_stat = Path(settings.audio_checkpoint).stat()
-    audio_stamp = f"{Path(settings.audio_checkpoint).name}:{audio_stat.st_size}:{audio_stat.st_mtime_ns}"
+    audio_stamp = f"{Path(settings.audio_checkpoint).name}:{file_stamp(settings.audio_checkpoint)}"
     with tempfile.TemporaryDirectory(prefix="plugtalk-bench-audio-") as tmp, open(cache, "a") as sink:
         for item in items:
             key = json.dumps([str(item["clip"]), settings.self_frames, stamps, audio_stamp], sort_keys=True)

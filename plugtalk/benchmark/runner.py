@@ -54,10 +54,14 @@ class ModelSpec:
             from ..default_model import DEFAULT_MODEL_FILE
 
             path = Path(__file__).resolve().parents[1] / "assets" / DEFAULT_MODEL_FILE
-            st = path.stat() if path.is_file() else None
-            return f"default:{st.st_size}:{st.st_mtime_ns}" if st else "default:none"
-        st = Path(self.checkpoint).stat()
-        return f"{self.backbone}:{st.st_size}:{st.st_mtime_ns}"
+            return f"default:{file_stamp(path)}" if path.is_file() else "default:none"
+        return f"{self.backbone}:{file_stamp(self.checkpoint)}"
+
+
+def file_stamp(path) -> str:
+    """``"<size>:<mtime_ns>"`` of a file: what the row caches key its weights by (a changed file is scored anew)."""
+    st = Path(path).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def render_with(model, source: np.ndarray, driving: np.ndarray) -> np.ndarray:
@@ -201,6 +205,16 @@ def _run_pair_task(args) -> dict:
     return run_pair(*args)
 
 
+def resume_rows(own: Path, files: Sequence[Path], resume: bool) -> dict[str, dict]:
+    """The rows of ``files`` by ``cache_key`` with ``resume``; without it, ``own`` (this run's rows file) is
+    removed and nothing is kept."""
+    if resume:
+        return _read_rows(files)
+    if own.exists():
+        own.unlink()
+    return {}
+
+
 def _read_rows(files: Sequence[Path]) -> dict[str, dict]:
     done: dict[str, dict] = {}
     for f in files:
@@ -294,12 +308,8 @@ def _evaluate_pairs(pairs, models, rank, world, dist, *, frames, self_frames, jo
     own = f"rows.rank{rank}.jsonl" if world > 1 else ROWS_NAME
     cache = None if cache_dir is None else Path(cache_dir) / own
     done: dict[str, dict] = {}
-    if cache_dir is not None:
-        files = sorted(Path(cache_dir).glob("rows*.jsonl"))
-        if resume:
-            done = _read_rows(files)
-        elif cache is not None and cache.exists():
-            cache.unlink()
+    if cache is not None:
+        done = resume_rows(cache, sorted(Path(cache_dir).glob("rows*.jsonl")), resume)
     keys = [json.dumps([p.kind, p.key, pair_indices(p, frames, self_frames), stamps, arcface_weights or "dlib",
                         self_quality, fid_weights], sort_keys=True) for p in pairs]
     mine = [i for i in range(len(pairs)) if i % world == rank]

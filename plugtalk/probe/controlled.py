@@ -63,9 +63,7 @@ def window_from_file(model, path: str) -> Tensor:
     control = readers[0]
     p = next(model.parameters())
     stream = control.read(path, ControlContext(adapter=adapter, device=p.device, dtype=p.dtype))
-    middle = max(int(stream.length or 1) // 2, 0)
-    values = stream.batch(torch.tensor([middle]))
-    return values[control.name] if control.name in values else next(iter(values.values()))
+    return stream.batch(torch.tensor([(stream.length or 1) // 2]))[control.name]
 
 
 class TwoSourceRun(nn.Module):
