@@ -35,10 +35,11 @@ def face(pose: float, mouth: float, brow: float = 0.0, skin=(220, 180, 150), siz
 
 
 def write_clips(root, identities: int = 3, clips_per_identity: int = 2, frames: int = 12, seed: int = 0,
-                emotions: bool = False, only: str | None = None):
+                emotions: bool = False, only: str | None = None, audio: bool = False):
     """Clip folders ``<root>/idK__cJ/NNN.png`` with random independent pose and mouth per frame; with
     ``emotions`` the first clip of each identity is ``neutral`` (brows down) and the others ``happy``
-    (brows up), listed in ``<root>/labels.json``; ``only``: write only the clips of that emotion.  Returns ``root``."""
+    (brows up), listed in ``<root>/labels.json``; ``only``: write only the clips of that emotion; ``audio``:
+    a 16 kHz ``<root>/idK__cJ.wav`` of the clip's length (25 fps) beside each.  Returns ``root``."""
     rng = np.random.default_rng(seed)
     labels = {}
     for k in range(identities):
@@ -54,6 +55,12 @@ def write_clips(root, identities: int = 3, clips_per_identity: int = 2, frames: 
                 img = face(rng.uniform(-1, 1), rng.uniform(0, 1), brow, SKINS[k % len(SKINS)])
                 Image.fromarray(img).save(folder / f"{i:03d}.png")
             labels[name] = {"emotion": emotion}
+            if audio:
+                import soundfile
+
+                t = np.arange(frames * 640) / 16000.0
+                loud = np.repeat(rng.uniform(0.05, 0.5, frames), 640)
+                soundfile.write(root / f"{name}.wav", (loud * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
     if emotions:
         (root / "labels.json").write_text(json.dumps(labels))
     return root

@@ -1,4 +1,5 @@
-"""EDTalk's Audio-to-Lip training: losses, SyncNet in its official format, what trains, and a short real run."""
+"""EDTalk's Audio-to-Lip stage (``edtalk-audio-lip``): losses, SyncNet in its official format, what trains,
+resume, and a short real run."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ import pytest
 import torch
 
 import plugtalk.backbones as B
-from plugtalk.data.audio_windows import AudioClip, AudioWindows, load_audio_windows
+from plugtalk import load_retrofitted
+from plugtalk.data.audio_windows import AudioClip, AudioWindows, WindowDataset, load_audio_windows
 from plugtalk.errors import CheckpointError, InputError
-from plugtalk.train.edtalk_audio_lip import (AudioLipSettings, audio_lip_losses, edtalk_bank_reader,
-                                             mouth_errors, prepare_audio_lip_model, train_audio_lip)
+from plugtalk.train import stages as S
+from plugtalk.train.stages.companion import frames_bank_reader
+from plugtalk.train.stages.edtalk_audio_lip import face_crops, mouth_errors, render_mouth
 from plugtalk.train.syncnet import AUDIO_BLOCKS, FACE_BLOCKS, SyncNet, load_syncnet, sync_loss
+from plugtalk.train.trainer import Trainer
 
-from conftest import tiny_backbone
+from train_support import companion_config
+
+AUDIO = "companion.{}"
 
 
 def official_syncnet_file(path, width: float = 0.125, seed: int = 0, prefix: str = "module.") -> SyncNet:
@@ -61,69 +67,102 @@ def test_syncnet_loads_official_format(tmp_path):
 
 
 def test_all_loss_terms_reach_the_audio_model(tmp_path):
-    animator = tiny_backbone("edtalk")
     official_syncnet_file(tmp_path / "sync.pth")
-    syncnet = load_syncnet(tmp_path / "sync.pth")
-    data = synthetic_windows()
-    model = B.create("edtalk-audio").train()
-    s = AudioLipSettings(per=0)
-    batch = data.batch(data.starts()[:2], frames=True)
-    terms = audio_lip_losses(model(batch["mel"]), batch, s, animator=animator, syncnet=syncnet)
-    assert set(terms) == {"coef", "smooth", "image", "mouth", "sync"}
-    assert all(torch.isfinite(v) and v > 0 for v in terms.values())
-    grads = torch.autograd.grad(terms["sync"], [model.to_mouth.weight, model.blocks[0].conv.weight])
+    cfg = companion_config(tmp_path, "edtalk-audio-lip", loss={"syncnet_weights": str(tmp_path / "sync.pth"),
+                                                               "stage_weights": {}},
+                           audio={"init_at_mean": False})  # (a zero linear map would pass no gradient back)
+    t = Trainer(cfg, WindowDataset(synthetic_windows(), frames=True))
+    batch = next(iter(t._loader()))
+    out = t.stage.objective(t.g_net, batch, t)
+    assert set(out.losses) == {"coef", "smooth", "mouth", "sync"} and out.fake.shape == (10, 3, 32, 32)
+    assert all(torch.isfinite(v) and v > 0 for v in out.losses.values())
+    audio = t.model.companion
+    grads = torch.autograd.grad(out.losses["sync"], [audio.to_mouth.weight, audio.blocks[0].conv.weight])
     assert all(g.abs().sum() > 0 for g in grads)
     # the sync term depends on the rendered mouth: other coefficients give another value
-    other = audio_lip_losses(model(batch["mel"]) + 0.5, batch, s, animator=animator, syncnet=syncnet)
-    assert abs(float(other["sync"].detach()) - float(terms["sync"].detach())) > 1e-6
+    syncnet, mid = t.stage_state["syncnet"], batch["mel"][:, 2]
+    with torch.no_grad():
+        pred = audio(batch["mel"])
+        crops = [face_crops(render_mouth(t.model.animator, batch["identity_frame"], batch["frames"], p),
+                            cfg.audio.face_box) for p in (pred, pred + 0.5)]
+    assert abs(float(sync_loss(syncnet, mid, crops[0])) - float(sync_loss(syncnet, mid, crops[1]))) > 1e-6
     assert not any(p.requires_grad for p in syncnet.parameters())
-
-
-def test_sync_loss_is_minus_log_cosine():
-    net = SyncNet(0.125).eval()
-    mel, crops = torch.randn(3, 1, 80, 16), torch.randn(3, 5, 3, 96, 96)
-    a, v = net(mel, crops[..., 48:, :].flatten(1, 2))
-    want = -torch.log(torch.nn.functional.cosine_similarity(a, v).clamp(1e-7, 1)).mean()
-    assert torch.allclose(sync_loss(net, mel, crops), want, atol=1e-5)
+    assert not any(p.requires_grad for p in t.model.animator.parameters())
 
 
 def test_without_syncnet_the_stage_stops_naming_the_file(tmp_path):
-    animator, data = tiny_backbone("edtalk"), synthetic_windows()
-    model = B.create("edtalk-audio")
-    with pytest.raises(InputError, match=r"lipsync_expert\.pth.*sync=0"):
-        train_audio_lip(model, animator, data, AudioLipSettings(steps=1, per=0))
-    with pytest.warns(UserWarning, match="VGG19"):
-        history = train_audio_lip(model, animator, data, AudioLipSettings(steps=1, sync=0, bn_windows=2),
-                                  output=tmp_path)
-    assert len(history) == 1 and set(history[0]) == {"coef", "smooth", "image", "mouth", "total"}
-    assert B.load(tmp_path / "audio_lip.safetensors").name == "edtalk-audio"
+    with pytest.raises(InputError, match=r"lipsync_expert\.pth.*stage_weights\.sync=0"):
+        companion_config(tmp_path, "edtalk-audio-lip", loss={"stage_weights": {}})
+    with pytest.warns(UserWarning, match="VGG19.*leaves the perceptual loss L_per out"):
+        t = Trainer(companion_config(tmp_path, "edtalk-audio-lip", steps=1, loss={"per": 1.0},
+                                     audio={"bn_windows": 2}), WindowDataset(synthetic_windows(), frames=True))
+    logged = t.fit()
+    assert {k for k in logged if k.startswith("loss/")} == {"loss/coef", "loss/smooth", "loss/rec", "loss/mouth",
+                                                             "loss/total"}
+    run = tmp_path / "run"
+    assert B.load(run / "audio_lip.safetensors").name == "edtalk-audio"
+    assert load_retrofitted(run / "model.safetensors").backbone.name == "edtalk"  # the frozen animator, for the next step
 
 
 def test_which_parameters_train(tmp_path):
-    model = B.create("edtalk-audio")
-    trainable = lambda m: {n for n, p in m.named_parameters() if p.requires_grad}  # noqa: E731
-    everything = {n for n, _ in model.named_parameters()}
-    assert trainable(prepare_audio_lip_model(model, AudioLipSettings())) == everything
-    assert trainable(prepare_audio_lip_model(model, AudioLipSettings(freeze_encoder=True))) == {
-        "to_mouth.weight", "to_mouth.bias"}
+    everything = {AUDIO.format(n) for n, _ in B.create("edtalk-audio").named_parameters()}
+    linear = {AUDIO.format("to_mouth.weight"), AUDIO.format("to_mouth.bias")}
+    assert S.trainable_names(S.build_model(companion_config(tmp_path, "edtalk-audio-lip"))) == everything
+    frozen = S.build_model(companion_config(tmp_path, "edtalk-audio-lip", audio={"freeze_encoder": True}))
+    assert S.trainable_names(frozen) == linear
     # the official start: Wav2Lip's audio encoder, frozen; only the linear map trains
     wav2lip = B.create("edtalk-audio")
     keys = B.EDTalkAudio.official_key_map(wav2lip.config).rename
     ours_to_theirs = {v: k for k, v in keys.items() if k.startswith("audio_encoder.")}
     torch.save({"state_dict": {"module." + ours_to_theirs[k]: v for k, v in wav2lip.state_dict().items()
                                if k in ours_to_theirs}}, tmp_path / "wav2lip.pth")
-    fresh = prepare_audio_lip_model(B.create("edtalk-audio"), AudioLipSettings(wav2lip=str(tmp_path / "wav2lip.pth")))
-    assert trainable(fresh) == {"to_mouth.weight", "to_mouth.bias"}
-    assert torch.equal(fresh.blocks[5].conv.weight, wav2lip.blocks[5].conv.weight)
+    fresh = S.build_model(companion_config(tmp_path, "edtalk-audio-lip", audio={"wav2lip": str(tmp_path / "wav2lip.pth")}))
+    assert S.trainable_names(fresh) == linear
+    assert torch.equal(fresh.companion.blocks[5].conv.weight, wav2lip.blocks[5].conv.weight)
     with pytest.raises(InputError, match="does not exist"):
-        prepare_audio_lip_model(model, AudioLipSettings(wav2lip=str(tmp_path / "none.pth")))
+        S.build_model(companion_config(tmp_path, "edtalk-audio-lip", audio={"wav2lip": str(tmp_path / "none.pth")}))
 
 
-def test_settings_are_bounded():
-    animator, data = tiny_backbone("edtalk"), synthetic_windows(frames=False)
-    for bad in (dict(steps=0), dict(lr=5.0), dict(sync=-1), dict(face_box=(0.5, 0, 0.4, 1)), dict(window=7)):
+def test_settings_are_bounded(tmp_path):
+    for section, bad in (("optim", {"steps": 0}), ("audio", {"face_box": (0.5, 0, 0.4, 1)}),
+                         ("audio", {"window": 0}), ("loss", {"stage_weights": {"sync": -1.0}}),
+                         ("loss", {"stage_weights": {"sync": 1.0}, "syncnet_weights": "s.pth"}),  # + window 7
+                         ("audio", {"max_clips": 0})):
+        extra = {"audio": {"window": 7}} if bad.get("syncnet_weights") else {}
         with pytest.raises(InputError):
-            train_audio_lip(B.create("edtalk-audio"), animator, data, AudioLipSettings(**{"sync": 0, "per": 0, **bad}))
+            companion_config(tmp_path, "edtalk-audio-lip", **{section: bad}, **extra)
+    with pytest.raises(InputError, match="needs model.checkpoint"):
+        from train_support import tiny_config
+
+        tiny_config(tmp_path, "edtalk-audio-lip", model={"backbone": "edtalk"}, loss={"stage_weights": {"sync": 0}})
+
+
+def test_an_interrupted_run_resumes_to_the_same_audio_model(tmp_path):
+    data = WindowDataset(synthetic_windows(frames=False))
+    mouth_only = {"rec": 0.0, "stage_weights": {"sync": 0.0, "mouth": 0.0}}
+    straight = Trainer(companion_config(tmp_path / "a", "edtalk-audio-lip", steps=4, loss=mouth_only), data)
+    straight.fit()
+    part = Trainer(companion_config(tmp_path / "b", "edtalk-audio-lip", steps=2, loss=mouth_only,
+                                    log={"checkpoint_every": 1}), data)
+    part.fit()
+    resumed = Trainer(companion_config(tmp_path / "b", "edtalk-audio-lip", steps=4, loss=mouth_only), data, resume=True)
+    assert resumed.step == 2 and resumed.resumed_from is not None
+    resumed.fit()
+    a, b = B.load(tmp_path / "a" / "run" / "audio_lip.safetensors"), B.load(tmp_path / "b" / "run" / "audio_lip.safetensors")
+    for (n, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), n
+
+
+def test_targets_are_the_animators_own_bank_coefficients(tmp_path):
+    """The frames' labels are what the animator reads when the frame drives the bank (through EMI if any)."""
+    model = S.build_model(companion_config(tmp_path, "edtalk-audio-lip"))
+    frames = torch.rand(3, 3, 32, 32) * 2 - 1
+    got = frames_bank_reader(model.animator, ("mouth", "pose"))(frames)
+    backbone = model.animator.backbone
+    with torch.no_grad():
+        latent = backbone.encode(frames).latent
+        for bank in ("mouth", "pose"):
+            assert torch.allclose(got[bank], backbone.bank_coefficients(latent, bank)[1], atol=1e-5)
 
 
 #: One clip with speech from each of six training identities of the shared data (first 4 s of each).
@@ -134,17 +173,21 @@ SPEECH_CLIPS = ("obama__obama_00", "edtalk_pose_source2__pose_source2_00", "late
 
 
 @pytest.mark.slow
-def test_short_training_predicts_heldout_mouth_coefficients(shared_data):
+def test_short_training_predicts_heldout_mouth_coefficients(tmp_path, shared_data):
     """Held-out windows (the last 20 % of every clip, same identities): the trained audio model's mouth
     coefficients are closer to the frozen animator's than an untrained model's and than the training mean."""
-    animator = tiny_backbone("edtalk")
+    cfg = companion_config(tmp_path, "edtalk-audio-lip", steps=TRAIN_STEPS,
+                           optim={"lr": 3e-4, "betas": (0.9, 0.999)}, data={"batch_size": 4},
+                           loss={"rec": 0.0, "stage_weights": {"sync": 0.0, "mouth": 0.0}},
+                           audio={"bn_windows": 64})
+    t = Trainer(cfg, WindowDataset(synthetic_windows(frames=False)))  # the animator, built as the stage builds it
     clips = [shared_data / "faces" / "train" / f"{name}.mp4" for name in SPEECH_CLIPS]
-    data = load_audio_windows(clips, edtalk_bank_reader(animator), size=32, length=5, holdout=0.2, max_frames=100)
+    data = load_audio_windows(clips, frames_bank_reader(t.model.animator, ("mouth",)), size=32, length=5,
+                              holdout=0.2, max_frames=100)
     assert len(data.clips) == len(SPEECH_CLIPS) and {c.mel.shape[1:] for c in data.clips} == {(1, 80, 16)}
     torch.manual_seed(0)
-    model = B.create("edtalk-audio")
-    untrained = mouth_errors(model, data)["model"]
-    s = AudioLipSettings(steps=TRAIN_STEPS, sync=0, per=0, image=0, mouth=0, lr=3e-4, betas=(0.9, 0.999), bn_windows=64)
-    train_audio_lip(model, animator, data, s)
-    errors = mouth_errors(model, data)
+    untrained = mouth_errors(B.create("edtalk-audio"), data)["model"]
+    t = Trainer(cfg, WindowDataset(data))
+    t.fit()
+    errors = mouth_errors(t.model.companion, data)
     assert errors["model"] < untrained and errors["model"] < 0.9 * errors["mean"], (untrained, errors)

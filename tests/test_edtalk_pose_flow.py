@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 import plugtalk.backbones as B
 from plugtalk.data.audio_windows import AudioClip, AudioWindows
 from plugtalk.errors import InputError
-from plugtalk.train.edtalk_audio_pose import AudioPoseSettings, pose_log_likelihood, train_audio_pose
+from plugtalk.data.audio_windows import WindowDataset
+from plugtalk.train import stages as S
+from plugtalk.train.stages.edtalk_audio_pose import pose_log_likelihood
+from plugtalk.train.trainer import Trainer
+
+from train_support import companion_config
 
 TINY_FLOW = dict(audio_dim=8, steps=3, hidden=16, heads=2, layers=1, encoder_width=4)
 
@@ -100,18 +105,29 @@ def synthetic_pose_windows(seed: int = 0, clips: int = 4, frames: int = 120, win
     return AudioWindows(out, window, holdout=0.25)
 
 
+def pose_config(tmp_path, steps: int = 40, window: int = 8, **sections):
+    """``edtalk-audio-pose`` on a tiny flow: batch 4, Adam (0.9, 0.999) lr 3e-3, ``window``-frame windows."""
+    return companion_config(tmp_path, "edtalk-audio-pose", steps=steps,
+                            optim={"lr": 3e-3, "betas": (0.9, 0.999), **sections.pop("optim", {})},
+                            data={"batch_size": 4, **sections.pop("data", {})},
+                            audio={"companion": {**TINY_FLOW, "hidden": 32}, "window": window, "init_windows": 64,
+                                   **sections.pop("audio", {})}, **sections)
+
+
 def test_training_raises_heldout_likelihood_and_samples_have_data_scale(tmp_path):
-    torch.manual_seed(0)
     data = synthetic_pose_windows(window=8)
-    flow = B.create("edtalk-pose-flow", **{**TINY_FLOW, "hidden": 32}).float()
-    s = AudioPoseSettings(steps=40, batch_size=4, window=8, lr=3e-3)
-    flow.initialize(*(lambda b: (b["pose"], b["mel"]))(data.batch(data.starts("train")[:64])))
+    t = Trainer(pose_config(tmp_path), WindowDataset(data))
+    flow = t.model.companion
+    assert bool(flow.flow_steps[0].actnorm.initialized)  # Glow's data-dependent start, before the first step
+    assert S.trainable_names(t.model) == {f"companion.{n}" for n, _ in flow.named_parameters()}
     before = pose_log_likelihood(flow, data)
-    history = train_audio_pose(flow, data, s, output=tmp_path)
+    logged = t.fit()
     after = pose_log_likelihood(flow, data)
-    assert math.isfinite(history[-1]["nll"])
+    assert math.isfinite(logged["loss/nll"]) and set(k for k in logged if k.startswith("loss/")) == {"loss/nll",
+                                                                                                  "loss/total"}
     assert after > before + 0.3, (before, after)
-    assert (tmp_path / "audio_pose.safetensors").is_file()
+    back = B.load(tmp_path / "run" / "audio_pose.safetensors")
+    assert isinstance(back, B.EDTalkPoseFlow) and torch.equal(back.flow_steps[0].actnorm.log_scale, flow.flow_steps[0].actnorm.log_scale)
 
     heldout = data.batch(data.starts("heldout", stride=8))
     with torch.no_grad():
@@ -122,12 +138,13 @@ def test_training_raises_heldout_likelihood_and_samples_have_data_scale(tmp_path
     assert ((sampled.reshape(-1, 6).mean(0) - real.mean(0)).abs() < 0.5 * real.std(0) + 0.05).all()
 
 
-def test_pose_training_refuses_bad_settings():
-    data = synthetic_pose_windows(clips=1, frames=20, window=16)
-    flow = B.create("edtalk-pose-flow", **TINY_FLOW)
+def test_pose_training_refuses_bad_settings(tmp_path):
+    data = WindowDataset(synthetic_pose_windows(clips=1, frames=40, window=16))
     with pytest.raises(InputError, match="steps"):
-        train_audio_pose(flow, data, AudioPoseSettings(steps=0, window=16))
-    with pytest.raises(InputError, match="fewer than one batch"):
-        train_audio_pose(flow, data, AudioPoseSettings(steps=1, window=16, batch_size=64))
-    with pytest.raises(InputError, match="window"):
-        train_audio_pose(flow, data, AudioPoseSettings(steps=1, window=8))
+        pose_config(tmp_path, steps=0)
+    with pytest.raises(InputError, match="init_windows"):
+        pose_config(tmp_path, audio={"init_windows": 0})
+    with pytest.raises(InputError, match="audio.companion"):
+        S.build_model(pose_config(tmp_path, audio={"companion": {"hidden": -3}}))
+    with pytest.raises(InputError, match="too few for one batch"):
+        Trainer(pose_config(tmp_path, window=16, data={"batch_size": 64}), data)

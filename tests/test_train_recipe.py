@@ -1,11 +1,12 @@
 """``plugtalk train --recipe fixtalk-edtalk`` at tiny sizes: every step from the previous one's model,
 resumable at a step, ``--show-config`` of every step, and a result ``plugtalk animate`` drives with separate
-mouth / pose / expression videos."""
+mouth / pose / expression videos and with audio (the recipe's own Audio-to-Lip model)."""
 
 import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -17,13 +18,22 @@ from plugtalk.train.recipes import resolve_recipe
 from train_support import tiny_mapping
 
 pytestmark = pytest.mark.filterwarnings("ignore:no VGG19 weights given", "ignore:stage 'edtalk-mouth-pose'")
-STEPS = ["1-pretrain", "2-stage1", "3-stage2", "4-mouth-pose", "5-expression"]
+STEPS = ["1-pretrain", "2-stage1", "3-stage2", "4-mouth-pose", "5-expression", "6-audio-lip", "7-audio-pose"]
+#: a tiny pose flow on 4-frame windows (the planted clips have 6 frames)
+TINY_POSE = ["--set", "audio-pose.audio.companion={audio_dim: 8, steps: 2, hidden: 16, heads: 2, layers: 1, "
+             "encoder_width: 4}", "--set", "audio-pose.audio.window=4", "--set", "audio-pose.data.batch_size=2",
+             "--set", "audio-pose.audio.init_windows=8"]
 
 
 @pytest.fixture
 def base(tmp_path):
-    """A tiny EDTalk base config and a folder of planted clips with emotion labels."""
-    clips = write_clips(tmp_path / "clips", identities=2, clips_per_identity=2, frames=6, emotions=True)
+    """A tiny EDTalk base config, a folder of planted clips with emotion labels and sound, and the settings of
+    the audio steps: a random SyncNet in its official format for audio-lip, a tiny flow for audio-pose."""
+    from test_edtalk_audio_lip import official_syncnet_file
+
+    clips = write_clips(tmp_path / "clips", identities=2, clips_per_identity=2, frames=6, emotions=True, audio=True)
+    official_syncnet_file(tmp_path / "lipsync_expert.pth")
+    AUDIO_SETS[:] = ["--set", f"audio-lip.loss.syncnet_weights={tmp_path / 'lipsync_expert.pth'}", *TINY_POSE]
     m = tiny_mapping("unused", steps=2)
     m["model"].update(backbone="edtalk", init="passthrough")
     m["data"].update(repeats=2, batch_size=2)
@@ -34,8 +44,13 @@ def base(tmp_path):
     return f, clips
 
 
+AUDIO_SETS: list[str] = []
+
+
 def run(*args):
-    return CliRunner().invoke(app, ["train", *map(str, args)])
+    """``plugtalk train ARGS`` (a recipe gets the audio steps' settings of the ``base`` fixture)."""
+    audio = AUDIO_SETS if "--recipe" in args else []
+    return CliRunner().invoke(app, ["train", *map(str, args), *audio])
 
 
 def test_show_config_resolves_every_step_and_step_overrides(tmp_path, base):
@@ -46,17 +61,23 @@ def test_show_config_resolves_every_step_and_step_overrides(tmp_path, base):
     doc = yaml.safe_load(r.output)
     assert [d["step"] for d in doc] == STEPS
     assert [d["config"]["stage"] for d in doc] == ["baseline", "stage1", "stage2", "edtalk-mouth-pose",
-                                                   "edtalk-expression"]
+                                                   "edtalk-expression", "edtalk-audio-lip", "edtalk-audio-pose"]
     for prev, d in zip(doc, doc[1:]):
         assert d["config"]["model"]["checkpoint"] == str(tmp_path / "x" / prev["step"] / "model.safetensors")
-    assert [d["config"]["optim"]["steps"] for d in doc] == [2, 2, 2, 7, 2]
+    assert [d["config"]["optim"]["steps"] for d in doc] == [2, 2, 2, 7, 2, 30_000, 2]  # audio-lip: EDTalk's 30 k
     assert doc[3]["config"]["optim"]["lr"] == 2e-3 and doc[4]["config"]["data"]["batch_size"] == 10  # EDTalk's
     assert "fea" in doc[3]["stage"]["losses"] and doc[4]["stage"]["labels"] == ["emotion"]
+    assert doc[5]["stage"]["writes"] == "audio_lip.safetensors" and doc[6]["stage"]["trains"] == "edtalk-pose-flow"
+    assert doc[5]["config"]["data"]["batch_size"] == 4 and doc[5]["config"]["optim"]["lr"] == pytest.approx(1.6e-3)
     # a pretrained start (e.g. EDTalk.pt) leaves the pre-training out
-    planned = resolve_recipe("fixtalk-edtalk", tmp_path / "y", [f"model.checkpoint={tmp_path / 'EDTalk.pt'}"], base=f)
+    planned = resolve_recipe("fixtalk-edtalk", tmp_path / "y", [f"model.checkpoint={tmp_path / 'EDTalk.pt'}",
+                                                               *AUDIO_SETS[1::2]], base=f)
     assert [p.step.name for p in planned][0] == "stage1"
     with pytest.raises(InputError, match="unknown recipe"):
         resolve_recipe("fixtalk-nope", tmp_path / "z")
+    # without SyncNet the audio-lip step is refused at planning, naming the file and the way to go without
+    with pytest.raises(InputError, match=r"step 'audio-lip'.*lipsync_expert\.pth.*stage_weights\.sync=0"):
+        resolve_recipe("fixtalk-edtalk", tmp_path / "z", base=f)
 
 
 def test_missing_labels_stop_the_recipe_before_its_first_step_and_until_runs_the_steps_before(tmp_path, base):
@@ -94,7 +115,7 @@ def test_whole_recipe_runs_resumes_and_leaves_an_animatable_model(tmp_path, base
     r = run("--recipe", "fixtalk-edtalk", "--config", f, "--data", clips, "-o", out, *sets,
             "--set", f"mouth-pose.data.folder={tmp_path / 'missing'}")
     assert r.exit_code == 2 and "error:" in r.output and "missing" in r.output
-    assert [(out / s / "model.safetensors").is_file() for s in STEPS] == [True, True, True, False, False]
+    assert [(out / s / "model.safetensors").is_file() for s in STEPS] == [True] * 3 + [False] * 4
     r = run("--recipe", "fixtalk-edtalk", "--config", f, "--data", clips, "-o", out, *sets)
     assert r.exit_code == 2 and "--resume" in r.output  # never silently retrains over a run
     stage2 = (out / "3-stage2" / "model.safetensors").stat().st_mtime_ns
@@ -105,6 +126,17 @@ def test_whole_recipe_runs_resumes_and_leaves_an_animatable_model(tmp_path, base
     assert model.emi is not None and model.edi is not None and model.emi.bridge_gate == 0.0
     meta = [json.loads(line)["step"] for line in (out / "5-expression" / "metrics.jsonl").read_text().splitlines()]
     assert meta == [1, 2]
+    lip = json.loads((out / "6-audio-lip" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"loss/coef", "loss/sync", "loss/mouth", "loss/rec"} <= set(lip)
+    import plugtalk.backbones as B
+
+    assert B.load(out / "audio_lip.safetensors").name == "edtalk-audio"
+    assert B.load(out / "audio_pose.safetensors").name == "edtalk-pose-flow"
+    # the companion steps pass the animator on unchanged
+    from plugtalk.weights.plugtalk_format import load_safetensors
+
+    animator, passed = (load_safetensors(out / s / "model.safetensors")[0] for s in ("5-expression", "7-audio-pose"))
+    assert animator.keys() == passed.keys() and all(torch.equal(animator[k], passed[k]) for k in animator)
 
     src = tmp_path / "source.png"
     from PIL import Image
@@ -121,6 +153,13 @@ def test_whole_recipe_runs_resumes_and_leaves_an_animatable_model(tmp_path, base
     from plugtalk.io.video import read_frames
 
     assert read_frames(tmp_path / "out.mp4").shape == (3, 32, 32, 3)
+    # with audio: the recipe's Audio-to-Lip model drives the mouth, a video the head pose
+    r = CliRunner().invoke(app, ["animate", "-s", str(src), "-c", str(out / "model.safetensors"), "-o",
+                                 str(tmp_path / "talk.mp4"), "--audio", str(clips / "id0__c0.wav"),
+                                 "--audio-checkpoint", str(out / "audio_lip.safetensors"), "--pose", str(vids["pose"]),
+                                 "--no-crop", "--driving-cropped", "--no-progress", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert read_frames(tmp_path / "talk.mp4").shape[1:] == (32, 32, 3)
 
 
 @pytest.mark.slow
@@ -138,10 +177,13 @@ def test_recipe_under_torchrun_with_two_processes(tmp_path, base):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
            "-m", "plugtalk.train", "--recipe", "fixtalk-edtalk", "--config", str(f), "--data", str(clips),
            "-o", str(out),
-           "--set", "optim.steps=1", "--set", "data.batch_size=2"]
+           "--set", "optim.steps=1", "--set", "data.batch_size=2", *AUDIO_SETS]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for step in STEPS:
         state = json.loads((out / step / "metrics.jsonl").read_text().splitlines()[-1])
         assert state["step"] == 1
     assert load_retrofitted(out / "model.safetensors").edi is not None
+    import plugtalk.backbones as B
+
+    assert B.load(out / "audio_lip.safetensors").name == "edtalk-audio"

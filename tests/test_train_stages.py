@@ -159,10 +159,11 @@ def test_labels_come_from_the_manifest_then_labels_json_and_the_expression_stage
         build_dataset(cfg, 32)
 
 
-def test_mouth_pose_step_without_syncnet_warns_and_refuses_a_syncnet_file(tmp_path, edtalk_start):
+def test_mouth_pose_step_without_syncnet_warns_and_with_one_trains_with_l_sync(tmp_path, edtalk_start):
     from decoupling_support import write_clips
+    from test_edtalk_audio_lip import official_syncnet_file
 
-    clips = write_clips(tmp_path / "c", identities=2, clips_per_identity=1, frames=4)
+    clips = write_clips(tmp_path / "c", identities=2, clips_per_identity=1, frames=6)
     model = {**EDTALK, "checkpoint": str(edtalk_start)}
     cfg = tiny_config(tmp_path / "mp", stage="edtalk-mouth-pose", steps=1, model=model,
                       data={"folder": str(clips), "repeats": 4, "batch_size": 2})
@@ -171,13 +172,29 @@ def test_mouth_pose_step_without_syncnet_warns_and_refuses_a_syncnet_file(tmp_pa
     before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
     logged = t.fit()
     assert {"loss/rec", "loss/cross", "loss/fea", "loss/mouth", "loss/per", "loss/adv"} <= set(logged)
+    assert "loss/sync" not in logged
     assert "loss/dis" not in logged and "loss/dmem" not in logged  # the frozen EMI / EDI's losses are not used
     moved = {n for n, p in t.model.named_parameters() if not torch.equal(p, before[n])}
     assert moved and S.trainable_names(t.model) >= moved
-    cfg = tiny_config(tmp_path / "mp2", stage="edtalk-mouth-pose", model=model, data={"folder": str(clips)},
-                      loss={"syncnet_weights": str(tmp_path / "lipsync_expert.pth")})
-    with pytest.raises(InputError, match="lipsync_expert.pth"):
+    # with SyncNet (official format) L_sync^m trains on 5-frame windows of clips with sound
+    official_syncnet_file(tmp_path / "lipsync_expert.pth")
+    sync = {"syncnet_weights": str(tmp_path / "lipsync_expert.pth")}
+    cfg = tiny_config(tmp_path / "mp2", stage="edtalk-mouth-pose", steps=1, model=model, loss=sync,
+                      data={"folder": str(clips), "repeats": 4, "batch_size": 2})
+    with pytest.raises(InputError, match="has no sound"):
         Trainer(cfg)
+    clips = write_clips(tmp_path / "s", identities=2, clips_per_identity=1, frames=6, audio=True)
+    cfg = tiny_config(tmp_path / "mp3", stage="edtalk-mouth-pose", steps=1, model=model, loss=sync,
+                      data={"folder": str(clips), "repeats": 4, "batch_size": 2})
+    t = Trainer(cfg)
+    batch = next(iter(t._loader()))
+    assert batch["sync_frames"].shape == (2, 5, 3, 32, 32) and batch["sync_mel"].shape == (2, 1, 80, 16)
+    out = t.stage.objective(t.g_net, batch, t)
+    assert out.fake.shape[0] == 8 and torch.isfinite(out.losses["sync"]) and out.losses["sync"] > 0
+    head = t.model.backbone.mouth_head
+    grads = torch.autograd.grad(out.losses["sync"], [p for p in head.parameters()], allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)  # L_sync^m reaches the mouth module
+    assert "loss/sync" in t.fit()
 
 
 def test_bench_times_every_stage_on_its_own_synthetic_data(capsys):
@@ -188,7 +205,9 @@ def test_bench_times_every_stage_on_its_own_synthetic_data(capsys):
             "--set", "data.batch_size=2",
             "--set", "model.emi={width: 16, num_heads: 2, num_queries: 4}",
             "--set", "model.edi={num_slots: 8, decoder_channels: 16, fusion_heads: 2}"]
-    main(["--stage", "stage2", "--stage", "edtalk-mouth-pose", "--steps", "1", "--warmup", "0", *tiny])
+    stages = ["stage2", "edtalk-mouth-pose", "edtalk-audio-lip", "edtalk-audio-pose"]
+    main([*(x for s in stages for x in ("--stage", s)), "--steps", "1", "--warmup", "0", *tiny,
+          "--set", "loss.stage_weights={sync: 0}"])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split("]")[0].split("[")[1] for line in lines] == ["stage2", "edtalk-mouth-pose"]
+    assert [line.split("]")[0].split("[")[1] for line in lines] == stages
     assert all(float(line.split(": ")[1].split(" ")[0]) > 0 for line in lines)

@@ -34,3 +34,25 @@ def tiny_mapping(output_dir, stage: str = "stage1", steps: int = 4, **sections) 
 
 def tiny_config(output_dir, stage: str = "stage1", steps: int = 4, **sections):
     return config_from_mapping(tiny_mapping(output_dir, stage, steps, **sections))
+
+
+def companion_config(tmp_path, stage: str, steps: int = 2, animator=None, **sections):
+    """A config of a companion stage (``edtalk-audio-lip`` / ``-pose``) beside a tiny random EDTalk animator
+    (or ``animator``) saved to ``tmp_path/animator.safetensors``: batch 2, no SyncNet or VGG19, ``sections`` on top."""
+    import torch
+
+    from plugtalk import backbones as B
+
+    path = tmp_path / "animator.safetensors"
+    if not path.is_file():
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        (animator if animator is not None else B.create("edtalk", **TINY_BACKBONE)).save_pretrained(path)
+    m = tiny_mapping(tmp_path / "run", stage, steps)
+    m["model"] = {"backbone": "edtalk", "checkpoint": str(path)}
+    m["data"]["batch_size"] = 2
+    m["loss"] = {"stage_weights": {"sync": 0.0}, "per": 0.0}
+    for name, values in sections.items():
+        for k, v in values.items():
+            m.setdefault(name, {})[k] = v
+    return config_from_mapping(m)

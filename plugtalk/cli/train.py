@@ -33,9 +33,9 @@ def train(
 ) -> None:
     """Train EMI/EDI (or a plain backbone) on self-reenactment pairs of a folder of face clips.
 
-    Stages (the config's `stage`, registered in plugtalk.train.stages): stage1 = backbone + EMI (LIA-style pre-training); stage2 = EDI only, from the stage-1 model; retrofit = EMI/EDI on a frozen pretrained backbone; baseline = no EMI/EDI; edtalk-mouth-pose, edtalk-expression = EDTalk's decoupling stages.
+    Stages (the config's `stage`, registered in plugtalk.train.stages): stage1 = backbone + EMI (LIA-style pre-training); stage2 = EDI only, from the stage-1 model; retrofit = EMI/EDI on a frozen pretrained backbone; baseline = no EMI/EDI; edtalk-mouth-pose, edtalk-expression = EDTalk's decoupling stages; edtalk-audio-lip, edtalk-audio-pose = EDTalk's audio models, trained beside the frozen animator.
 
-    Recipes (--recipe): fixtalk-edtalk = pretrain, stage1, stage2, edtalk-mouth-pose, edtalk-expression.
+    Recipes (--recipe): fixtalk-edtalk = pretrain, stage1, stage2, edtalk-mouth-pose, edtalk-expression, edtalk-audio-lip, edtalk-audio-pose.
 
     Several GPUs: torchrun --nproc_per_node N -m plugtalk.train --config FILE (or --recipe NAME -o DIR).
     """

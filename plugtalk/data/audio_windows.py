@@ -23,7 +23,7 @@ from torch import Tensor
 from ..errors import InputError
 from .datasets import Clip, ClipStore, list_clips
 
-__all__ = ["AudioClip", "AudioWindows", "clip_soundtrack", "load_audio_windows", "MAX_AUDIO_CLIPS"]
+__all__ = ["AudioClip", "AudioWindows", "WindowDataset", "clip_soundtrack", "load_audio_windows", "MAX_AUDIO_CLIPS"]
 
 #: Most clips one audio-stage dataset reads (each is decoded and kept in memory).
 MAX_AUDIO_CLIPS = 10_000
@@ -94,6 +94,10 @@ class AudioWindows:
     def _cut(self, clip: AudioClip) -> int:
         return clip.num_frames - int(round(clip.num_frames * self.holdout))
 
+    def train_mean(self, bank: str) -> Tensor:
+        """Mean coefficients ``(k,)`` of ``bank`` over the training frames (the constant predictor)."""
+        return torch.cat([c.coefficients[bank][:self._cut(c)] for c in self.clips]).mean(0)
+
     def starts(self, split: str = "train", stride: int = 1) -> list[tuple[int, int]]:
         """``(clip, first frame)`` of every window of ``split`` (``"train"`` or ``"heldout"``)."""
         if split not in ("train", "heldout"):
@@ -120,6 +124,29 @@ class AudioWindows:
                 out.setdefault("frames", []).append(c.frames[s:s + self.length].float() / 127.5 - 1)
                 out.setdefault("identity_frame", []).append(c.frames[0].float() / 127.5 - 1)
         return {k: torch.stack(v) for k, v in out.items()}
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """The windows of one split of :class:`AudioWindows` as a map-style dataset (what the trainer's
+    sampler shards and resumes): item ``i`` is :meth:`AudioWindows.batch` of window ``i`` without the batch
+    dimension (``mel (L, 1, 80, 16)``, ``{bank} (L, k)``; with ``frames`` also ``frames (L, 3, S, S)`` and
+    ``identity_frame (3, S, S)`` in [-1, 1]).
+
+    Raises:
+        InputError: the split has no window.
+    """
+
+    def __init__(self, windows: AudioWindows, split: str = "train", frames: bool = False):
+        self.windows, self.frames = windows, frames
+        self.index = windows.starts(split)
+        if not self.index:
+            raise InputError(f"no {split} window of {windows.length} frames in {len(windows.clips)} clip(s)")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {k: v[0] for k, v in self.windows.batch([self.index[i]], frames=self.frames).items()}
 
 
 def load_audio_windows(folder: str | os.PathLike | Sequence[str | os.PathLike],

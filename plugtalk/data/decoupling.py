@@ -65,19 +65,24 @@ class MouthSwapDataset(Dataset):
         repeats: items per clip per epoch.  seed: base seed.  hflip: mirror all frames of an item together
             with probability 1/2.  size: frame size (see :class:`~plugtalk.data.ClipStore`).
         mouth_box: (top, bottom, left, right) fractions of the crop.
+        sync_window: with ``k > 0`` (EDTalk's L_sync^m: 5) also ``k`` consecutive frames of A and the mel
+            window of their middle frame (every clip needs sound: a ``.wav`` beside it or an audio track).
+        fps: the clips' frame rate, which places the mel windows.
 
     Item (images ``(3, S, S)`` float32 in [-1, 1]):
         ``source`` / ``source_b``: identity frames of A / B; ``driving`` / ``driving_b``: driving frames of
         A / B; ``a_mouth_b``: A's driving frame with B's mouth region; ``b_mouth_a``: the reverse;
-        ``mouth_mask``: ``(1, S, S)`` in {0, 1}; ``identity``, ``identity_b``: str.
+        ``mouth_mask``: ``(1, S, S)`` in {0, 1}; ``identity``, ``identity_b``: str; with ``sync_window``
+        ``sync_frames (k, 3, S, S)`` and ``sync_mel (1, 80, 16)`` (EDTalk's log-mel features).
 
     Raises:
-        InputError: no clips, ``repeats < 1``, or a bad mouth box.
+        InputError: no clips, ``repeats < 1``, a bad mouth box, or (``sync_window``) a clip without sound or
+            with fewer frames.
     """
 
     def __init__(self, root, *, repeats: int = 1, seed: int = 0, hflip: bool = False, size: int | None = None,
                  mouth_box: Sequence[float] = DEFAULT_MOUTH_BOX, frame_access: str = "auto",
-                 cache_bytes: int = 2 << 30):
+                 cache_bytes: int = 2 << 30, sync_window: int = 0, fps: float = 25.0):
         if repeats < 1:
             raise InputError(f"repeats must be >= 1, got {repeats}")
         from .datasets import ClipStore, _as_clips  # video decoding ([video] extra) only when data is read
@@ -89,6 +94,24 @@ class MouthSwapDataset(Dataset):
         n = len(ids)
         self.partners = [[j for j in range(n) if ids[j] != ids[i]] or [j for j in range(n) if j != i] or [i]
                          for i in range(n)]
+        self.sync_window = int(sync_window)
+        if not 0 <= self.sync_window <= 64:
+            raise InputError(f"sync_window must be in [0, 64] frames, got {sync_window}")
+        self.mel = [self._clip_mel(c, fps) for c in self.store.clips] if self.sync_window > 0 else []
+
+    def _clip_mel(self, clip, fps: float) -> np.ndarray:
+        """``(frames, 1, 80, 16)`` mel windows of ``clip`` (its soundtrack placed at frame 0)."""
+        from ..io.audio import EDTALK_MEL, audio_mel_windows
+        from .audio_windows import clip_soundtrack
+
+        if clip.num_frames < self.sync_window:
+            raise InputError(f"clip {clip.name!r} has {clip.num_frames} frames, fewer than the {self.sync_window} "
+                             "SyncNet sees")
+        samples = clip_soundtrack(clip, EDTALK_MEL.sample_rate)
+        if samples is None:
+            raise InputError(f"clip {clip.name!r} has no sound (no {clip.path.with_suffix('.wav').name} beside it, no "
+                             "audio track): L_sync^m reads every clip's audio")
+        return audio_mel_windows(samples, EDTALK_MEL.sample_rate, fps, num_frames=clip.num_frames)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -114,8 +137,18 @@ class MouthSwapDataset(Dataset):
         if fa.shape[1:] != fb.shape[1:]:
             raise InputError(f"clips {self.store.clips[a].name!r} and {self.store.clips[b].name!r} differ in frame "
                              "size: set data.size")
+        sync = {}
+        if self.sync_window:
+            k = self.sync_window
+            first = int(rng.integers(self.store.clips[a].num_frames - k + 1))
+            window = self.store.frames(a, range(first, first + k))
+            sync = {"sync_mel": torch.from_numpy(np.ascontiguousarray(self.mel[a][first + k // 2]))}
         if self.hflip and rng.random() < 0.5:
             fa, fb = fa[:, :, ::-1], fb[:, :, ::-1]
+            if sync:
+                window = window[:, :, ::-1]
+        if sync:
+            sync["sync_frames"] = to_tensor(np.ascontiguousarray(window))
         ta, tb = to_tensor(np.ascontiguousarray(fa)), to_tensor(np.ascontiguousarray(fb))
         mask = mouth_mask(ta.shape[-1], self.mouth_box) if ta.shape[-1] == ta.shape[-2] else None
         if mask is None:
@@ -124,7 +157,7 @@ class MouthSwapDataset(Dataset):
         b_mouth_a = tb[1] * (1 - mask) + ta[1] * mask
         return {"source": ta[0], "driving": ta[1], "source_b": tb[0], "driving_b": tb[1], "a_mouth_b": a_mouth_b,
                 "b_mouth_a": b_mouth_a, "mouth_mask": mask, "identity": self.store.clips[a].identity,
-                "identity_b": self.store.clips[b].identity}
+                "identity_b": self.store.clips[b].identity, **sync}
 
 
 class EmotionPairsDataset(Dataset):

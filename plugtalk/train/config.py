@@ -13,6 +13,7 @@ Sections (every key optional; defaults are FixTalk's setting, suppl. Sec. 1.2):
 * ``loss``: weights of L_rec, L_per, L_adv, L_dis, L_dmem, L_align (all 1), VGG19 weights file, R1;
 * ``log``: logging / image / checkpoint intervals, how many checkpoints to keep;
 * ``emi_bridge``: the schedule that closes EMI's latent bridge (pass-through start -> leak-free EMI);
+* ``audio``: the windows and companion model of EDTalk's audio stages (``edtalk-audio-lip``, ``edtalk-audio-pose``);
 * ``output_dir``, ``seed``, ``precision``, ``device``.
 
 Paths are taken relative to the working directory; ``~`` and ``$VARIABLES`` are expanded.
@@ -38,6 +39,7 @@ from ..data.decoupling import DEFAULT_MOUTH_BOX
 from ..errors import InputError
 
 __all__ = ["ModelSection", "DataSection", "OptimSection", "LossSection", "LogSection", "EMIBridgeSection",
+           "AudioSection",
            "TrainConfig",
            "load_config", "config_from_mapping", "apply_overrides", "packaged_configs", "resolve_config_path",
            "expand_path"]
@@ -159,7 +161,9 @@ class LossSection:
         stage_weights: weights of a stage's own losses by name (EDTalk's ``cross``, ``fea``, ``mouth``,
             ``sync``, ...); a name not given here takes the stage's default (:attr:`Stage.weights`, 1 for
             EDTalk's stages as in EDTalk suppl. 1.3).
-        syncnet_weights: a user-supplied Wav2Lip ``lipsync_expert.pth`` SyncNet file for L_sync^m.
+        syncnet_weights: a user-supplied SyncNet file (Wav2Lip's ``lipsync_expert.pth`` or EDTalk's
+            ``ckpt/checkpoint.pth``) for L_sync: ``edtalk-audio-lip``'s ``sync`` term (required while its weight
+            is non-zero) and ``edtalk-mouth-pose``'s L_sync^m (on while given).
     """
 
     rec: float = 1.0
@@ -257,6 +261,69 @@ class EMIBridgeSection:
 
 
 @dataclass(config=_STRICT)
+class AudioSection:
+    """EDTalk's audio stages (EDTalk suppl. 1.1, 1.3): a companion model trained on windows of consecutive
+    frames of clips with sound, against the frozen animator of ``model.checkpoint``
+    (:mod:`plugtalk.data.audio_windows`).
+
+    Attributes:
+        window: frames per window (``None``: the stage's, 5 for Audio-to-Lip as SyncNet sees 5, 25 for
+            Audio-to-Pose).
+        holdout: fraction at the end of every clip kept out of training (held-out windows of the
+            training identities, for :func:`~plugtalk.train.stages.edtalk_audio_lip.mouth_errors`).
+        max_clips, max_frames: clips read (sorted by path) and frames read per clip; all are decoded
+            once and kept in memory.
+        fps: the clips' frame rate (EDTalk: 25), which places each frame's mel window.
+        companion: config overrides of a freshly built companion model (e.g. the flow's ``steps``).
+        companion_checkpoint: start the companion from this file instead (an official checkpoint, e.g.
+            ``Audio2Lip.pt``, or a plugtalk file of the same model).
+        wav2lip: ``edtalk-audio-lip``: a Wav2Lip checkpoint whose audio encoder initialises the model's
+            (the official start).
+        freeze_encoder: ``edtalk-audio-lip``: train only the linear map (``None``: frozen exactly when
+            ``wav2lip`` is given, as the official script).
+        face_box: ``edtalk-audio-lip``: (left, top, right, bottom) fractions of the aligned crop that
+            L_rec^m and SyncNet see, resized to 96 x 96.
+        init_at_mean: ``edtalk-audio-lip``: start the linear map as the mean predictor (weight 0, bias =
+            the training targets' mean; official: default init).
+        bn_windows: ``edtalk-audio-lip``: training windows that re-estimate a trained encoder's
+            BatchNorm statistics at the end (0: keep the running averages).
+        init_windows: ``edtalk-audio-pose``: training windows its actnorm initialisation reads.
+    """
+
+    window: int | None = None
+    holdout: float = 0.0
+    max_clips: int = 200
+    max_frames: int = 250
+    fps: float = 25.0
+    companion: dict[str, Any] = dataclasses.field(default_factory=dict)
+    companion_checkpoint: str | None = None
+    wav2lip: str | None = None
+    freeze_encoder: bool | None = None
+    face_box: tuple[float, float, float, float] = (0.15, 0.15, 0.85, 0.95)
+    init_at_mean: bool = True
+    bn_windows: int = 256
+    init_windows: int = 512
+
+    def problems(self) -> list[str]:
+        """Out-of-range settings (empty: none)."""
+        out = []
+        if self.window is not None and not 1 <= self.window <= 1000:
+            out.append(f"audio.window must be in [1, 1000] frames (got {self.window})")
+        if not 0.0 <= self.holdout < 1.0:
+            out.append(f"audio.holdout must be in [0, 1) (got {self.holdout})")
+        if not 1 <= self.max_clips <= 10_000 or not 1 <= self.max_frames <= 100_000:
+            out.append("audio.max_clips must be in [1, 10000] and audio.max_frames in [1, 100000]")
+        if not 1.0 <= self.fps <= 120.0:
+            out.append(f"audio.fps must be in [1, 120] (got {self.fps})")
+        l, t, r, b = self.face_box
+        if not (0 <= l < r <= 1 and 0 <= t < b <= 1):
+            out.append("audio.face_box must be fractions 0 <= left < right <= 1, 0 <= top < bottom <= 1")
+        if not 0 <= self.bn_windows <= 100_000 or not 1 <= self.init_windows <= 100_000:
+            out.append("audio.bn_windows must be in [0, 100000] and audio.init_windows in [1, 100000]")
+        return out
+
+
+@dataclass(config=_STRICT)
 class TrainConfig:
     """The whole training configuration (see the module docstring)."""
 
@@ -267,6 +334,7 @@ class TrainConfig:
     loss: LossSection = dataclasses.field(default_factory=LossSection)
     log: LogSection = dataclasses.field(default_factory=LogSection)
     emi_bridge: EMIBridgeSection = dataclasses.field(default_factory=EMIBridgeSection)
+    audio: AudioSection = dataclasses.field(default_factory=AudioSection)
     output_dir: str = "runs/plugtalk"
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -289,6 +357,7 @@ class TrainConfig:
         if not (0 <= b.warmup <= 1 and 0 <= b.ramp <= 1 and b.warmup + b.ramp <= 1) or b.distill < 0:
             problems.append(f"emi_bridge: need warmup, ramp in [0, 1] with warmup + ramp <= 1 (the gate must reach 0 "
                             f"by the end) and distill >= 0 (got {b.warmup}, {b.ramp}, {b.distill})")
+        problems += self.audio.problems()
         problems += _stage_problems(self)
         problems += _backbone_problems(self.model.backbone)
         problems += [f"{k} must be a finite number (got {v})" for k, v in _numbers(self.to_dict())

@@ -5,9 +5,12 @@
 * ``mouth-swap`` - two clips with mouth replacement (:class:`plugtalk.data.decoupling.MouthSwapDataset`,
   ``data.mouth_box``);
 * ``emotion-pairs`` - pairs of emotion-labelled clips (:class:`plugtalk.data.decoupling.EmotionPairsDataset`,
-  labels from :func:`plugtalk.data.labels.clip_labels`).
+  labels from :func:`plugtalk.data.labels.clip_labels`);
+* ``audio-windows`` - windows of consecutive frames of clips with sound, each frame with its mel window and
+  the frozen animator's bank coefficients (:class:`plugtalk.data.audio_windows.WindowDataset`, ``audio.*``).
 
-:data:`DATASETS` maps a kind to ``(config, size, stage) -> Dataset``; a stage with new data needs adds
+:data:`DATASETS` maps a kind to ``(config, size, stage, model) -> Dataset`` (``model``: what the stage
+trains, e.g. a companion stage's frozen animator that labels the frames); a stage with new data needs adds
 one entry (:func:`register_dataset`).  :func:`check_data` runs a kind's cheap preflight (e.g. labels present)
 so that a recipe fails before its first step, not after days of training at the step that needs them.
 """
@@ -24,17 +27,17 @@ from .config import TrainConfig, expand_path
 __all__ = ["DATASETS", "SYNTHETIC", "register_dataset", "build_dataset", "check_data", "data_folder",
            "synthetic_dataset"]
 
-DATASETS: dict[str, Callable[[TrainConfig, int, Any], Dataset]] = {}
+DATASETS: dict[str, Callable[[TrainConfig, int, Any, Any], Dataset]] = {}
 #: per kind, ``(n, size, seed) -> Dataset`` of random items of that kind (benchmarks)
 SYNTHETIC: dict[str, Callable[[int, int, int], Dataset]] = {}
 #: per kind, ``(config, stage) -> None`` raising InputError when the data cannot serve the stage (cheap)
 CHECKS: dict[str, Callable[[TrainConfig, Any], None]] = {}
 
 
-def register_dataset(kind: str, factory: Callable[[TrainConfig, int, Any], Dataset],
+def register_dataset(kind: str, factory: Callable[[TrainConfig, int, Any, Any], Dataset],
                      synthetic: Callable[[int, int, int], Dataset] | None = None,
                      check: Callable[[TrainConfig, Any], None] | None = None) -> None:
-    """Register ``factory(config, size, stage) -> Dataset`` for data kind ``kind``, and optionally
+    """Register ``factory(config, size, stage, model) -> Dataset`` for data kind ``kind``, and optionally
     ``synthetic(n, size, seed)``: ``n`` random items of the same keys and shapes (for
     ``python -m plugtalk.train.bench``), and ``check(config, stage)``: a preflight that raises
     :class:`~plugtalk.errors.InputError` without decoding any clip.
@@ -98,7 +101,7 @@ def data_folder(cfg: TrainConfig) -> str:
     return expand_path(cfg.data.folder)
 
 
-def _pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
+def _pairs(cfg: TrainConfig, size: int, stage: Any, model: Any = None) -> Dataset:
     from ..data.datasets import SelfReenactmentDataset
 
     d = cfg.data
@@ -106,12 +109,13 @@ def _pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
                                   size=d.size or size)
 
 
-def _mouth_swap(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
+def _mouth_swap(cfg: TrainConfig, size: int, stage: Any, model: Any = None) -> Dataset:
     from ..data.decoupling import MouthSwapDataset
 
     d = cfg.data
+    options = stage.data_options(cfg) if stage.data_options is not None else {}  # e.g. L_sync^m's window
     return MouthSwapDataset(data_folder(cfg), repeats=d.repeats, seed=cfg.seed, hflip=d.hflip, size=d.size or size,
-                            mouth_box=d.mouth_box)
+                            mouth_box=d.mouth_box, **options)
 
 
 def _emotion_labels(cfg: TrainConfig, stage: Any) -> dict:
@@ -124,7 +128,7 @@ def _emotion_labels(cfg: TrainConfig, stage: Any) -> dict:
     return labels
 
 
-def _emotion_pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
+def _emotion_pairs(cfg: TrainConfig, size: int, stage: Any, model: Any = None) -> Dataset:
     from ..data.decoupling import EmotionPairsDataset
 
     d = cfg.data
@@ -133,21 +137,61 @@ def _emotion_pairs(cfg: TrainConfig, size: int, stage: Any) -> Dataset:
                                size=d.size or size)
 
 
+def _audio_windows(cfg: TrainConfig, size: int, stage: Any, model: Any) -> Dataset:
+    from ..data.audio_windows import WindowDataset, load_audio_windows
+    from .stages.companion import frames_bank_reader
+
+    if model is None:
+        raise InputError(f"stage {stage.name!r}: audio windows are labelled by the frozen animator: pass the model")
+    a, o = cfg.audio, stage.data_options(cfg)  # {"banks": (...), "length": frames, "frames": keep them}
+    windows = load_audio_windows(data_folder(cfg), frames_bank_reader(model.animator, o["banks"]), size=size,
+                                 length=o["length"], holdout=a.holdout, keep_frames=o["frames"],
+                                 max_clips=a.max_clips, max_frames=a.max_frames, fps=a.fps)
+    return WindowDataset(windows, "train", frames=o["frames"])
+
+
+def _clips_with_sound(cfg: TrainConfig, stage: Any) -> None:
+    from ..data.datasets import list_clips
+
+    clips = list_clips(data_folder(cfg))
+    if not any(c.path.with_suffix(".wav").is_file() or c.kind == "video" for c in clips):
+        raise InputError(f"stage {stage.name!r} trains on clips with sound: no clip under {data_folder(cfg)!r} has a "
+                         ".wav of the same name beside it or is a video (plugtalk prepare writes the wav)")
+
+
 register_dataset("pairs", _pairs, lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving")))
 register_dataset("mouth-swap", _mouth_swap, _synthetic_mouth_swap)
 register_dataset("emotion-pairs", _emotion_pairs,
                  lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving"), {"emotion": 0}),
                  check=_emotion_labels)
+def _synthetic_audio_windows(n: int, size: int, seed: int) -> Dataset:
+    """``n`` random 5-frame windows with frames (what the audio stages read; EDTalk's bank sizes)."""
+    import torch
+
+    from ..data.audio_windows import AudioClip, AudioWindows, WindowDataset
+
+    g = torch.Generator().manual_seed(seed)
+    length = 5
+    frames = length + n - 1
+    clip = AudioClip("synthetic", "synthetic", torch.rand(frames, 1, 80, 16, generator=g) * 8 - 4,
+                     {bank: torch.randn(frames, k, generator=g) * 0.1 for bank, k in
+                      (("mouth", 20), ("pose", 6), ("expression", 10))},
+                     torch.randint(0, 256, (frames, 3, size, size), generator=g, dtype=torch.uint8))
+    return WindowDataset(AudioWindows([clip], length), frames=True)
 
 
-def build_dataset(cfg: TrainConfig, size: int) -> Dataset:
-    """The training data of ``cfg.stage`` from ``cfg.data`` (frames resized to ``data.size`` or ``size``).
+register_dataset("audio-windows", _audio_windows, _synthetic_audio_windows, check=_clips_with_sound)
+
+
+def build_dataset(cfg: TrainConfig, size: int, model: Any = None) -> Dataset:
+    """The training data of ``cfg.stage`` from ``cfg.data`` (frames resized to ``data.size`` or ``size``);
+    ``model``: the model the stage trains (kinds that label frames with the frozen animator need it).
 
     Raises:
         InputError: ``data.folder`` not set or holding no usable clips, or labels the stage needs missing.
     """
     stage = _stage_with_data(cfg)
-    return DATASETS[stage.data](cfg, size, stage)
+    return DATASETS[stage.data](cfg, size, stage, model)
 
 
 def _stage_with_data(cfg: TrainConfig):

@@ -23,7 +23,11 @@ Recipes:
 * ``fixtalk-edtalk`` - FixTalk's order on EDTalk (FixTalk suppl. Sec. 1.2, EDTalk suppl. Sec. 1.3):
   ``pretrain`` (the plain EDTalk, LIA-style; skipped when the base config starts from a checkpoint such as
   ``EDTalk.pt``), ``stage1`` (encoder + EMI + generator), ``stage2`` (EDI), ``mouth-pose``
-  (``edtalk-mouth-pose``, EMI and EDI frozen) and ``expression`` (``edtalk-expression``).
+  (``edtalk-mouth-pose``, EMI and EDI frozen), ``expression`` (``edtalk-expression``), then EDTalk's audio
+  models against the finished animator: ``audio-lip`` (``edtalk-audio-lip``) and ``audio-pose``
+  (``edtalk-audio-pose``).  A companion step (:mod:`plugtalk.train.stages.companion`) passes the animator on
+  unchanged; its model (``audio_lip.safetensors``, ``audio_pose.safetensors``) is copied next to the run's
+  ``model.safetensors``.
 """
 
 from __future__ import annotations
@@ -235,8 +239,9 @@ def run_recipe(planned: list[PlannedStep], output: str | os.PathLike, *, resume:
             Trainer(p.config, resume=resume, dist=dist).fit()
         final = out / MODEL_FILE
         if dist.is_main:
-            with atomic_path(final) as tmp:
-                shutil.copyfile(planned[-1].folder / MODEL_FILE, tmp)
+            for source, name in _results(planned):
+                with atomic_path(out / name) as tmp:
+                    shutil.copyfile(source, tmp)
             log(f"recipe done: {final}")
         dist.barrier()
     finally:
@@ -244,10 +249,22 @@ def run_recipe(planned: list[PlannedStep], output: str | os.PathLike, *, resume:
     return final
 
 
+def _results(planned: list[PlannedStep]) -> list[tuple[Path, str]]:
+    """``(file, name in the run folder)``: the last step's model and every companion step's model."""
+    from .stages import get_stage
+
+    out = [(planned[-1].folder / MODEL_FILE, MODEL_FILE)]
+    for p in planned:
+        companion = get_stage(p.config.stage).companion
+        if companion is not None:
+            out.append((p.folder / companion.file, companion.file))
+    return out
+
+
 register_recipe(Recipe(
     name="fixtalk-edtalk",
     summary="FixTalk's order on EDTalk: pretrain, stage1 (E + EMI + G), stage2 (EDI), EDTalk's mouth-pose and "
-            "expression stages with EMI and EDI frozen",
+            "expression stages with EMI and EDI frozen, then its Audio-to-Lip and Audio-to-Pose models",
     base="fixtalk-edtalk256",
     steps=(
         RecipeStep("pretrain", "baseline", skip_when_checkpoint=True),
@@ -255,4 +272,11 @@ register_recipe(Recipe(
         RecipeStep("stage2", "stage2"),
         RecipeStep("mouth-pose", "edtalk-mouth-pose", {"optim": {"lr": 2e-3}, "data": {"batch_size": 4}}),
         RecipeStep("expression", "edtalk-expression", {"optim": {"lr": 2e-3}, "data": {"batch_size": 10}}),
+        # the official Audio-to-Lip script: 30 k iterations, batch 4, Adam lr 2e-3 x 0.8, betas (0, 0.99^0.8)
+        RecipeStep("audio-lip", "edtalk-audio-lip", {"optim": {"lr": 2e-3 * 0.8, "betas": [0.0, 0.99 ** 0.8],
+                                                               "grad_clip": 10.0, "steps": 30_000},
+                                                     "data": {"batch_size": 4}}),
+        # EDTalk gives no setting for the pose flow: plugtalk's
+        RecipeStep("audio-pose", "edtalk-audio-pose", {"optim": {"lr": 1e-3, "betas": [0.9, 0.999], "grad_clip": 10.0},
+                                                       "data": {"batch_size": 16}}),
     )))

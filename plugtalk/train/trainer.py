@@ -13,6 +13,10 @@ source and driving frame of one clip):
    EDI is told the fraction of training done (its scheduled training recall);
 2. discriminator step: non-saturating loss on (target, output), optional lazy R1.
 
+A companion stage (EDTalk's audio models, :mod:`plugtalk.train.stages.companion`) trains a separate model
+beside the frozen animator through the same loop; its objective may render nothing (no L_rec / L_per /
+L_adv, no discriminator), and what it writes is the companion's file next to the animator's.
+
 Distributed: one process per device under ``torchrun`` (DistributedDataParallel, NCCL / gloo,
 :class:`~plugtalk.train.distributed.ResumableSampler`); rank 0 logs and writes checkpoints.
 bf16 autocast on CUDA.  A non-finite loss or gradient norm stops training before the optimizer
@@ -24,6 +28,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +52,7 @@ from .losses import (PerceptualLoss, discriminator_loss, feature_matching_loss, 
                      r1_penalty, reconstruction_loss, warn_no_vgg)
 from .monitor import TrainMonitor
 from .data import build_dataset
-from .stages import build_model, describe, get_stage, set_train_mode
+from .stages import build_model, describe, get_stage, load_training_weights, loss_weight, set_train_mode
 
 __all__ = ["Trainer", "TrainingDiverged", "build_dataset", "LOSS_NAMES"]
 
@@ -55,7 +60,7 @@ __all__ = ["Trainer", "TrainingDiverged", "build_dataset", "LOSS_NAMES"]
 LOSS_NAMES = ("rec", "per", "adv", "dis", "distill", "dmem", "align")
 _STATE_KIND = "plugtalk-train-state"
 #: Settings a resumed run must share with the checkpoint it continues.
-_RESUME_KEYS = ("stage", "model", "seed", "data.batch_size")
+_RESUME_KEYS = ("stage", "model", "seed", "data.batch_size", "audio.window", "audio.holdout", "audio.companion")
 
 
 class TrainingDiverged(PlugtalkError):
@@ -115,9 +120,9 @@ class Trainer:
                               and any(p.requires_grad for p in emi.parameters()))
         size = self.model.adapter.image_size
         self._build_loss_networks(size)
-        #: what the stage's ``setup`` prepared (loss networks, ...), read by its objective
-        self.stage_state = self.stage.setup(self) if self.stage.setup is not None else {}
         self._build_data(dataset, size)
+        #: what the stage's ``setup`` prepared (loss networks, a data-dependent start, ...), read by its objective
+        self.stage_state = self.stage.setup(self) if self.stage.setup is not None else {}
         self._build_optimisers()
         self._wrap_distributed()
         self._start(resume)
@@ -138,19 +143,25 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
 
     def _build_loss_networks(self, size: int) -> None:
-        """L_per's VGG19 (a user file), or feature matching on the discriminator without one; the discriminator
-        when L_adv or feature matching needs it (optionally loaded from ``model.discriminator_checkpoint``)."""
-        cfg, w = self.cfg, self.cfg.loss
+        """L_per's VGG19 (a user file), or feature matching on the discriminator without one (a stage without
+        L_adv leaves L_per out instead); the discriminator when the stage's L_adv or feature matching needs it
+        (optionally loaded from ``model.discriminator_checkpoint``)."""
+        cfg, w, wanted = self.cfg, self.cfg.loss, self.stage.losses
+        adversarial = "adv" in wanted
+        perceptual = w.per > 0 and "per" in wanted
         self.perceptual = None
-        if w.per > 0 and w.vgg_weights:
+        if perceptual and w.vgg_weights:
             self.perceptual = PerceptualLoss(expand_path(w.vgg_weights), w.vgg_layer_weights, w.vgg_scales,
                                              w.vgg_distance)
             self.perceptual.to(self.device)
-        self.feature_matching = w.per > 0 and self.perceptual is None
+        self.feature_matching = perceptual and self.perceptual is None and adversarial
         if self.feature_matching:
             warn_no_vgg()
+        elif perceptual and self.perceptual is None:
+            warnings.warn(f"no VGG19 weights given (loss.vgg_weights): stage {self.stage.name!r} leaves the perceptual "
+                          "loss L_per out (it has no discriminator to fall back on)", UserWarning, stacklevel=3)
         self.discriminator: Discriminator | None = None
-        if w.adv > 0 or self.feature_matching:
+        if adversarial and (w.adv > 0 or self.feature_matching):
             try:
                 dcfg = DiscriminatorConfig.from_dict({"size": size, **cfg.model.discriminator})
             except (TypeError, ValueError) as e:
@@ -162,7 +173,7 @@ class Trainer:
     def _build_data(self, dataset: Dataset | None, size: int) -> None:
         """The stage's dataset (or ``dataset``), split over the ranks by a resumable sampler."""
         cfg = self.cfg
-        self.dataset = dataset if dataset is not None else build_dataset(cfg, size)
+        self.dataset = dataset if dataset is not None else build_dataset(cfg, size, self.model)
         world = self.dist.world_size
         if cfg.data.batch_size % world:
             raise InputError(f"data.batch_size={cfg.data.batch_size} must be divisible by the number of "
@@ -205,6 +216,7 @@ class Trainer:
         """Step 0, or the latest checkpoint with ``resume``; an output folder holding checkpoints without
         ``resume`` is refused.  Then the bridge gate and the per-rank random state for the steps."""
         self.step = 0
+        self.last_batch: tuple[Tensor, Tensor, Tensor] | None = None
         self.epoch = 0
         self.batch_in_epoch = 0
         self.resumed_from: Path | None = None
@@ -234,16 +246,12 @@ class Trainer:
         self.model.emi.set_bridge_gate(gate)
         return gate
 
-    def _loss_weight(self, name: str) -> float:
+    def loss_weight(self, name: str) -> float:
         """Weight of generator loss ``name``: ``loss.stage_weights[name]``, else the stage's default, else
         ``loss.<name>`` (``distill``: the ``emi_bridge`` weight times the gate)."""
         if name == "distill":
             return self.cfg.emi_bridge.distill * (self.model.emi.bridge_gate if self.model.emi is not None else 0.0)
-        if name in self.cfg.loss.stage_weights:
-            return self.cfg.loss.stage_weights[name]
-        if name in self.stage.weights:
-            return self.stage.weights[name]
-        return getattr(self.cfg.loss, name)
+        return loss_weight(self.cfg, self.stage, name)
 
     # -- data -------------------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
@@ -312,11 +320,12 @@ class Trainer:
             fake, target = objective.fake, objective.target
             wanted = self.stage.losses
             losses: dict[str, Tensor] = {}
-            if "rec" in wanted and "rec" not in objective.losses:
+            rendered = fake is not None
+            if rendered and "rec" in wanted and "rec" not in objective.losses:
                 losses["rec"] = reconstruction_loss(fake.float(), target)
-            if self.perceptual is not None and "per" in wanted:
+            if rendered and self.perceptual is not None and "per" in wanted:
                 losses["per"] = self.perceptual(fake, target)
-            if D is not None:
+            if rendered and D is not None:
                 if self.feature_matching:
                     logits, fake_feats = D(fake, features=True)
                     with torch.no_grad():
@@ -328,7 +337,7 @@ class Trainer:
                 if w.adv > 0 and "adv" in wanted:
                     losses["adv"] = generator_adversarial_loss(logits)
             losses.update({k: v.float() for k, v in objective.losses.items() if k in wanted})
-        total = sum(self._loss_weight(k) * v for k, v in losses.items())
+        total = sum(self.loss_weight(k) * v for k, v in losses.items())
         self._guard({**losses, "total": total})
         self.g_opt.zero_grad(set_to_none=True)
         total.backward()
@@ -342,7 +351,7 @@ class Trainer:
         self.g_sched.step()
 
         # discriminator
-        if D is not None:
+        if D is not None and fake is not None:
             D.requires_grad_(True)
             n = fake.shape[0]
             with self._autocast():
@@ -363,7 +372,10 @@ class Trainer:
                 self.d_opt.step()
                 logged["loss/r1"] = r1.detach()
             self.d_sched.step()
-        self.last_batch = (inputs.get("source", target), target, fake.detach())
+        if fake is not None:
+            source = inputs.get("source")
+            shown = source if source is not None and len(source) == len(fake) else target
+            self.last_batch = (shown, target, fake.detach())
         return logged
 
     # -- the loop ---------------------------------------------------------------------------------------
@@ -400,13 +412,15 @@ class Trainer:
                     if self.step % cfg.log.every == 0 or self.step == total_steps:
                         last = self._log(monitor, sums, count, time.perf_counter() - tick)
                         sums, count, tick = {}, 0, time.perf_counter()
-                    if cfg.log.image_every and self.step % cfg.log.image_every == 0:
+                    if cfg.log.image_every and self.step % cfg.log.image_every == 0 and self.last_batch:
                         monitor.images(self.step, *self.last_batch, rows=cfg.log.num_images)
                     if self.step % cfg.log.checkpoint_every == 0:
                         self.save_checkpoint()
                         saved_at = self.step
                     if rolled or self.step >= total_steps:
                         break
+            if self.stage.finish is not None and self.step >= total_steps:
+                self.stage.finish(self)
             if saved_at != self.step:
                 self.save_checkpoint()
             if self.drives_bridge and self.step >= total_steps and self.model.emi.bridge_gate != 0.0:
@@ -472,8 +486,6 @@ class Trainer:
         folder = latest_checkpoint(self.checkpoint_root)
         if folder is None:
             if self.dist.is_main:  # a warning on stderr (the CLI's ``warning:`` line), not a stdout line lost in logs
-                import warnings
-
                 warnings.warn(f"--resume: no checkpoint in {self.checkpoint_root}; starting from step 0", stacklevel=2)
             return
         state = load_state(folder)
@@ -485,12 +497,7 @@ class Trainer:
         if state["world_size"] != self.dist.world_size:
             raise InputError(f"cannot resume {folder} (written by {state['world_size']} process(es)) with "
                              f"{self.dist.world_size}: the data order and per-process batches would differ")
-        tensors, _ = load_safetensors(folder / MODEL_FILE, self.device)
-        for prefix, part in (("backbone.", self.model.adapter.backbone), ("emi.", self.model.emi),
-                             ("edi.", self.model.edi)):
-            if part is not None:
-                load_state_dict_checked(part, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
-                                        repr(str(folder / MODEL_FILE)))
+        load_training_weights(self.model, folder / MODEL_FILE, self.device)
         if self.discriminator is not None:
             self._load_discriminator(str(folder / DISCRIMINATOR_FILE))
         self.g_opt.load_state_dict(state["g_optimizer"])

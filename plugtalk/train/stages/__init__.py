@@ -38,7 +38,12 @@ retrofit               EMI + EDI on a frozen pretrained backbone (+ backbone if 
 baseline               the plain backbone, no EMI/EDI
 edtalk-mouth-pose      EDTalk's mouth-pose decouple module (E, G, expression, EMI, EDI frozen)
 edtalk-expression      EDTalk's MLP^e, expression bank B^e and EEM only (emotion-labelled clips)
+edtalk-audio-lip       EDTalk's Audio-to-Lip model (a companion: the animator stays frozen)
+edtalk-audio-pose      EDTalk's Audio-to-Pose normalizing flow (a companion)
 =====================  ==================================================================
+
+A *companion* stage (``Stage.companion``, :mod:`.companion`) trains a separate model beside the frozen
+animator of ``model.checkpoint`` and writes it next to the step's ``model.safetensors``.
 """
 
 from __future__ import annotations
@@ -54,25 +59,28 @@ from ...emi import EMI
 from ...errors import InputError
 from ...weights.load import open_weights
 from ...retrofitting import Retrofitted, _build_module
+from .companion import Companion, CompanionModel
 
 __all__ = ["Stage", "Objective", "Start", "register_stage", "get_stage", "stage_names", "start_model",
            "new_module", "train_only", "self_reenactment", "build_model", "set_train_mode", "frozen_modules",
-           "describe", "trainable_names"]
+           "describe", "trainable_names", "training_parts", "load_training_weights", "Companion", "CompanionModel",
+           "loss_weight"]
 
 
 class Objective(NamedTuple):
     """What one generator step of a stage produced.
 
     Attributes:
-        fake: rendered images ``(N, 3, S, S)`` (roughly [-1, 1]); L_per and L_adv are taken on them, and the
-            discriminator sees them as fakes.
+        fake: rendered images ``(N, 3, S, S)`` (roughly [-1, 1]); L_rec, L_per and L_adv are taken on them, and
+            the discriminator sees them as fakes.  ``None`` (with ``target``) for a stage that renders nothing
+            (e.g. the pose flow's likelihood): only ``losses`` count.
         target: the real images ``(N, 3, S, S)`` in [-1, 1] they should match (the discriminator's reals).
         losses: stage-specific generator losses (scalars) by name; ``rec`` here replaces the default
             L1 ``mean |fake - target|``.
     """
 
-    fake: Tensor
-    target: Tensor
+    fake: Tensor | None
+    target: Tensor | None
     losses: dict[str, Tensor]
 
 
@@ -90,7 +98,8 @@ class Stage:
     Attributes:
         name: the config's ``stage`` value.
         summary: one line for ``--help``, ``--show-config`` and the README.
-        build: ``(config, start) -> Retrofitted`` with ``requires_grad`` on exactly the trained parameters.
+        build: ``(config, start) -> Retrofitted`` (a companion stage: ``CompanionModel``) with ``requires_grad`` on
+            exactly the trained parameters.
         losses: generator-loss names this stage uses, each weighted by ``loss.stage_weights[name]``, else
             ``weights[name]``, else ``loss.<name>`` (``distill``: by the ``emi_bridge`` schedule); any other
             loss a model returns is dropped.  ``rec``, ``per`` and ``adv``
@@ -109,6 +118,12 @@ class Stage:
             loss is off).
         paper: the paper's batch size and learning rate, for ``--show-config`` and the README.
         check: ``config -> [problems]`` for config validation (a stage's own consistency rules).
+        companion: set for a stage that trains a separate model beside the frozen animator
+            (:class:`~.companion.Companion`; ``build`` then returns a :class:`~.companion.CompanionModel`).
+        finish: optional ``(trainer) -> None`` run after the last step, before the model is written (e.g.
+            re-estimate BatchNorm statistics).
+        data_options: optional ``config -> dict`` of the data kind's options for this stage (``audio-windows``:
+            ``banks``, ``length``, ``frames``; ``mouth-swap``: ``sync_window``, ``fps``).
     """
 
     name: str
@@ -125,6 +140,9 @@ class Stage:
     setup: Callable[[Any], dict] | None = None
     paper: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     check: Callable[[Any], list[str]] | None = None
+    companion: Companion | None = None
+    finish: Callable[[Any], None] | None = None
+    data_options: Callable[[Any], dict] | None = None
 
     def problems(self, cfg) -> list[str]:
         """Why ``cfg`` cannot run this stage (empty: it can)."""
@@ -139,7 +157,8 @@ class Stage:
     def describe(self) -> dict[str, Any]:
         """Plain description (``--show-config``)."""
         return {"summary": self.summary, "starts_from": self.start, "losses": list(self.losses), "data": self.data,
-                "labels": list(self.labels), **({"paper": dict(self.paper)} if self.paper else {})}
+                "labels": list(self.labels), **({"paper": dict(self.paper)} if self.paper else {}),
+                **({"trains": self.companion.backbone, "writes": self.companion.file} if self.companion else {})}
 
 
 _REGISTRY: dict[str, Stage] = {}
@@ -172,6 +191,16 @@ def get_stage(name: str) -> Stage:
         return _REGISTRY[name]
     except KeyError:
         raise InputError(f"unknown stage {name!r}; registered stages: {', '.join(_REGISTRY)}") from None
+
+
+def loss_weight(cfg, stage: Stage, name: str) -> float:
+    """Weight of generator loss ``name`` in ``stage``: ``loss.stage_weights[name]``, else the stage's default
+    (:attr:`Stage.weights`), else ``loss.<name>`` (``distill`` is scheduled by the trainer)."""
+    if name in cfg.loss.stage_weights:
+        return cfg.loss.stage_weights[name]
+    if name in stage.weights:
+        return stage.weights[name]
+    return getattr(cfg.loss, name)
 
 
 # -- helpers for ``Stage.build`` ------------------------------------------------------------------------
@@ -274,8 +303,9 @@ def train_only(model: Retrofitted, backbone_parts: tuple[str, ...]) -> Retrofitt
     return model
 
 
-def build_model(cfg) -> Retrofitted:
-    """The model of ``cfg.stage`` (its :attr:`Stage.build`) with ``requires_grad`` on exactly the parts that train.
+def build_model(cfg) -> Retrofitted | CompanionModel:
+    """The model of ``cfg.stage`` (its :attr:`Stage.build`) with ``requires_grad`` on exactly the parts that train
+    (a :class:`~.companion.CompanionModel` for a companion stage).
 
     Raises:
         InputError: an unknown stage, missing/wrong checkpoint, module options that do not fit the backbone,
@@ -294,28 +324,54 @@ def trainable_names(model: nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-def frozen_modules(model: Retrofitted) -> list[nn.Module]:
-    """Parts of ``model`` (backbone, EMI, EDI) whose parameters all stay fixed."""
-    parts = [model.adapter.backbone, model.emi, model.edi]
-    return [p for p in parts if p is not None and not any(q.requires_grad for q in p.parameters())]
+def training_parts(model: Retrofitted | CompanionModel) -> dict[str, nn.Module]:
+    """The parts of the model a stage trains, by name: backbone, EMI, EDI (or a companion and its animator)."""
+    if isinstance(model, CompanionModel):
+        return model.parts()
+    parts = {"backbone": model.adapter.backbone, "emi": model.emi, "edi": model.edi}
+    return {k: v for k, v in parts.items() if v is not None}
 
 
-def set_train_mode(model: nn.Module, retrofitted: Retrofitted) -> None:
+def frozen_modules(model: Retrofitted | CompanionModel) -> list[nn.Module]:
+    """Parts of ``model`` (:func:`training_parts`) whose parameters all stay fixed."""
+    return [p for p in training_parts(model).values() if not any(q.requires_grad for q in p.parameters())]
+
+
+def set_train_mode(model: nn.Module, trained: Retrofitted | CompanionModel) -> None:
     """``model.train()`` with every frozen part kept in eval mode (no dropout, fixed statistics)."""
     model.train()
-    for part in frozen_modules(retrofitted):
+    for part in frozen_modules(trained):
         part.eval()
 
 
-def describe(model: Retrofitted) -> dict[str, Any]:
+def describe(model: Retrofitted | CompanionModel) -> dict[str, Any]:
     """Parameter counts per part: ``{part: (trainable, total)}``."""
     out = {}
-    for name, part in (("backbone", model.adapter.backbone), ("emi", model.emi), ("edi", model.edi)):
-        if part is not None:
-            ps = list(part.parameters())
-            out[name] = (sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps))
+    for name, part in training_parts(model).items():
+        ps = list(part.parameters())
+        out[name] = (sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps))
     return out
+
+
+def load_training_weights(model: Retrofitted | CompanionModel, path: Path, device) -> None:
+    """Load the trained weights of a checkpoint's ``model.safetensors`` (``path``) into ``model`` (resume).
+
+    Raises:
+        CheckpointError: missing or unfitting tensors (named).
+    """
+    from ...weights.configurable import load_state_dict_checked
+    from ...weights.plugtalk_format import load_safetensors
+
+    if isinstance(model, CompanionModel):
+        model.load_training_weights(path, device)
+        return
+    tensors, _ = load_safetensors(path, device)
+    for prefix, part in (("backbone.", model.adapter.backbone), ("emi.", model.emi), ("edi.", model.edi)):
+        if part is not None:
+            load_state_dict_checked(part, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                    repr(str(path)))
 
 
 # -- the built-in stages: one file each, registered on import -------------------------------------------
 from . import stage1, stage2, retrofit, baseline, edtalk_mouth_pose, edtalk_expression  # noqa: E402,F401,I001
+from . import edtalk_audio_lip, edtalk_audio_pose  # noqa: E402,F401,I001
