@@ -598,6 +598,28 @@ class _Renderer:
         return n
 
 
+def _open_driving_clips(plan: AnimatePlan, size: int) -> tuple[dict[str, DrivingClip], float]:
+    """The plan's driving videos, probed and with their crop boxes, and the output frame rate (the plan's,
+    else the first video's, else :data:`DEFAULT_FPS`)."""
+    opts, out_fps = plan.options, plan.fps
+    clips: dict[str, DrivingClip] = {}
+    for key, path in plan.videos.items():
+        clips[key] = DrivingClip(path, size, crop=opts.crop_driving, fps=out_fps, max_frames=opts.max_frames,
+                                 detect_every=opts.detect_every, name=f"{key} video {Path(path).name!r}")
+        out_fps = out_fps or clips[key].fps
+    return clips, out_fps or DEFAULT_FPS
+
+
+def _encode_drivers(model: Retrofitted, plan: AnimatePlan, runtime: Runtime, batch: FrameBatch,
+                    driver_names: list[str]) -> dict[str, Tensor]:
+    """Motion codes of one batch of driving crops, per driver (and its images, when the adapter reads them)."""
+    tensors = {k: runtime.tensor(v) for k, v in batch.crops.items()}
+    ds = model.encode_drivers({d: tensors[plan.assignment[d]] for d in driver_names})
+    if model.adapter.wants_images:
+        batch.images = ds.images
+    return ds.codes
+
+
 def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.PathLike, out: str | os.PathLike, *,
             drivers: Mapping[str, str | os.PathLike] | None = None, controls: Mapping[str, Any] | None = None,
             options: AnimateOptions | None = None, companions: Companions | None = None,
@@ -652,14 +674,8 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
     if opts.paste and not opts.crop_source and not isinstance(source, SourceImage):
         notes.append("paste-back without a source crop replaces the centred square of the source")
 
-    out_fps = plan.fps
-    clips: dict[str, DrivingClip] = {}
     with timer("detect"):   # probe + crop boxes (a first decoding pass)
-        for key, path in plan.videos.items():
-            clips[key] = DrivingClip(path, size, crop=opts.crop_driving, fps=out_fps, max_frames=opts.max_frames,
-                                     detect_every=opts.detect_every, name=f"{key} video {Path(path).name!r}")
-            out_fps = out_fps or clips[key].fps
-    out_fps = out_fps or DEFAULT_FPS
+        clips, out_fps = _open_driving_clips(plan, size)
     total = _total_frames(clips, plan, notes)
     sound, sound_desc = _sound(plan, clips) if opts.mux_sound else (None, None)
 
@@ -686,12 +702,7 @@ def animate(model: Retrofitted, source: SourceImage | np.ndarray | str | os.Path
             codes: dict[str, Tensor] = {}
             if batch.crops and driver_names:
                 with torch.inference_mode(), runtime.context(), timer("model"):
-                    tensors = {k: runtime.tensor(v) for k, v in batch.crops.items()}
-                    ds = model.encode_drivers({d: tensors[plan.assignment[d]] for d in driver_names})
-                    codes = ds.codes
-                    if model.adapter.wants_images:
-                        batch.images = ds.images
-                    del ds, tensors
+                    codes = _encode_drivers(model, plan, runtime, batch, driver_names)
             if smoother is None:
                 done += render(batch, codes)
             else:

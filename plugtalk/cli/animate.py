@@ -178,6 +178,11 @@ def animate(
                                        detect_every=detect_every, lossless=lossless),
                 on_progress=update if progress else None)
         audio_desc = "; ".join(f"{k} model from {v}" for k, v in companions.described.items())
+    _report(result, loaded, audio_desc)
+
+
+def _report(result, loaded, audio_desc: str) -> None:
+    """The command's summary: notes, the file written, model, drivers, side by side, time."""
     for note in result.warnings:
         tell("note", note)
     h, w = result.size

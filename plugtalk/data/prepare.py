@@ -222,6 +222,34 @@ def _audio_slice(audio: np.ndarray, start: int, end: int, fps: float) -> np.ndar
     return np.pad(seg, (0, (b - a) - len(seg)))
 
 
+def _frame_boxes(reader: VideoReader, settings: PrepareSettings, face_boxes: Mapping[int, FaceBox] | None,
+                 tick: Callable[[str, int, int | None], None]) -> list[FaceBox | None]:
+    """One face box (or ``None``) per output frame: the annotated boxes when given (output frame ``i`` shows
+    native frame ``round(i * native_fps / fps)``), else a detection every ``detect_every`` frames, following
+    the previous face, and on the last frame."""
+    total = reader.frame_count
+    if face_boxes is not None:
+        ratio = reader.native_fps / settings.fps
+        n = total if total is not None else sum(1 for _ in reader)
+        tick("boxes", n, n)
+        return [face_boxes.get(int(math.floor(i * ratio + 0.5 - 1e-9))) for i in range(n)]
+    boxes: list[FaceBox | None] = []
+    prev: FaceBox | None = None
+    last_frame = None
+    for i, frame in enumerate(reader):
+        if i % settings.detect_every == 0:
+            b = follow_face(frame, detect_side=settings.detect_side, near=prev)
+            prev = b or prev
+            boxes.append(b)
+        else:
+            boxes.append(None)
+        last_frame = frame
+        tick("detect", i + 1, total)
+    if boxes and (len(boxes) - 1) % settings.detect_every != 0:
+        boxes[-1] = follow_face(last_frame, detect_side=settings.detect_side, near=prev)
+    return boxes
+
+
 def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, settings: PrepareSettings = PrepareSettings(),
                   *, identity: str | None = None,
                   on_frames: Callable[[str, int, int | None], None] | None = None,
@@ -264,28 +292,9 @@ def prepare_video(source: str | os.PathLike, out_dir: str | os.PathLike, setting
     total = reader.frame_count
     tick = on_frames or (lambda stage, done, tot: None)
 
-    # pass 1: sampled detections
-    boxes: list[FaceBox | None] = []
-    prev: FaceBox | None = None
-    last_frame = None
-    if face_boxes is not None:  # annotated: no detector; output frame i shows native frame round(i * native / fps)
-        ratio = reader.native_fps / settings.fps
-        n = total if total is not None else sum(1 for _ in reader)
-        boxes = [face_boxes.get(int(math.floor(i * ratio + 0.5 - 1e-9))) for i in range(n)]
-        tick("boxes", n, n)
-    for i, frame in enumerate(reader if face_boxes is None else ()):
-        if i % settings.detect_every == 0:
-            b = follow_face(frame, detect_side=settings.detect_side, near=prev)
-            prev = b or prev
-            boxes.append(b)
-        else:
-            boxes.append(None)
-        last_frame = frame
-        tick("detect", i + 1, total)
+    # pass 1: sampled detections (or the annotation's boxes)
+    boxes = _frame_boxes(reader, settings, face_boxes, tick)
     n = len(boxes)
-    if face_boxes is None and n and (n - 1) % settings.detect_every != 0:
-        boxes[-1] = follow_face(last_frame, detect_side=settings.detect_side, near=prev)
-    del last_frame
     detected = sum(b is not None for b in boxes)
     if detected == 0:
         how = "no annotated box matches a frame" if face_boxes is not None else \

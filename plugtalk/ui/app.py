@@ -272,27 +272,33 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
             off, off_name = result, f"{loaded.variant}, the embedded default"
             on_name = f"{companion.variant}, {Path(companion.source).name}"
         out.off_video, out.on_video = off.path, on.path
-        key = next((k for k in ("driving", "expression", "pose", "mouth") if videos[k] is not None), None)
-        if key is None:
-            lines.append("**identity shift:** n/a (no driving video)")
-        else:
-            from ..face.crop import crop_and_resize
-            from ..io.video import read_frames
-
-            box = result.driving_boxes[key]
-            driving_crops = np.stack([crop_and_resize(f, box, size) for f in
-                                      read_frames(videos[key], max_frames=result.frames, fps=result.fps)])
-            try:
-                meter = _ShiftMeter(prepared.crop, driving_crops)
-                off_text, on_text = meter.text(off.path), meter.text(on.path)
-            except PlugtalkError as e:
-                off_text = on_text = f"n/a ({e})"
-            lines += ["**identity shift toward the driver** = CSIM(output, driver) - CSIM(source, driver), "
-                      "per-frame mean (0: no leak; higher: the output looks more like the driver):",
-                      f"- EMI/EDI **off** ({off_name}): {off_text}",
-                      f"- EMI/EDI **on** ({on_name}): {on_text}"]
+        lines += _shift_report(videos, result, prepared, size, (off.path, off_name), (on.path, on_name))
     out.report = "\n\n".join(lines)
     return out
+
+
+def _shift_report(videos: Mapping[str, Any], result, prepared, size: int, off: tuple[Path, str],
+                  on: tuple[Path, str]) -> list[str]:
+    """The report's identity-shift lines for the EMI/EDI off and on renders ``(video, name)``, measured
+    against the first driving video the request had (its crops as ``animate`` cut them)."""
+    key = next((k for k in ("driving", "expression", "pose", "mouth") if videos[k] is not None), None)
+    if key is None:
+        return ["**identity shift:** n/a (no driving video)"]
+    from ..face.crop import crop_and_resize
+    from ..io.video import read_frames
+
+    box = result.driving_boxes[key]
+    driving_crops = np.stack([crop_and_resize(f, box, size) for f in
+                              read_frames(videos[key], max_frames=result.frames, fps=result.fps)])
+    try:
+        meter = _ShiftMeter(prepared.crop, driving_crops)
+        off_text, on_text = meter.text(off[0]), meter.text(on[0])
+    except PlugtalkError as e:
+        off_text = on_text = f"n/a ({e})"
+    return ["**identity shift toward the driver** = CSIM(output, driver) - CSIM(source, driver), "
+            "per-frame mean (0: no leak; higher: the output looks more like the driver):",
+            f"- EMI/EDI **off** ({off[1]}): {off_text}",
+            f"- EMI/EDI **on** ({on[1]}): {on_text}"]
 
 
 def _message(error: BaseException) -> str:
