@@ -161,6 +161,18 @@ def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_
     assert "does not exist" in report["not_run"]["sync_conf"] and "emotion classifier" in report["not_run"]["acc_emo"]
     text = (tmp_path / "t3" / "report.md").read_text()
     assert "| edtalk |" in text and "FixTalk (paper)" in text and "22.382" in text
+    # with a SyncNet file (official format, random weights here): sync confidence / distance per clip
+    from test_edtalk_audio_lip import official_syncnet_file
+
+    official_syncnet_file(tmp_path / "lipsync_expert.pth")
+    synced = run_benchmark(S.small_settings(data, tmp_path / "t3s", protocol="fixtalk-mead-audio", self_frames=2,
+                                            audio_checkpoint=tmp_path / "audio.safetensors",
+                                            syncnet_weights=tmp_path / "lipsync_expert.pth"), models, log=lambda m: None)
+    assert "sync_conf" not in synced["not_run"] and "not comparable" in synced["networks"]["sync_conf"]
+    for r in synced["rows"]:
+        s = r["scores"]["edtalk"]
+        assert s["sync_conf"] >= 0 and s["sync_dist"] > 0 and -15 <= s["sync_offset"] <= 15
+    assert "SYNC-CONF" in (tmp_path / "t3s" / "report.md").read_text()
 
     # --resume: the clips scored before are read back, nothing is rendered again, the same rows and reasons
     import plugtalk.benchmark.audio as A

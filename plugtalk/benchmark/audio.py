@@ -6,8 +6,10 @@ expression reference (EDTalk suppl. 1.2: "we use the video itself as an expressi
 source frame with the ``neutral`` emotion label of the same speaker (the first frame of that speaker's first
 neutral clip in the manifest; without one, the clip's own first frame, said in the row).  Scored against the
 true frames (``self_frames`` frames evenly after frame 0, at 256 px): PSNR, SSIM, M-LMD and F-LMD (dlib
-landmarks, px at 256 px).  A model without an audio-driven mouth is reported as not run, with animate's
-reason.  Emotion accuracy and sync confidence need networks plugtalk does not implement yet: reported.
+landmarks, px at 256 px), and with a SyncNet file the lip-sync confidence and distance of the whole render
+against the clip's wav (:func:`plugtalk.metrics.sync.sync_confidence`).  A model without an audio-driven mouth
+is reported as not run, with animate's reason.  Emotion accuracy needs a network plugtalk does not implement
+yet: reported.
 
 Each scored clip is appended to ``<out>/audio_rows.jsonl`` as it is done; ``--resume`` keeps the rows of an
 interrupted run whose clip, frames, models and audio model are unchanged and renders only the others.
@@ -73,6 +75,17 @@ def _score(scorer, out: np.ndarray, truth: np.ndarray) -> dict:
             "f_lmd": nanmean(landmark_distance(lm_o, lm_t)), "frames": len(out)}
 
 
+def _sync_scores(syncnet, out: np.ndarray, wav: Path, fps: float) -> dict:
+    """``{"sync_conf", "sync_dist", "sync_offset"}`` of a whole render against its wav."""
+    from ..io.audio import EDTALK_MEL, audio_mel_windows, load_audio
+    from ..metrics.sync import sync_confidence
+
+    samples = load_audio(wav, EDTALK_MEL.sample_rate)
+    mel = audio_mel_windows(samples, EDTALK_MEL.sample_rate, fps, num_frames=len(out))
+    r = sync_confidence(syncnet, out, mel)
+    return {"sync_conf": r["confidence"], "sync_dist": r["distance"], "sync_offset": r["offset"]}
+
+
 def render_audio(model, audio_model, item: dict, frames: int, tmp: Path) -> np.ndarray:
     """``(frames, H, W, 3)`` uint8 output of one audio-driven clip (lossless, no cropping)."""
     from ..animate import AnimateOptions, animate
@@ -101,6 +114,11 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
         why = "not run: needs EDTalk's audio-to-mouth weights (--audio-checkpoint Audio2Lip.pt)"
         return [], {m.label: why for m in models}
     audio_model = load_audio_model(settings.audio_checkpoint)[0].eval()
+    syncnet = None
+    if not status.get("sync_conf", "not run").startswith("not run"):
+        from ..train.syncnet import load_syncnet
+
+        syncnet = load_syncnet(settings.syncnet_weights)
     loaded = {m.label: load_animator(m.checkpoint, m.backbone).model.eval() for m in models if m.renderer is None}
     not_run.update({m.label: "not run: a renderer, not an animator" for m in models if m.renderer is not None})
     scorer = Scorer()
@@ -110,6 +128,8 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
     cache.parent.mkdir(parents=True, exist_ok=True)
     stamps = {m.label: m.stamp for m in models}
     audio_stamp = f"{Path(settings.audio_checkpoint).name}:{file_stamp(settings.audio_checkpoint)}"
+    if syncnet is not None:
+        audio_stamp += f"; {Path(settings.syncnet_weights).name}:{file_stamp(settings.syncnet_weights)}"
     with tempfile.TemporaryDirectory(prefix="plugtalk-bench-audio-") as tmp, open(cache, "a") as sink:
         for item in items:
             key = json.dumps([str(item["clip"]), settings.self_frames, stamps, audio_stamp], sort_keys=True)
@@ -118,7 +138,8 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
                 not_run.update(done[key].get("not_run", {}))
                 continue
             t0 = time.perf_counter()
-            n = probe_video(item["clip"]).frame_count
+            info = probe_video(item["clip"])
+            n = info.frame_count
             idx = frame_indices(n, settings.self_frames, start=1)
             truth = resize_square(clip_frames(Path(item["clip"]), tuple(idx)), SCORE_SIZE)
             row = {"key": Path(item["clip"]).stem, "identity": item["identity"], "labels": item["labels"],
@@ -135,6 +156,8 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
                     continue
                 keep = [i for i in idx if i < len(out)]
                 row["scores"][label] = _score(scorer, resize_square(out[keep], SCORE_SIZE), truth[:len(keep)])
+                if syncnet is not None:
+                    row["scores"][label].update(_sync_scores(syncnet, out, Path(item["wav"]), info.fps))
             row["seconds"] = time.perf_counter() - t0
             row["cache_key"] = key
             sink.write(json.dumps(row) + "\n")

@@ -10,7 +10,8 @@ not exist, or a network plugtalk does not implement yet).  Nothing is downloaded
   ``--arcface-weights``, else dlib's ResNet, labelled a substitute), NIQE, CPBD; FID needs Inception-v3
   weights.
 * **fixtalk-mead-audio** (audio-driven, MEAD test split): PSNR, SSIM, M-LMD, F-LMD, emotion accuracy
-  (an emotion classifier) and sync confidence (SyncNet).
+  (an emotion classifier, not implemented: reported as not run) and sync confidence / distance (a user's
+  SyncNet file, :mod:`plugtalk.metrics.sync`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ PAPER_TABLES = {
                  "FixTalk": (22.382, 0.743, 1.314, 1.215, 68.25, 8.009)}},
 }
 _LABEL = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "m_lmd": "M-LMD ↓", "f_lmd": "F-LMD ↓", "fid": "FID ↓", "csim": "CSIM ↑",
-          "niqe": "NIQE ↓", "cpbd": "CPBD ↑", "acc_emo": "Acc_emo ↑", "sync_conf": "Sync_conf ↑"}
+          "niqe": "NIQE ↓", "cpbd": "CPBD ↑", "acc_emo": "Acc_emo ↑", "sync_conf": "Sync_conf ↑",
+          "sync_dist": "Sync_dist ↓"}
 
 
 def weight_status(option: str, path: Path | None, network: str, implemented: bool = True) -> tuple[bool, str]:
@@ -151,22 +153,26 @@ def _fid(rows: list[dict], labels: list[str], folder: Path) -> dict[str, float |
 
 def run_fixtalk_mead_audio(settings, models: list[ModelSpec], log=print) -> dict | None:
     """Tab. 3: audio-driven rendering of the MEAD test clips (:mod:`plugtalk.benchmark.audio`) scored for PSNR,
-    SSIM, M-LMD and F-LMD; emotion accuracy and sync confidence are reported as not run, with the reason."""
+    SSIM, M-LMD and F-LMD, and with ``--syncnet-weights`` the sync confidence and distance
+    (:func:`plugtalk.metrics.sync.sync_confidence`); emotion accuracy is reported as not run, with the reason."""
     from .audio import run_audio_protocol
 
     t0 = time.perf_counter()
     status = {m: "dlib 68-point landmarks" if "lmd" in m else "no network" for m in ("psnr", "ssim", "m_lmd", "f_lmd")}
     status["acc_emo"] = weight_status("--emotion-weights", settings.emotion_weights, "emotion classifier",
                                       implemented=False)[1]
-    status["sync_conf"] = weight_status("--syncnet-weights", settings.syncnet_weights, "SyncNet",
-                                        implemented=False)[1]
+    status["sync_conf"] = weight_status("--syncnet-weights", settings.syncnet_weights, "SyncNet")[1]
+    if not status["sync_conf"].startswith("not run"):
+        status["sync_conf"] += (" (Wav2Lip-format expert, unit embeddings: not on syncnet_python's scale, so not "
+                                "comparable with the paper's Sync_conf)")
+    status["sync_dist"] = status["sync_conf"]
     rows, model_not_run = run_audio_protocol(settings, models, status, log=log)
     not_run = {m: s for m, s in status.items() if s.startswith("not run")}
     not_run.update({f"model {m}": why for m, why in model_not_run.items()})
     for m, why in not_run.items():
         log(f"warning: {m}: {why}")
     labels = [m.label for m in models if m.label not in model_not_run]
-    metrics = ("psnr", "ssim", "m_lmd", "f_lmd")
+    metrics = ("psnr", "ssim", "m_lmd", "f_lmd") + (() if "sync_conf" in not_run else ("sync_conf", "sync_dist"))
     lines, summary = (metric_table(rows, labels, metrics, labels[0] if len(labels) > 1 else None, seed=settings.seed)
                       if labels and rows else (["(no model ran)"], {}))
     out = ["# plugtalk benchmark: FixTalk Tab. 3 protocol (audio-driven, MEAD test split)", "",

@@ -61,10 +61,16 @@ class SyncNet(nn.Module):
         self.face = _stack(FACE_BLOCKS, width)
         self.audio = _stack(AUDIO_BLOCKS, width)
 
+    def audio_embedding(self, mel: Tensor) -> Tensor:
+        """``(B, 1, 80, 16)`` mel windows -> unit audio embeddings ``(B, D)``."""
+        return F.normalize(self.audio(mel).flatten(1), dim=1)
+
+    def face_embedding(self, faces: Tensor) -> Tensor:
+        """``(B, 15, 48, 96)`` stacked lower faces (:func:`lower_half_stack`) -> unit face embeddings ``(B, D)``."""
+        return F.normalize(self.face(faces).flatten(1), dim=1)
+
     def forward(self, mel: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
-        a = F.normalize(self.audio(mel).flatten(1), dim=1)
-        v = F.normalize(self.face(faces).flatten(1), dim=1)
-        return a, v
+        return self.audio_embedding(mel), self.face_embedding(faces)
 
 
 def _official_names(n_face: int, n_audio: int) -> dict[str, str]:
