@@ -498,3 +498,34 @@ def test_a_model_in_training_mode_is_refused(models, astronaut, carphone, tmp_pa
         animate(model, astronaut, tmp_path / "o.mp4", drivers={"driving": carphone},
                 options=AnimateOptions(max_frames=1))
     assert not list(tmp_path.iterdir())
+
+
+def test_edtalk_audio_driven_mouth_and_pose_from_the_pose_flow(models, astronaut, tmp_path):
+    """EDTalk fully audio-driven: the mouth from the Audio-to-Lip model, the head pose sampled from the
+    Audio-to-Pose flow (a seeded draw: the same speech gives the same frames), rendered as the model renders
+    those coefficients."""
+    from plugtalk.adapters.edtalk_controls import audio_pose_coefficients
+
+    model = load_animator(models["edtalk_bb"]).model
+    audio_model, _ = load_audio_model(models["audio"])
+    torch.manual_seed(0)
+    flow = B.create("edtalk-pose-flow", audio_dim=8, steps=2, hidden=16, heads=2, layers=1, encoder_width=4).eval()
+    t = np.arange(8000) / 16000
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, (0.4 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000)
+    out = tmp_path / "talk.mp4"
+    r = animate(model, astronaut, out, controls={"audio": wav, "audio-pose": wav},
+                companions={"edtalk-audio": audio_model, "edtalk-pose-flow": flow},
+                options=AnimateOptions(lossless=True))
+    assert r.frames == 12 and r.drivers["pose"].startswith("pose sampled from audio")
+    pose = audio_pose_coefficients(wav, flow)
+    assert pose.shape == (12, 6) and torch.equal(pose, audio_pose_coefficients(wav, flow))
+    src = prepare_source(astronaut, SIZE).crop
+    with torch.inference_mode():
+        controls = {"mouth_coefficients": audio_mouth_coefficients(wav, audio_model), "pose_coefficients": pose}
+        images = model.render(model.encode_source(to_tensor(src)).expand(12), DriverState({}, {}, {}), controls)
+    expected = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert_frames_match(out, expected)
+    with pytest.raises(InputError, match="edtalk-pose-flow"):
+        animate(model, astronaut, tmp_path / "no.mp4", controls={"audio-pose": wav},
+                companions={"edtalk-audio": audio_model})

@@ -160,6 +160,15 @@ def test_whole_recipe_runs_resumes_and_leaves_an_animatable_model(tmp_path, base
                                  "--no-crop", "--driving-cropped", "--no-progress", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert read_frames(tmp_path / "talk.mp4").shape[1:] == (32, 32, 3)
+    # audio alone: the mouth from the Audio-to-Lip model, the head pose sampled from the recipe's pose flow
+    wav = str(clips / "id0__c0.wav")
+    r = CliRunner().invoke(app, ["animate", "-s", str(src), "-c", str(out / "model.safetensors"), "-o",
+                                 str(tmp_path / "talk2.mp4"), "--audio", wav, "--audio-checkpoint",
+                                 str(out / "audio_lip.safetensors"), "--control", f"audio-pose={wav}", "--companion",
+                                 f"edtalk-pose-flow={out / 'audio_pose.safetensors'}", "--no-crop", "--no-progress",
+                                 "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "pose sampled from audio" in r.output and read_frames(tmp_path / "talk2.mp4").shape == (6, 32, 32, 3)
 
 
 @pytest.mark.slow

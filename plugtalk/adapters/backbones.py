@@ -11,7 +11,7 @@ from ..backbones.dpe import MODES as DPE_MODES
 from ..backbones.edtalk import BANKS
 from ..errors import InputError
 from .base import Adapter, Motion, Tap, identity_tap
-from .edtalk_controls import AUDIO, EXPRESSION_WEIGHTS
+from .edtalk_controls import AUDIO, AUDIO_POSE, EXPRESSION_WEIGHTS
 
 __all__ = ["LIAAdapter", "EDTalkAdapter", "DPEAdapter", "adapter_for"]
 
@@ -47,7 +47,7 @@ class EDTalkAdapter(Adapter):
     drivers = BANKS
     driving_fills = BANKS
     control_replaces = {"mouth_coefficients": "mouth", "pose_coefficients": "pose", "expression_weights": "expression"}
-    controls = (AUDIO, EXPRESSION_WEIGHTS)
+    controls = (AUDIO, AUDIO_POSE, EXPRESSION_WEIGHTS)
     motion_taps = ("mouth.alpha", "pose.alpha", "expression.alpha", "alpha", "direction")
     #: The FDM outputs of the source frame (FixTalk suppl. 1.1 / 2.7: each CLN's weights ``W`` and the motion
     #: feature ``f = sum_i w_i b_i``), computed from the source's motion code only while a hook watches them.

@@ -1,8 +1,10 @@
-"""EDTalk's driving controls: speech driving the mouth bank (``audio``) and fixed expression-bank weights
-(``expression-weights``), declared in :attr:`EDTalkAdapter.controls <plugtalk.adapters.EDTalkAdapter>`.
+"""EDTalk's driving controls: speech driving the mouth bank (``audio``), speech driving the head pose through
+the Audio-to-Pose flow (``audio-pose``) and fixed expression-bank weights (``expression-weights``), declared in
+:attr:`EDTalkAdapter.controls <plugtalk.adapters.EDTalkAdapter>`.
 
-Source: EDTalk (Tan et al., ECCV 2024), suppl. 1.2 (16 kHz, 80 mel, hop 200, window 800; 25 fps) and its
-audio-driven demo (3-tap Gaussian smoothing of the mouth coefficients).
+Source: EDTalk (Tan et al., ECCV 2024), suppl. 1.1 (the pose flow: pose weights sampled given the audio),
+1.2 (16 kHz, 80 mel, hop 200, window 800; 25 fps) and its audio-driven demo (3-tap Gaussian smoothing of the
+mouth coefficients).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from torch import Tensor
 from ..errors import InputError
 from .controls import Control, ControlContext, ControlStream, constant_stream, sequence_stream
 
-__all__ = ["parse_expression_weights", "audio_mouth_coefficients", "AUDIO_FPS", "AUDIO", "EXPRESSION_WEIGHTS"]
+__all__ = ["parse_expression_weights", "audio_mouth_coefficients", "audio_pose_coefficients", "AUDIO_FPS", "AUDIO",
+           "AUDIO_POSE", "EXPRESSION_WEIGHTS", "POSE_SEED"]
 
 #: Video frame rate of EDTalk's audio-driven mode (its mel windows are cut per 25 fps frame).
 AUDIO_FPS = 25.0
+#: Seed of the pose flow's latent draw (the same speech gives the same head motion).
+POSE_SEED = 0
 
 
 def parse_expression_weights(value: str | os.PathLike | Sequence[float] | np.ndarray, dim: int | None = None
@@ -80,14 +85,9 @@ def audio_mouth_coefficients(audio: str | os.PathLike, audio_model: torch.nn.Mod
     Raises:
         InputError: missing, empty or unreadable audio, or audio shorter than one frame.
     """
-    from ..io.audio import EDTALK_MEL, audio_mel_windows, load_audio
     from ..layers.temporal import gaussian_smooth
 
-    samples = load_audio(audio, sample_rate=EDTALK_MEL.sample_rate)
-    n = int(len(samples) * fps / EDTALK_MEL.sample_rate)
-    if max_frames is not None:
-        n = min(n, max_frames)
-    windows = audio_mel_windows(samples, EDTALK_MEL.sample_rate, fps, num_frames=n if n >= 1 else None)
+    windows = _mel_windows(audio, fps, max_frames)
     p = next(audio_model.parameters())
     out = []
     with torch.inference_mode():
@@ -95,6 +95,37 @@ def audio_mouth_coefficients(audio: str | os.PathLike, audio_model: torch.nn.Mod
             w = torch.from_numpy(windows[s:s + chunk]).to(device=p.device, dtype=p.dtype)
             out.append(audio_model(w[None])[0].float())
     return gaussian_smooth(torch.cat(out), 3, 1.0)
+
+
+def _mel_windows(audio: str | os.PathLike, fps: float, max_frames: int | None) -> np.ndarray:
+    """``(T, 1, 80, 16)`` EDTalk mel windows, one per video frame of the sound (at most ``max_frames``)."""
+    from ..io.audio import EDTALK_MEL, audio_mel_windows, load_audio
+
+    samples = load_audio(audio, sample_rate=EDTALK_MEL.sample_rate)
+    n = int(len(samples) * fps / EDTALK_MEL.sample_rate)
+    if max_frames is not None:
+        n = min(n, max_frames)
+    return audio_mel_windows(samples, EDTALK_MEL.sample_rate, fps, num_frames=n if n >= 1 else None)
+
+
+def audio_pose_coefficients(audio: str | os.PathLike, flow: torch.nn.Module, *, fps: float = AUDIO_FPS,
+                            max_frames: int | None = None, temperature: float = 1.0, seed: int = POSE_SEED) -> Tensor:
+    """EDTalk's audio-driven head pose: speech -> per-frame pose-bank coefficients sampled from the
+    Audio-to-Pose flow (:class:`~plugtalk.backbones.EDTalkPoseFlow`, ``phi_p(z, f^a)`` with ``z ~ N(0, t^2 I)``
+    drawn from ``seed``) over the whole sequence at once.
+
+    Returns:
+        ``(T, pose_dim)`` float32 on the flow's device.
+
+    Raises:
+        InputError: missing, empty or unreadable audio, or audio shorter than one frame.
+    """
+    windows = _mel_windows(audio, fps, max_frames)
+    p = next(flow.parameters())
+    g = torch.Generator(device=p.device).manual_seed(seed)
+    with torch.inference_mode():
+        mel = torch.from_numpy(windows).to(device=p.device, dtype=p.dtype)[None]
+        return flow.sample(mel, temperature, generator=g)[0].float()
 
 
 def _read_audio(value, ctx: ControlContext) -> ControlStream:
@@ -109,6 +140,18 @@ def _read_audio(value, ctx: ControlContext) -> ControlStream:
                            f"audio {Path(value).name}", fps=fps)
 
 
+def _read_audio_pose(value, ctx: ControlContext) -> ControlStream:
+    if ctx.companion is None:
+        raise InputError("the audio-pose control needs EDTalk's Audio-to-Pose flow (companion 'edtalk-pose-flow': "
+                         "--companion edtalk-pose-flow=audio_pose.safetensors, as plugtalk train writes it)")
+    if not Path(value).exists():
+        raise InputError(f"audio file {str(value)!r} does not exist")
+    fps = ctx.fps or AUDIO_FPS
+    pose = audio_pose_coefficients(value, ctx.companion, fps=fps, max_frames=ctx.max_frames)
+    return sequence_stream("pose_coefficients", pose.to(device=ctx.device, dtype=ctx.dtype),
+                           f"pose sampled from audio {Path(value).name}", fps=fps)
+
+
 def _read_expression_weights(value, ctx: ControlContext) -> ControlStream:
     dim = getattr(ctx.adapter.backbone.config, "expression_dim", None)
     weights = torch.from_numpy(parse_expression_weights(value, dim)).to(device=ctx.device, dtype=ctx.dtype)
@@ -118,6 +161,9 @@ def _read_expression_weights(value, ctx: ControlContext) -> ControlStream:
 #: Speech drives the mouth bank; the request's sound feeds it when it is not given separately.
 AUDIO = Control("audio", "speech driving the mouth bank (any sound file or media file with sound; resampled to "
                 "16 kHz, 25 fps)", _read_audio, replaces="mouth", companion="edtalk-audio", from_sound=True)
+#: Speech drives the head pose through the Audio-to-Pose flow (given explicitly; not fed from the request's sound).
+AUDIO_POSE = Control("audio-pose", "speech driving the head pose: a pose sequence sampled from EDTalk's Audio-to-Pose "
+                     "flow (any sound file; 25 fps)", _read_audio_pose, replaces="pose", companion="edtalk-pose-flow")
 #: Fixed weights of the expression bank for every frame.
 EXPRESSION_WEIGHTS = Control("expression-weights", "expression-bank weights: a .npy of shape (10,) or (1, 10), or "
                              "comma-separated numbers", _read_expression_weights, value="file-or-text",
