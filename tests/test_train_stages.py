@@ -183,6 +183,10 @@ def test_mouth_pose_step_without_syncnet_warns_and_with_one_trains_with_l_sync(t
                       data={"folder": str(clips), "repeats": 4, "batch_size": 2})
     with pytest.raises(InputError, match="has no sound"):
         Trainer(cfg)
+    from plugtalk.train.data import check_data
+
+    with pytest.raises(InputError, match="no .wav of the same name"):  # the recipe's preflight says so first
+        check_data(cfg)
     clips = write_clips(tmp_path / "s", identities=2, clips_per_identity=1, frames=6, audio=True)
     cfg = tiny_config(tmp_path / "mp3", stage="edtalk-mouth-pose", steps=1, model=model, loss=sync,
                       data={"folder": str(clips), "repeats": 4, "batch_size": 2})

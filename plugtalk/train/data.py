@@ -150,17 +150,28 @@ def _audio_windows(cfg: TrainConfig, size: int, stage: Any, model: Any) -> Datas
     return WindowDataset(windows, "train", frames=o["frames"])
 
 
-def _clips_with_sound(cfg: TrainConfig, stage: Any) -> None:
+def _clips_with_sound(cfg: TrainConfig, stage: Any, every: bool = False) -> None:
+    """Preflight: some clip (``every``: each clip) may have sound, a ``.wav`` beside it or a video container."""
     from ..data.datasets import list_clips
 
     clips = list_clips(data_folder(cfg))
-    if not any(c.path.with_suffix(".wav").is_file() or c.kind == "video" for c in clips):
-        raise InputError(f"stage {stage.name!r} trains on clips with sound: no clip under {data_folder(cfg)!r} has a "
-                         ".wav of the same name beside it or is a video (plugtalk prepare writes the wav)")
+    silent = [c for c in clips if not (c.path.with_suffix(".wav").is_file() or c.kind == "video")]
+    if silent and (every or len(silent) == len(clips)):
+        raise InputError(f"stage {stage.name!r} trains on clips with sound: {silent[0].name!r} under "
+                         f"{data_folder(cfg)!r} has no .wav of the same name beside it and is not a video "
+                         "(plugtalk prepare writes the wav)")
+
+
+def _mouth_swap_check(cfg: TrainConfig, stage: Any) -> None:
+    """With L_sync^m on (a sync window in the stage's data options) every clip needs sound."""
+    if stage.data_options is not None and stage.data_options(cfg).get("sync_window"):
+        _clips_with_sound(cfg, stage, every=True)
 
 
 register_dataset("pairs", _pairs, lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving")))
-register_dataset("mouth-swap", _mouth_swap, _synthetic_mouth_swap)
+
+
+register_dataset("mouth-swap", _mouth_swap, _synthetic_mouth_swap, check=_mouth_swap_check)
 register_dataset("emotion-pairs", _emotion_pairs,
                  lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving"), {"emotion": 0}),
                  check=_emotion_labels)
