@@ -128,28 +128,34 @@ def audio_pose_coefficients(audio: str | os.PathLike, flow: torch.nn.Module, *, 
         return flow.sample(mel, temperature, generator=g)[0].float()
 
 
-def _read_audio(value, ctx: ControlContext) -> ControlStream:
+def _speech_stream(value, ctx: ControlContext, keyword: str, coefficients, needs: str, what: str) -> ControlStream:
+    """A per-frame ``keyword`` sequence from the speech file ``value`` through the control's companion model
+    (``coefficients(path, model, fps=, max_frames=)``).
+
+    Raises:
+        InputError: no companion model (``needs`` says which), or a missing audio file.
+    """
     if ctx.companion is None:
-        raise InputError("the audio control needs EDTalk's audio-to-mouth model (companion 'edtalk-audio': "
-                         "--audio-checkpoint Audio2Lip.pt, or companions={'edtalk-audio': model})")
+        raise InputError(needs)
     if not Path(value).exists():
         raise InputError(f"audio file {str(value)!r} does not exist")
     fps = ctx.fps or AUDIO_FPS
-    mouth = audio_mouth_coefficients(value, ctx.companion, fps=fps, max_frames=ctx.max_frames)
-    return sequence_stream("mouth_coefficients", mouth.to(device=ctx.device, dtype=ctx.dtype),
-                           f"audio {Path(value).name}", fps=fps)
+    values = coefficients(value, ctx.companion, fps=fps, max_frames=ctx.max_frames)
+    return sequence_stream(keyword, values.to(device=ctx.device, dtype=ctx.dtype), f"{what} {Path(value).name}",
+                           fps=fps)
+
+
+def _read_audio(value, ctx: ControlContext) -> ControlStream:
+    return _speech_stream(value, ctx, "mouth_coefficients", audio_mouth_coefficients,
+                          "the audio control needs EDTalk's audio-to-mouth model (companion 'edtalk-audio': "
+                          "--audio-checkpoint Audio2Lip.pt, or companions={'edtalk-audio': model})", "audio")
 
 
 def _read_audio_pose(value, ctx: ControlContext) -> ControlStream:
-    if ctx.companion is None:
-        raise InputError("the audio-pose control needs EDTalk's Audio-to-Pose flow (companion 'edtalk-pose-flow': "
-                         "--companion edtalk-pose-flow=audio_pose.safetensors, as plugtalk train writes it)")
-    if not Path(value).exists():
-        raise InputError(f"audio file {str(value)!r} does not exist")
-    fps = ctx.fps or AUDIO_FPS
-    pose = audio_pose_coefficients(value, ctx.companion, fps=fps, max_frames=ctx.max_frames)
-    return sequence_stream("pose_coefficients", pose.to(device=ctx.device, dtype=ctx.dtype),
-                           f"pose sampled from audio {Path(value).name}", fps=fps)
+    return _speech_stream(value, ctx, "pose_coefficients", audio_pose_coefficients,
+                          "the audio-pose control needs EDTalk's Audio-to-Pose flow (companion 'edtalk-pose-flow': "
+                          "--companion edtalk-pose-flow=audio_pose.safetensors, as plugtalk train writes it)",
+                          "pose sampled from audio")
 
 
 def _read_expression_weights(value, ctx: ControlContext) -> ControlStream:
