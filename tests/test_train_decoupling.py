@@ -1,7 +1,8 @@
 """Planted tests of EDTalk's decoupling stages on synthetic clips whose head pose, mouth opening and brow
 height vary independently.  After the mouth-pose stage the mouth and pose banks follow their own drivers
-only; after the expression stage (on emotion-labelled clips: neutral brows down, happy brows up) the model
-reconstructs the emotional brows and keeps the mouth-pose split; the model before each stage fails its check."""
+only; after the expression stage (on emotion-labelled clips: neutral brows down, happy brows up) the expression
+driver alone moves the brows and leaves the mouth, and the mouth-pose split stays; the model before each stage
+fails its check."""
 
 import pytest
 import torch
@@ -30,8 +31,8 @@ def _train(root, name, stage, steps, folder, checkpoint=None, mouth_box=None):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """pre-training (the plain EDTalk, LIA-style, on clips with brows up and down), the mouth-pose stage on
-    neutral clips, then the expression stage on the emotion-labelled clips (FixTalk's / EDTalk's order)."""
+    """pre-training (the plain EDTalk, LIA-style) and the mouth-pose stage on neutral clips, then the expression
+    stage on the emotion-labelled clips (FixTalk's / EDTalk's order)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same float reductions whatever ran before in this process
     try:
@@ -41,10 +42,16 @@ def models(tmp_path_factory):
 
 
 def _train_all(tmp_path_factory):
+    """Nothing before the expression stage sees a brow move (EDTalk trains its mouth-pose module on neutral
+    HDTF for the same reason), so only the expression parts can learn them.  Pre-trained on clips whose brows
+    move, the frozen generator already renders brows through the mouth / pose directions, and the stage then
+    learns to amplify that route (EEM) instead: the expression driver alone moved the brows 0.0-0.7 px in such
+    runs."""
     root = tmp_path_factory.mktemp("decoupling")
+    pretrain = write_clips(root / "pretrain", identities=2, clips_per_identity=2, frames=24, seed=1)
     neutral = write_clips(root / "neutral", identities=2, clips_per_identity=2, frames=24)
     emotional = write_clips(root / "emotional", identities=2, clips_per_identity=2, frames=24, seed=1, emotions=True)
-    pre = _train(root, "pre", "baseline", 1000, emotional)
+    pre = _train(root, "pre", "baseline", 1000, pretrain)
     mp = _train(root, "mp", "edtalk-mouth-pose", 200, neutral, pre, MOUTH_BOX)
     ex = _train(root, "ex", "edtalk-expression", 1000, emotional, mp)
     return {k: load_retrofitted(v).eval() for k, v in (("pre", pre), ("mp", mp), ("ex", ex))}
@@ -82,23 +89,29 @@ def test_after_the_mouth_pose_stage_mouth_and_pose_drivers_act_apart(models):
     assert not _decoupled(before), before
 
 
-def _brow_follow(model) -> float:
-    """Brow rise (px) between renders with every bank driven by X (brows down) or by Y (brows up; the drivers'
-    brows lie ~2.6 px apart): how far the model reconstructs an emotional frame's brows, as the expression
-    stage trains it (every bank driven by the frame)."""
-    e = _render(model, SOURCE, mouth=X, pose=X, expression=X)
-    f = _render(model, SOURCE, mouth=Y, pose=Y, expression=Y)
-    return brow_row(e) - brow_row(f)
+BROWS_DOWN, BROWS_UP = FIXED, face(0.2, 0.5, 1.0, skin=SKINS[1])  # the same head and mouth, brows 2.6 px apart
 
 
-def test_after_the_expression_stage_the_model_reconstructs_the_emotional_brows(models):
-    """The expression stage (MLP^e, B^e, EEM only) learns the brows the mouth-pose model misses.  Not asserted:
-    which bank ends up carrying them, nor how far the mouth-pose model already follows them (through the brow
-    response its mouth / pose banks inherit from pre-training: 1.2 to 2.5 px in runs that differ only in
-    float rounding); with mouth and pose frozen, how much of the brow motion the expression driver alone moves
-    depends on that, too (1.7 px on one machine, 0.3 px on another, for the same seeds)."""
-    assert brow_row(X) - brow_row(Y) > 2  # the drivers' brows lie > 2 px apart (the measure's mean dark row)
-    before, after = _brow_follow(models["mp"]), _brow_follow(models["ex"])
-    assert after >= 2.0 and after > before, (before, after)
+def _expression_checks(model):
+    """(brow rise px, mouth change px^2, head shift px) when only the expression driver changes, from brows down
+    to brows up, with mouth and pose driven by one frame."""
+    a = _render(model, SOURCE, mouth=FIXED, pose=FIXED, expression=BROWS_DOWN)
+    b = _render(model, SOURCE, mouth=FIXED, pose=FIXED, expression=BROWS_UP)
+    return brow_row(a) - brow_row(b), abs(mouth_open(b) - mouth_open(a)), abs(head_x(b) - head_x(a))
+
+
+def _expressive(checks) -> bool:
+    rise, mouth, head = checks
+    return rise >= 1.0 and mouth <= 6 and head <= 1.5
+
+
+def test_after_the_expression_stage_the_expression_driver_alone_moves_the_brows_and_not_the_mouth(models):
+    """The expression stage (MLP^e, B^e, EEM only) learns the brows: the expression weights of a brows-up frame
+    raise them (1.3-2.2 px in runs on two CPU capabilities, of the drivers' 2.6 px; 0.0 before the stage) and
+    leave the mouth (<= 2.3 px^2; a mouth swap moves ~50) and the head."""
+    assert brow_row(BROWS_DOWN) - brow_row(BROWS_UP) > 2  # the drivers' brows lie > 2 px apart
+    before, after = _expression_checks(models["mp"]), _expression_checks(models["ex"])
+    assert _expressive(after), after
+    assert not _expressive(before), before
     # the stage trains only the expression parts: the mouth-pose split it started from stays
     assert _decoupled(_mouth_pose_checks(models["ex"])), _mouth_pose_checks(models["ex"])

@@ -112,6 +112,33 @@ def test_edtalk_stages_train_exactly_edtalks_parts_with_emi_and_edi_frozen(tmp_p
         tiny_config(tmp_path / "l", stage="edtalk-mouth-pose", model=EDTALK)
 
 
+def test_fresh_parts_start_as_a_newly_built_backbone_has_them_and_the_rest_as_loaded(tmp_path, edtalk_start):
+    """``model.fresh``: EDTalk's mouth-pose decouple module is new after a LIA-style pre-training."""
+    from plugtalk import load_retrofitted
+
+    loaded = load_retrofitted(edtalk_start).backbone.state_dict()
+    fresh = ["mouth_head", "banks.mouth"]
+    model = {**EDTALK, "checkpoint": str(edtalk_start), "fresh": fresh}
+    built = [S.build_model(tiny_config(tmp_path / f"mp{i}", stage="edtalk-mouth-pose", model=model, seed=3))
+             for i in range(2)]
+    got = built[0].backbone.state_dict()
+    renewed = {k for k in got if k == "banks.mouth" or k.startswith("mouth_head.")}
+    assert renewed and "banks.pose" not in renewed
+    for key, value in got.items():
+        if key in renewed:
+            assert torch.equal(value, built[1].backbone.state_dict()[key]), key  # seeded: the same twice
+        else:
+            assert torch.equal(value, loaded[key]), key
+    changed = {k for k in renewed if not torch.equal(got[k], loaded[k])}
+    assert {"banks.mouth", "mouth_head.0.weight"} <= changed, sorted(changed)  # (zero biases stay zero)
+    before = torch.random.get_rng_state()
+    S.refresh_parts(built[0].backbone, ["pose_head"], seed=0)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global RNG is left as it was
+    with pytest.raises(InputError, match="'mouth_hed' name no part of the edtalk backbone"):
+        S.build_model(tiny_config(tmp_path / "bad", stage="edtalk-mouth-pose",
+                                  model={**model, "fresh": ["mouth_hed"]}))
+
+
 def test_mouth_swap_items_paste_the_other_clips_mouth_box(tmp_path):
     from decoupling_support import MOUTH_BOX, write_clips
     from plugtalk.data.decoupling import MouthSwapDataset

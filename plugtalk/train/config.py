@@ -72,6 +72,10 @@ class ModelSection:
         init: start of newly built EMI/EDI: ``passthrough`` (reproduce the backbone) or ``random``.
         fresh_edi: build EDI from ``model.edi`` even when ``model.checkpoint`` holds one (e.g. to
             retrain EDI with other options on the same backbone and EMI).
+        fresh: backbone parts (dotted submodule or parameter names, e.g. ``[mouth_head, banks.mouth]``) that
+            start as a newly built backbone of the checkpoint's config has them (seeded by ``seed``) instead of
+            the checkpoint's values: a module the stage adds to its start (EDTalk's mouth-pose decouple module
+            is new after a LIA-style pre-training: its official trainer loads E, G and the shared trunk only).
         unfreeze_backbone: ``retrofit`` stage only: also train the backbone.
         discriminator: :class:`~plugtalk.train.discriminator.DiscriminatorConfig` overrides
             (``size`` follows the backbone).
@@ -86,6 +90,7 @@ class ModelSection:
     edi: bool | dict[str, Any] = True
     init: Literal["passthrough", "random"] = "passthrough"
     fresh_edi: bool = False
+    fresh: list[str] = dataclasses.field(default_factory=list)
     unfreeze_backbone: bool = False
     discriminator: dict[str, Any] = dataclasses.field(default_factory=dict)
     discriminator_checkpoint: str | None = None

@@ -63,7 +63,7 @@ from .companion import Companion, CompanionModel
 
 __all__ = ["Stage", "Objective", "Start", "register_stage", "get_stage", "stage_names", "start_model",
            "new_module", "train_only", "self_reenactment", "build_model", "set_train_mode", "frozen_modules",
-           "describe", "trainable_names", "training_parts", "load_training_weights", "Companion", "CompanionModel",
+           "describe", "trainable_names", "refresh_parts", "training_parts", "load_training_weights", "Companion", "CompanionModel",
            "loss_weight"]
 
 
@@ -260,6 +260,8 @@ def start_model(cfg) -> Start:
     backbone, loaded = _load_backbone(cfg)
     backbone.train()
     m = cfg.model
+    if m.fresh:
+        refresh_parts(backbone, m.fresh, cfg.seed)
     if loaded is None:
         return Start(backbone, adapter_for(backbone, **m.adapter), None)
     # the checkpoint's adapter, with model.adapter's options on top (e.g. an identity_level for EMI/EDI)
@@ -270,6 +272,32 @@ def start_model(cfg) -> Start:
         raise InputError(f"model.adapter: identity level {level}, but the checkpoint's EMI/EDI were built for "
                          f"level {was} ({m.checkpoint})")
     return Start(backbone, adapter, loaded)
+
+
+def refresh_parts(backbone: nn.Module, parts: list[str], seed: int) -> None:
+    """Give ``backbone``'s ``parts`` (dotted submodule or parameter names) the values a newly built backbone of the
+    same config has, built with ``torch.manual_seed(seed)`` (the global RNG is left as it was).
+
+    Raises:
+        InputError: a name that is neither a submodule nor a parameter of the backbone.
+    """
+    import torch
+
+    names = dict(backbone.named_parameters())
+    prefixes = {n for n, _ in backbone.named_modules() if n}
+    unknown = [p for p in parts if p not in names and p not in prefixes]
+    if unknown:
+        raise InputError(f"model.fresh: {', '.join(map(repr, unknown))} name no part of the {backbone.name} backbone "
+                         f"(its top-level parts: {', '.join(n for n, _ in backbone.named_children())})")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = type(backbone)(backbone.config)
+    new = fresh.state_dict()
+    mine = backbone.state_dict()
+    with torch.no_grad():
+        for key, value in mine.items():
+            if any(key == p or key.startswith(p + ".") for p in parts):
+                value.copy_(new[key])
 
 
 def new_module(cls, loaded: Any, option: Any, spec, cfg, name: str):
