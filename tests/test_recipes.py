@@ -202,6 +202,49 @@ def test_vfhq_uses_the_annotated_boxes_instead_of_detecting(tmp_path, monkeypatc
     assert rec.boxes == "annotated" and rec.identity == "Ab_cd-EF12_P1" and rec.split == "test" and rec.frames == 16
 
 
+@pytest.mark.slow
+def test_vfhq_cuts_each_annotated_clip_from_its_raw_video_and_resumes_per_clip(tmp_path, monkeypatch):
+    """VFHQ ships annotations for YouTube downloads: ``<video id>.mp4`` (here at half the annotated size) holds
+    both clips; each is cut at its clip name's frame range, with the boxes scaled, and resumes on its own."""
+    root = tmp_path / "VFHQ"
+    (root / "downloads").mkdir(parents=True)
+    with VideoWriter(root / "downloads" / "Ab_cd-EF12.mp4", fps=25) as w:  # background grey codes the frame
+        for i, f in enumerate(VideoReader(train_clip("obama__obama_00"), max_frames=40)):
+            big = np.full((320, 480, 3), 20 + 5 * i, np.uint8)
+            big[40:296, 180:436] = f
+            w.write(big)
+    header = "Video: Ab_cd-EF12\nH: 640\nW: 960\nFPS: 25\nPID: 0\nFRAME INDEX X0 Y0 W H [Landmarks]\n"
+    for cid, start in ((0, 4), (1, 22)):
+        rows = [f"{start + k:06d} 420 180 380 380 1 2 3 4" for k in range(16)]  # 2x the download's pixels
+        (root / f"Clip+Ab_cd-EF12+P0+C{cid}+F{start}-{start + 15}.txt").write_text(header + "\n".join(rows) + "\n")
+    jobs = recipe("vfhq").jobs(root)
+    assert [j.source.name for j in jobs] == ["Ab_cd-EF12.mp4"] * 2 and [j.identity for j in jobs] == ["Ab_cd-EF12_P0"] * 2
+    assert sorted(jobs[0].boxes) == list(range(4, 20)) and sorted(jobs[1].boxes) == list(range(22, 38))
+    assert (jobs[0].boxes[4].left, jobs[0].boxes[4].right) == (210, 400)  # scaled to the download's size
+
+    import plugtalk.data.prepare as prep
+
+    def no_detector(*a, **k):
+        raise AssertionError("the detector ran although VFHQ gives the boxes")
+
+    monkeypatch.setattr(prep, "follow_face", no_detector)
+    out = tmp_path / "out"
+    first = prepare_jobs(jobs[:1], out, FAST, progress=False)
+    both = prepare_jobs(jobs, out, FAST, progress=False)  # the second clip of the same raw video is still to do
+    assert [c.path.name for c in first.clips] == ["Ab_cd-EF12_P0__Clip+Ab_cd-EF12+P0+C0+F4-19.mp4"]
+    assert [r.clip for r in both.resumed] == [first.clips[0].path.name]
+    (second,) = both.clips
+    for clip, start in ((first.clips[0], 4), (second, 22)):
+        frames = list(VideoReader(clip.path))
+        assert len(frames) == 16
+        shown = np.array([(np.asarray(f)[24:40, :4].mean() - 20) / 5 for f in frames])  # raw frame, from its grey
+        off = shown - np.arange(start, start + 16)
+        assert np.median(off) == pytest.approx(0, abs=0.5) and np.abs(off).max() < 1.2, (clip.path.name, shown)
+    (root / "Clip+Ab_cd-EF12+P0+C2+F30-33.txt").write_text(header + "".join(f"{30 + k} 420 180 380 380\n" for k in range(6)))
+    with pytest.raises(InputError, match=r"6 rows, but its frame range F30-33 holds 4 frames"):
+        recipe("vfhq").jobs(root)
+
+
 def test_unknown_dataset_and_bad_jobs(tmp_path, clip16):
     res = CliRunner().invoke(app, ["prepare", "--dataset", "voxceleb", str(clip16), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "unknown --dataset" in res.output

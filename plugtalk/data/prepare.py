@@ -29,6 +29,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -409,6 +410,15 @@ def _verified(rec: ClipRecord, out: Path) -> bool:
         return False
 
 
+def _job_records(job: VideoJob, by_source: Mapping[str, list[ClipRecord]]) -> list[ClipRecord]:
+    """The manifest's clips of ``job``: those of its source named ``<identity>__<clip>[_NN]`` (a raw VFHQ video is the
+    source of several jobs, one per annotated clip)."""
+    ident, clip = _names(job.source, job.identity, job.clip)
+    base = f"{ident}__{clip}"
+    return [r for r in by_source.get(str(job.source), [])
+            if Path(r.clip).stem == base or re.fullmatch(re.escape(base) + r"_\d\d", Path(r.clip).stem)]
+
+
 def _run_job(job: VideoJob, out: Path, settings: PrepareSettings, protect: Sequence[Path],
              on_frames=None) -> tuple[list[PreparedClip], str | None, list[str]]:
     """One video in a worker: ``(clips, error or None, warning texts)`` (never raises for a bad video)."""
@@ -463,7 +473,7 @@ def prepare_jobs(video_jobs: Sequence[VideoJob], out_dir: str | os.PathLike,
         by_source.setdefault(r.source, []).append(r)
     todo, resumed = [], []
     for job in video_jobs:
-        old = by_source.get(str(job.source), [])
+        old = _job_records(job, by_source)
         if old and all(_verified(r, out) for r in old):
             resumed.extend(old)
         else:

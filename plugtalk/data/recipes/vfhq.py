@@ -6,16 +6,26 @@ sits next to its cut clip ``<clip>.mp4`` (any video suffix); frame indices count
 row.  The annotated boxes replace the face detector.  Identity: ``<video id>_P<person id>`` (from the
 header, else from VFHQ's clip name ``Clip+<id>+P<pid>+C<cid>+F<start>-<end>``).  Split: ``test`` for
 clips below a folder whose name contains "test" (VFHQ-Test), else ``train``.
+
+Raw, uncut videos (VFHQ distributes only the annotations; the videos are the YouTube downloads
+``<video id>.mp4``): an annotation without its cut clip beside it takes the raw video ``<video id>.<suffix>``
+found anywhere under the root (the id from the clip name).  The clip is frames
+``start .. end`` of that video (the clip name's ``F<start>-<end>``, native frame indices); the annotation's
+rows are its frames in order, so row ``k`` is native frame ``start + k``.  A download whose size differs from
+the annotated ``W`` x ``H`` gets the boxes scaled to its own size.  Several clips of one raw video are
+separate jobs (each decodes the video up to its end frame).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 from ...errors import InputError
 from ...face.detect import FaceBox
 from ...io.paths import VIDEO_SUFFIXES
+from ...io.video import probe_video
 from .base import Recipe, VideoJob, existing_root, name_part, register
 
 _CLIP_NAME = re.compile(r"^Clip\+(?P<video>.+)\+P(?P<pid>\d+)\+C(?P<cid>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
@@ -80,21 +90,67 @@ def _video_for(ann: Path) -> Path | None:
     return None
 
 
-def vfhq_jobs(root, *, out=None, seed: int = 0, split_file=None, identity=None) -> list[VideoJob]:
-    """One job per annotation file under ``root`` that has its clip beside it (others are listed in the error
-    when none has).
+def _raw_videos(root: Path) -> dict[str, Path]:
+    """Video files under ``root`` by stem (the raw downloads ``<video id>.<suffix>``)."""
+    found: dict[str, Path] = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file():
+            found.setdefault(p.stem, p)
+    return found
+
+
+@functools.lru_cache(maxsize=256)
+def _video_size(video: Path) -> tuple[int, int]:
+    """``(width, height)`` of a raw video (probed once for all its clips)."""
+    info = probe_video(video)
+    return info.width, info.height
+
+
+def _raw_clip_boxes(ann: Path, header: dict[str, str], boxes: dict[int, FaceBox], video: Path) -> dict[int, FaceBox]:
+    """The annotation's boxes at native frames ``start + k`` of the raw ``video``, scaled to its size.
 
     Raises:
-        InputError: no annotated clip; a malformed annotation; a name that is not one file-name component.
+        InputError: more rows than the clip name's frame range, bad W / H header values, an unreadable video.
+    """
+    m = _CLIP_NAME.match(ann.stem)
+    start, end = int(m.group("start")), int(m.group("end"))
+    if max(boxes) > end - start:
+        raise InputError(f"VFHQ annotation {ann.name!r}: {max(boxes) + 1} rows, but its frame range "
+                         f"F{start}-{end} holds {end - start + 1} frames")
+    width, height = _video_size(video)
+    try:
+        sx = width / float(header["w"]) if "w" in header else 1.0
+        sy = height / float(header["h"]) if "h" in header else 1.0
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"VFHQ annotation {ann.name!r}: W / H header values are not positive numbers") from None
+    return {start + k: FaceBox(b.left * sx, b.top * sy, b.right * sx, b.bottom * sy, b.score)
+            for k, b in boxes.items()}
+
+
+def vfhq_jobs(root, *, out=None, seed: int = 0, split_file=None, identity=None) -> list[VideoJob]:
+    """One job per annotation file under ``root`` that has its cut clip beside it, or its raw video
+    ``<video id>.<suffix>`` somewhere under ``root`` (others are listed in the error when none has either).
+
+    Raises:
+        InputError: no annotated clip; a malformed annotation or one that does not fit its raw video; a name that is
+            not one file-name component.
     """
     root = existing_root(root, "vfhq")
     jobs, lonely = [], []
+    raw: dict[str, Path] | None = None
     for ann in sorted(root.rglob("*.txt")):
         video = _video_for(ann)
-        if video is None:
-            lonely.append(ann.name)
-            continue
+        cut = video is not None
+        if not cut:  # the raw download of the clip name's video, if there is one
+            m = _CLIP_NAME.match(ann.stem)
+            raw = _raw_videos(root) if raw is None and m else raw
+            video = raw.get(m.group("video")) if m else None
+            if video is None:
+                lonely.append(ann.name)
+                continue
         header, boxes = read_annotation(ann)
+        if not cut:
+            boxes = _raw_clip_boxes(ann, header, boxes, video)
         ident = name_part(_identity(header, ann.stem), "VFHQ identity")
         rel = ann.relative_to(root).parts[:-1]
         split = "test" if any("test" in part.lower() for part in rel) else "train"
@@ -102,10 +158,11 @@ def vfhq_jobs(root, *, out=None, seed: int = 0, split_file=None, identity=None) 
                              labels={"fps_annotated": header.get("fps")} if header.get("fps") else {},
                              boxes=boxes, dataset="vfhq"))
     if not jobs:
-        raise InputError(f"--dataset vfhq: no annotation file with its clip beside it under {str(root)!r}"
-                         + (f" (annotations without a video: {', '.join(lonely[:5])})" if lonely else ""))
+        raise InputError(f"--dataset vfhq: no annotation file with its clip beside it or its raw video under "
+                         f"{str(root)!r}" + (f" (annotations without a video: {', '.join(lonely[:5])})" if lonely else ""))
     return jobs
 
 
-register(Recipe("vfhq", "VFHQ: <clip>.txt annotations beside <clip>.mp4; their face boxes replace detection",
+register(Recipe("vfhq", "VFHQ: <clip>.txt annotations beside <clip>.mp4 or with the raw <video id>.mp4 under the "
+                        "root; their face boxes replace detection",
                 vfhq_jobs))
