@@ -125,7 +125,8 @@ def test_a_missing_weight_file_is_reported_not_skipped(shared_data, tmp_path):
 def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_run(shared_data, tmp_path, monkeypatch):
     """Tab. 3 on a two-clip MEAD-like manifest: the wav drives EDTalk's mouth (tiny models, random weights: the
     machinery, not the values), the source is the speaker's neutral clip; a model without an audio-driven
-    mouth (LIA), the missing SyncNet file and the unimplemented emotion classifier are reported."""
+    mouth (LIA), the missing SyncNet file and the missing emotion classifier are reported; with the files, sync
+    and emotion accuracy are scored per clip."""
     import plugtalk.backbones as B
     from conftest import tiny_backbone
     from plugtalk.io.audio import load_audio, save_wav
@@ -158,7 +159,7 @@ def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_
     scores = [r["scores"]["edtalk"] for r in report["rows"]]
     assert all(5 < s["psnr"] < 60 and s["frames"] == 2 for s in scores)
     assert "no control 'audio'" in report["not_run"]["model lia"]
-    assert "does not exist" in report["not_run"]["sync_conf"] and "emotion classifier" in report["not_run"]["acc_emo"]
+    assert "does not exist" in report["not_run"]["sync_conf"] and "--emotion-weights" in report["not_run"]["acc_emo"]
     text = (tmp_path / "t3" / "report.md").read_text()
     assert "| edtalk |" in text and "FixTalk (paper)" in text and "22.382" in text
     # with a SyncNet file (official format, random weights here): sync confidence / distance per clip
@@ -173,6 +174,23 @@ def test_fixtalk_mead_audio_renders_audio_driven_clips_and_reports_what_did_not_
         s = r["scores"]["edtalk"]
         assert s["sync_conf"] >= 0 and s["sync_dist"] > 0 and -15 <= s["sync_offset"] <= 15
     assert "SYNC-CONF" in (tmp_path / "t3s" / "report.md").read_text()
+    # with an emotion classifier (ONNX; planted: red-faced frames are happy): Acc_emo per clip and overall
+    from test_metrics_emotion import planted_classifier
+
+    planted_classifier(tmp_path / "emo.onnx")
+    emo = run_benchmark(S.small_settings(data, tmp_path / "t3e", protocol="fixtalk-mead-audio", self_frames=2,
+                                         audio_checkpoint=tmp_path / "audio.safetensors",
+                                         emotion_weights=tmp_path / "emo.onnx"), models, log=lambda m: None)
+    assert "acc_emo" not in emo["not_run"] and "not on the paper's scale" in emo["networks"]["acc_emo"]
+    per_clip = []
+    for r in emo["rows"]:
+        s = r["scores"]["edtalk"]
+        assert s["emotion"] in ("neutral", "happy") and s["acc_emo"] == 100.0 * (s["emotion"] == r["labels"]["emotion"])
+        assert r["truth_scores"]["emotion"] in ("neutral", "happy")
+        per_clip.append(s["acc_emo"])
+    assert emo["summary"]["edtalk"]["acc_emo"]["mean"] == pytest.approx(sum(per_clip) / len(per_clip))
+    text = (tmp_path / "t3e" / "report.md").read_text()
+    assert "The emotion classifier on the real test clips" in text and "emo.onnx" in text
 
     # --resume: the clips scored before are read back, nothing is rendered again, the same rows and reasons
     import plugtalk.benchmark.audio as A

@@ -8,8 +8,10 @@ neutral clip in the manifest; without one, the clip's own first frame, said in t
 true frames (``self_frames`` frames evenly after frame 0, at 256 px): PSNR, SSIM, M-LMD and F-LMD (dlib
 landmarks, px at 256 px), and with a SyncNet file the lip-sync confidence and distance of the whole render
 against the clip's wav (:func:`plugtalk.metrics.sync.sync_confidence`).  A model without an audio-driven mouth
-is reported as not run, with animate's reason.  Emotion accuracy needs a network plugtalk does not implement
-yet: reported.
+is reported as not run, with animate's reason.  With an emotion classifier (``--emotion-weights``, ONNX:
+:mod:`plugtalk.metrics.emotion`) each render's emotion is predicted from all its frames and scored against the
+clip's ``emotion`` label (``acc_emo``: 100 or 0 per clip, so its mean is Acc_emo in %); the classifier's own
+accuracy on the real clips is reported beside it.
 
 Each scored clip is appended to ``<out>/audio_rows.jsonl`` as it is done; ``--resume`` keeps the rows of an
 interrupted run whose clip, frames, models and audio model are unchanged and renders only the others.
@@ -86,6 +88,14 @@ def _sync_scores(syncnet, out: np.ndarray, wav: Path, fps: float) -> dict:
     return {"sync_conf": r["confidence"], "sync_dist": r["distance"], "sync_offset": r["offset"]}
 
 
+def _emotion_scores(classifier, out: np.ndarray, labels: dict) -> dict:
+    """``{"emotion", "acc_emo"}`` of one render: the predicted emotion, and 100 / 0 against the clip's label (NaN
+    for a clip without one)."""
+    pred = classifier.predict_clip(out)
+    truth = labels.get("emotion")
+    return {"emotion": pred, "acc_emo": float("nan") if truth is None else 100.0 * (pred == str(truth).lower())}
+
+
 def render_audio(model, audio_model, item: dict, frames: int, tmp: Path) -> np.ndarray:
     """``(frames, H, W, 3)`` uint8 output of one audio-driven clip (lossless, no cropping)."""
     from ..animate import AnimateOptions, animate
@@ -119,6 +129,11 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
         from ..train.syncnet import load_syncnet
 
         syncnet = load_syncnet(settings.syncnet_weights)
+    classifier = None
+    if not status.get("acc_emo", "not run").startswith("not run"):
+        from ..metrics.emotion import EmotionClassifier
+
+        classifier = EmotionClassifier(settings.emotion_weights)
     loaded = {m.label: load_animator(m.checkpoint, m.backbone).model.eval() for m in models if m.renderer is None}
     not_run.update({m.label: "not run: a renderer, not an animator" for m in models if m.renderer is not None})
     scorer = Scorer()
@@ -130,6 +145,8 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
     audio_stamp = f"{Path(settings.audio_checkpoint).name}:{file_stamp(settings.audio_checkpoint)}"
     if syncnet is not None:
         audio_stamp += f"; {Path(settings.syncnet_weights).name}:{file_stamp(settings.syncnet_weights)}"
+    if classifier is not None:
+        audio_stamp += f"; {Path(settings.emotion_weights).name}:{file_stamp(settings.emotion_weights)}"
     with tempfile.TemporaryDirectory(prefix="plugtalk-bench-audio-") as tmp, open(cache, "a") as sink:
         for item in items:
             key = json.dumps([str(item["clip"]), settings.self_frames, stamps, audio_stamp], sort_keys=True)
@@ -145,6 +162,9 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
             row = {"key": Path(item["clip"]).stem, "identity": item["identity"], "labels": item["labels"],
                    "source": Path(item["source"]).name, "source_note": item["source_note"], "frames": idx,
                    "scores": {}}
+            if classifier is not None:  # the classifier on the real clip: how far its Acc_emo can be trusted
+                row["truth_scores"] = _emotion_scores(classifier, clip_frames(Path(item["clip"]), tuple(range(n))),
+                                                      item["labels"])
             for label, model in loaded.items():
                 if label in not_run:
                     continue
@@ -158,6 +178,8 @@ def run_audio_protocol(settings, models: list[ModelSpec], status: dict[str, str]
                 row["scores"][label] = _score(scorer, resize_square(out[keep], SCORE_SIZE), truth[:len(keep)])
                 if syncnet is not None:
                     row["scores"][label].update(_sync_scores(syncnet, out, Path(item["wav"]), info.fps))
+                if classifier is not None:
+                    row["scores"][label].update(_emotion_scores(classifier, out, item["labels"]))
             row["seconds"] = time.perf_counter() - t0
             row["cache_key"] = key
             sink.write(json.dumps(row) + "\n")

@@ -16,7 +16,8 @@ __all__ = ["CROSS_METRICS", "SELF_METRICS", "values", "delta", "metric_table", "
 CROSS_METRICS = ("csim", "identity_shift", "niqe", "cpbd", "faces_found")
 SELF_METRICS = ("psnr", "ssim", "f_lmd", "csim")
 ARROWS = {"csim": "↑", "identity_shift": "↓", "niqe": "↓", "cpbd": "↑", "faces_found": "↑", "psnr": "↑",
-          "ssim": "↑", "f_lmd": "↓", "m_lmd": "↓", "fid": "↓", "sync_conf": "↑", "sync_dist": "↓"}
+          "ssim": "↑", "f_lmd": "↓", "m_lmd": "↓", "fid": "↓", "sync_conf": "↑", "sync_dist": "↓",
+          "acc_emo": "↑"}
 N_RESAMPLES = 10000
 
 
