@@ -110,3 +110,16 @@ def test_readme_lists_every_difference_between_the_recommended_and_the_paper_con
     listed = _readme_difference_keys()
     assert differ == listed, (f"differences not in the README table: {sorted(differ - listed)}; "
                               f"README rows that are no difference: {sorted(listed - differ)}")
+
+
+def test_a_config_rule_is_reported_in_its_own_words():
+    """Rules checked by the config itself name their keys; pydantic's wrappers ("(top level): Value error,")
+    stay out of the one-line error, type errors keep their dotted key."""
+    from plugtalk.errors import InputError
+    from train_support import tiny_config
+
+    with pytest.raises(InputError) as e:
+        tiny_config("out", optim={"lr": -1})
+    assert str(e.value) == "config: optim.lr must be > 0 (got -1.0)"
+    with pytest.raises(InputError, match=r"^config: optim\.lr: Input should be a valid number"):
+        tiny_config("out", optim={"lr": "fast"})

@@ -386,11 +386,14 @@ def _plain(x: Any) -> Any:
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
         if e["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
             lines.append(f"unknown key {loc!r}")
-        else:
-            lines.append(f"{loc}: {e['msg']}")
+            continue
+        # a rule of the config itself (raised in __post_init__) names its keys: its own words, no pydantic prefix
+        own = e.get("ctx", {}).get("error") if e["type"] == "value_error" else None
+        msg = str(own) if own is not None else e["msg"]
+        lines.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(lines)
 
 
