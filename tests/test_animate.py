@@ -529,3 +529,21 @@ def test_edtalk_audio_driven_mouth_and_pose_from_the_pose_flow(models, astronaut
     with pytest.raises(InputError, match="edtalk-pose-flow"):
         animate(model, astronaut, tmp_path / "no.mp4", controls={"audio-pose": wav},
                 companions={"edtalk-audio": audio_model})
+    # the UI request: the flow's file on the server in the companions box, the speech as the page's audio
+    pytest.importorskip("gradio")
+    from plugtalk.ui.app import ModelCache, UIConfig, run_request
+
+    cfg = UIConfig(workdir=tmp_path / "ui")
+    cfg.workdir.mkdir()
+    flow_file = flow.save_pretrained(tmp_path / "audio_pose.safetensors")
+    r = run_request(cfg, ModelCache(), source=astronaut, checkpoint=str(models["edtalk_bb"]), audio=wav,
+                    audio_checkpoint=str(models["audio"]), controls=f"audio-pose={wav}",
+                    companions=f"edtalk-pose-flow={flow_file}", frames=12, compare=False)
+    unposed = run_request(cfg, ModelCache(), source=astronaut, checkpoint=str(models["edtalk_bb"]), audio=wav,
+                          audio_checkpoint=str(models["audio"]), frames=12, compare=False)
+    gap = lambda a: np.abs(read_frames(a).astype(int) - read_frames(out).astype(int)).mean()  # noqa: E731
+    assert read_frames(r.video).shape[0] == 12
+    assert gap(r.video) < gap(unposed.video) / 2  # the flow's poses (measured 11 vs 41 grey levels: lossy video)
+    with pytest.raises(InputError, match="give the audio-to-mouth model once"):
+        run_request(cfg, ModelCache(), source=astronaut, checkpoint=str(models["edtalk_bb"]), audio=wav,
+                    audio_checkpoint=str(models["audio"]), companions=f"edtalk-audio={models['audio']}", frames=2)

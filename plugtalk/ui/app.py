@@ -191,12 +191,15 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
                 backbone: str | None = None, relative: bool | None = None, smooth: int = 0, paste: bool = False,
                 frames: int | None = 50, compare: bool = True, mouth: Any = None, pose: Any = None,
                 expression: Any = None, audio: Any = None, audio_checkpoint: str | None = None,
-                controls: Mapping[str, Any] | str | None = None, on_progress: Callable[[int, int | None, str], None] | None = None) -> RunOutput:
+                controls: Mapping[str, Any] | str | None = None, companions: Mapping[str, str] | str | None = None,
+                on_progress: Callable[[int, int | None, str], None] | None = None) -> RunOutput:
     """Animate one request of the page (see the module docstring).
 
     ``controls``: the adapter's driving controls, name -> value (a file or text), or the page's text box
     (``NAME=VALUE`` per line); ``audio`` is the output's sound and feeds a control that reads sound (EDTalk's
-    mouth), with ``audio_checkpoint`` as its companion model's weights.
+    mouth), with ``audio_checkpoint`` as its companion model's weights (``edtalk-audio``).  ``companions``: weights
+    files on the server of the models controls need, name -> file, or the page's text box (``NAME=FILE`` per line,
+    e.g. ``edtalk-pose-flow=runs/x/audio_pose.safetensors`` for the ``audio-pose`` control).
 
     ``compare``: for a model with EMI and/or EDI also render the pair with the plain backbone, and for the plain
     embedded default with the shipped comparison model (+EMI+EDI, when installed); report each one's identity
@@ -226,12 +229,18 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
         controls = parse_assignments(controls, "control")
     controls = {k: (_upload(v, f"{k} control", limit) if not isinstance(v, str) else v)
                 for k, v in (controls or {}).items() if v not in (None, "")}
-    weights = {"edtalk-audio": audio_checkpoint.strip()} if (audio_checkpoint or "").strip() else {}
-    companions = CompanionLoader(weights, cache.device)
+    if isinstance(companions, str):
+        companions = parse_assignments(companions, "companion")
+    weights = {k: str(v).strip() for k, v in (companions or {}).items() if str(v or "").strip()}
+    if (audio_checkpoint or "").strip():
+        if "edtalk-audio" in weights:
+            raise InputError("give the audio-to-mouth model once: in the checkpoint box or as companion edtalk-audio")
+        weights["edtalk-audio"] = audio_checkpoint.strip()
+    loader = CompanionLoader(weights, cache.device)
     run_dir = Path(cfg.workdir) / f"run-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     prepared = prepare_source(src, size, name="source portrait")
-    common = dict(drivers=videos, controls=controls, companions=companions)
+    common = dict(drivers=videos, controls=controls, companions=loader)
     options = AnimateOptions(relative=relative, smooth=int(smooth), paste=paste, sound=sound,
                              max_frames=int(frames) if frames else None)
     retrofitted = model.emi is not None or model.edi is not None
@@ -335,7 +344,7 @@ def build_app(cfg: UIConfig | None = None):
                 + (f"; controls: {names}" if names else ""), gr.update(visible=several))
 
     def run(source, driving, checkpoint, backbone, relative, smooth, paste, frames, compare, mouth, pose,
-            expression, audio, audio_checkpoint, controls, progress=gr.Progress()):
+            expression, audio, audio_checkpoint, controls, companions, progress=gr.Progress()):
         def on_progress(done, total, label):
             progress((done, total), desc=f"animating ({label})")
 
@@ -343,7 +352,8 @@ def build_app(cfg: UIConfig | None = None):
             r = run_request(cfg, cache, source=source, driving=driving, checkpoint=checkpoint, backbone=backbone,
                             relative=RELATIVE.get(relative), smooth=int(smooth), paste=bool(paste), frames=frames,
                             compare=bool(compare), mouth=mouth, pose=pose, expression=expression, audio=audio,
-                            audio_checkpoint=audio_checkpoint, controls=controls, on_progress=on_progress)
+                            audio_checkpoint=audio_checkpoint, controls=controls, companions=companions,
+                            on_progress=on_progress)
         except Exception as e:  # noqa: BLE001 - every error goes to the page, the server keeps running
             return None, None, None, None, f"**error:** {_message(e)}"
         p = lambda x: None if x is None else str(x)  # noqa: E731
@@ -381,6 +391,9 @@ def build_app(cfg: UIConfig | None = None):
                 audio_checkpoint = gr.Textbox(label="audio-to-mouth checkpoint (Audio2Lip.pt) on the server")
             controls = gr.Textbox(label="controls of the model: NAME=VALUE per line (a value or a file on the "
                                         "server)", lines=2, elem_id="controls")
+            companions = gr.Textbox(label="companion models on the server: NAME=FILE per line (e.g. "
+                                          "edtalk-pose-flow=runs/x/audio_pose.safetensors for the audio-pose control)",
+                                    lines=1, elem_id="companions")
         go = gr.Button("animate", variant="primary", elem_id="run")
         status = gr.Markdown(elem_id="status")
         with gr.Row():
@@ -393,7 +406,7 @@ def build_app(cfg: UIConfig | None = None):
         demo.click(lambda: [str(p) for p in demo_pair(cfg.workdir)], None, [source, driving])
         load.click(describe, [checkpoint, backbone], [model_info, edtalk_group])
         go.click(run, [source, driving, checkpoint, backbone, relative, smooth, paste, frames, compare, mouth, pose,
-                       expression, audio, audio_checkpoint, controls],
+                       expression, audio, audio_checkpoint, controls, companions],
                  [result, sbs, off_video, on_video, status], concurrency_limit=1)
     return app
 
