@@ -218,7 +218,7 @@ def test_vfhq_cuts_each_annotated_clip_from_its_raw_video_and_resumes_per_clip(t
         rows = [f"{start + k:06d} 420 180 380 380 1 2 3 4" for k in range(16)]  # 2x the download's pixels
         (root / f"Clip+Ab_cd-EF12+P0+C{cid}+F{start}-{start + 15}.txt").write_text(header + "\n".join(rows) + "\n")
     jobs = recipe("vfhq").jobs(root)
-    assert [j.source.name for j in jobs] == ["Ab_cd-EF12.mp4"] * 2 and [j.identity for j in jobs] == ["Ab_cd-EF12_P0"] * 2
+    assert [(j.source.name, j.identity) for j in jobs] == [("Ab_cd-EF12.mp4", "Ab_cd-EF12_P0")] * 2
     assert sorted(jobs[0].boxes) == list(range(4, 20)) and sorted(jobs[1].boxes) == list(range(22, 38))
     assert (jobs[0].boxes[4].left, jobs[0].boxes[4].right) == (210, 400)  # scaled to the download's size
 
@@ -240,7 +240,8 @@ def test_vfhq_cuts_each_annotated_clip_from_its_raw_video_and_resumes_per_clip(t
         shown = np.array([(np.asarray(f)[24:40, :4].mean() - 20) / 5 for f in frames])  # raw frame, from its grey
         off = shown - np.arange(start, start + 16)
         assert np.median(off) == pytest.approx(0, abs=0.5) and np.abs(off).max() < 1.2, (clip.path.name, shown)
-    (root / "Clip+Ab_cd-EF12+P0+C2+F30-33.txt").write_text(header + "".join(f"{30 + k} 420 180 380 380\n" for k in range(6)))
+    rows = "".join(f"{30 + k} 420 180 380 380\n" for k in range(6))
+    (root / "Clip+Ab_cd-EF12+P0+C2+F30-33.txt").write_text(header + rows)
     with pytest.raises(InputError, match=r"6 rows, but its frame range F30-33 holds 4 frames"):
         recipe("vfhq").jobs(root)
 

@@ -83,7 +83,7 @@ def _classifier_line(rows: list[dict]) -> list[str]:
     known = [v for v in known if math.isfinite(v)]
     if not known:
         return []
-    return [f"The emotion classifier on the real test clips (the same frames' source videos): Acc_emo "
+    return [f"The emotion classifier on the real test clips (the ceiling of the renders' Acc_emo): "
             f"{sum(known) / len(known):.1f} % over {len(known)} clips.", ""]
 
 

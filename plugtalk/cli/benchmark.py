@@ -60,8 +60,9 @@ def benchmark(
     arcface_weights: Optional[Path] = typer.Option(None, help="ArcFace backbone.pth for CSIM (default: dlib)"),
     inception_weights: Optional[Path] = typer.Option(None, help="Inception-v3 weights for FID (fixtalk-hdtf)"),
     syncnet_weights: Optional[Path] = typer.Option(None, help="SyncNet weights (fixtalk-mead-audio)"),
-    emotion_weights: Optional[Path] = typer.Option(None, help="an emotion classifier as ONNX (+ optional FILE.json: classes, size, "
-                                                   "mean, std) for Acc_emo (fixtalk-mead-audio; needs plugtalk[onnx])"),
+    emotion_weights: Optional[Path] = typer.Option(
+        None, help="an emotion classifier as ONNX (+ optional FILE.json: classes, size, mean, std) for Acc_emo "
+                   "(fixtalk-mead-audio; needs plugtalk[onnx])"),
     audio_checkpoint: Optional[Path] = typer.Option(None, help="EDTalk's audio-to-mouth weights (Audio2Lip.pt or a "
                                                     "plugtalk file) for fixtalk-mead-audio"),
     seed: int = typer.Option(0, help="seed of the bootstrap"),

@@ -2,8 +2,8 @@
 
 FixTalk and EDTalk report Acc_emo without naming the classifier they used, so plugtalk implements none: any
 frame classifier exported to ONNX runs here (read by onnxruntime, extra ``plugtalk[onnx]``: an ONNX file is a
-graph of tensor operations, so nothing is unpickled).  An optional JSON sidecar ``<file>.json`` says how to feed
-it::
+graph of tensor operations, so nothing is unpickled).  An optional JSON sidecar (``emo.onnx.json``, else
+``emo.json``, beside ``emo.onnx``) says how to feed it::
 
     {"classes": ["angry", "contempt", ...],   # output k's emotion (default: MEAD's eight, below)
      "size": 224,                             # input side S (default: the graph's static H, else 224)
@@ -104,7 +104,8 @@ class EmotionClassifier:
         from ..io.images import resize_square
 
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
-            raise InputError(f"emotion classifier: expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+            raise InputError(f"emotion classifier: expected (T, H, W, 3) uint8 frames, got {frames.shape} "
+                             f"{frames.dtype}")
         out = []
         for i in range(0, len(frames), BATCH):
             x = resize_square(frames[i:i + BATCH], self.size).astype(np.float32).transpose(0, 3, 1, 2) / 255.0

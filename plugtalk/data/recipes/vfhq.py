@@ -158,8 +158,9 @@ def vfhq_jobs(root, *, out=None, seed: int = 0, split_file=None, identity=None) 
                              labels={"fps_annotated": header.get("fps")} if header.get("fps") else {},
                              boxes=boxes, dataset="vfhq"))
     if not jobs:
+        alone = f" (annotations without a video: {', '.join(lonely[:5])})" if lonely else ""
         raise InputError(f"--dataset vfhq: no annotation file with its clip beside it or its raw video under "
-                         f"{str(root)!r}" + (f" (annotations without a video: {', '.join(lonely[:5])})" if lonely else ""))
+                         f"{str(root)!r}{alone}")
     return jobs
 
 

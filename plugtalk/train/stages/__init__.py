@@ -63,8 +63,8 @@ from .companion import Companion, CompanionModel
 
 __all__ = ["Stage", "Objective", "Start", "register_stage", "get_stage", "stage_names", "start_model",
            "new_module", "train_only", "self_reenactment", "build_model", "set_train_mode", "frozen_modules",
-           "describe", "trainable_names", "refresh_parts", "training_parts", "load_training_weights", "Companion", "CompanionModel",
-           "loss_weight"]
+           "describe", "trainable_names", "refresh_parts", "training_parts", "load_training_weights", "Companion",
+           "CompanionModel", "loss_weight"]
 
 
 class Objective(NamedTuple):
