@@ -113,7 +113,7 @@ def test_prepare_mead_cli_manifest_audio_resume_and_failures(tmp_path):
             "--detect-every", "8", "--no-progress", "--jobs", "2"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "wrote 2 clips" in res.output and "002.mp4" in res.output
+    assert "wrote 2 clips" in res.output and "skipped 002.mp4 (front_neutral_level1_002)" in res.output
     recs = read_manifest(out)
     assert sorted(recs) == ["M003__front_happy_level2_001.mp4",
                             "W011__front_neutral_level1_001.mp4"]

@@ -488,7 +488,8 @@ def prepare_jobs(video_jobs: Sequence[VideoJob], out_dir: str | os.PathLike,
             warnings.warn(note, SkippedVideoWarning, stacklevel=3)
         if error is not None:
             skipped.append((job.source, error))
-            warnings.warn(f"skipped {job.source.name}: {error}", SkippedVideoWarning, stacklevel=3)
+            which = job.source.name + (f" ({job.clip})" if job.clip else "")  # MEAD's 001.mp4 are many
+            warnings.warn(f"skipped {which}: {error}", SkippedVideoWarning, stacklevel=3)
             if records:  # (a run that gives no clip at all leaves no file: its error lists the reasons)
                 write_failures(out, [(str(p), e) for p, e in skipped])
             return
