@@ -421,6 +421,8 @@ def test_edtalk_cli_errors(models, astronaut, carphone, tmp_path):
     sf.write(wav, np.zeros(8000, np.float32), 16000)
     for args, expected in [
         (["--audio", wav, "--audio-checkpoint", models["audio"], "--mouth", carphone], "not both"),
+        (["--audio", wav, "--audio-checkpoint", models["audio"], "--companion", f"edtalk-audio={models['audio']}"],
+         "give the audio-to-mouth model once"),
         (["-d", carphone, "--expression-weights", "1,2,3"], "(10,)"),
         (["-d", carphone, "--expression-weights", "1,x"], "comma-separated"),
         (["-d", carphone, "--expression-weights", tmp_path / "none.npy"], "does not exist"),

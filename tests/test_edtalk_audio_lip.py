@@ -12,7 +12,8 @@ from plugtalk.data.audio_windows import AudioClip, AudioWindows, WindowDataset, 
 from plugtalk.errors import CheckpointError, InputError
 from plugtalk.train import stages as S
 from plugtalk.train.stages.companion import frames_bank_reader
-from plugtalk.train.stages.edtalk_audio_lip import face_crops, mouth_errors, render_mouth
+from plugtalk.train.stages.edtalk_audio_lip import mouth_errors, render_mouth
+from plugtalk.train.syncnet import face_crops
 from plugtalk.train.syncnet import AUDIO_BLOCKS, FACE_BLOCKS, SyncNet, load_syncnet, sync_loss
 from plugtalk.train.trainer import Trainer
 

@@ -147,7 +147,7 @@ def animate(
     from ..animate import AnimateOptions
     from ..animate import animate as run_animate
     from ..io.paths import check_outputs
-    from ..weights.load import CompanionLoader
+    from ..weights.load import CompanionLoader, companion_weights
 
     with user_errors(), warnings_to_console():
         check_outputs({"--out": out, "--side-by-side": side_by_side},
@@ -162,8 +162,7 @@ def animate(
             raise typer.BadParameter("give --gaze or --gaze-from, not both")
         controls = {"expression-weights": expression_weights, "coefficients": coefficients,
                     "gaze": gaze_from if gaze_from is not None else gaze, **parse_assignments(control, "--control")}
-        weights = {**({"edtalk-audio": audio_checkpoint} if audio_checkpoint is not None else {}),
-                   **parse_assignments(companion, "--companion")}
+        weights = companion_weights(companion, audio_checkpoint)
         loaded = _load(runtime, checkpoint, backbone, mode, dev, threads)
         companions = CompanionLoader(weights, dev, hint="--audio-checkpoint needs --audio and an EDTalk model")
         bar, update = progress_bar(f"animating ({loaded.backbone}{'' if loaded.variant == 'base' else loaded.variant})")

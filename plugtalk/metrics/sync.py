@@ -52,8 +52,7 @@ def sync_confidence(net, frames: np.ndarray, mel: np.ndarray, *,
     Raises:
         InputError: fewer than 5 frames with audio, bad shapes, or ``max_offset`` out of range.
     """
-    from ..train.stages.edtalk_common import face_crops
-    from ..train.syncnet import lower_half_stack
+    from ..train.syncnet import face_crops, lower_half_stack
 
     if not 0 <= max_offset <= 50:
         raise InputError(f"max_offset must be in [0, 50] frames, got {max_offset}")

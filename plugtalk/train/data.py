@@ -168,29 +168,29 @@ def _mouth_swap_check(cfg: TrainConfig, stage: Any) -> None:
         _clips_with_sound(cfg, stage, every=True)
 
 
-register_dataset("pairs", _pairs, lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving")))
-
-
-register_dataset("mouth-swap", _mouth_swap, _synthetic_mouth_swap, check=_mouth_swap_check)
-register_dataset("emotion-pairs", _emotion_pairs,
-                 lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving"), {"emotion": 0}),
-                 check=_emotion_labels)
 def _synthetic_audio_windows(n: int, size: int, seed: int) -> Dataset:
     """``n`` random 5-frame windows with frames (what the audio stages read; EDTalk's bank sizes)."""
     import torch
 
+    from ..backbones.edtalk import EDTalkConfig
     from ..data.audio_windows import AudioClip, AudioWindows, WindowDataset
 
+    c = EDTalkConfig()
     g = torch.Generator().manual_seed(seed)
     length = 5
     frames = length + n - 1
     clip = AudioClip("synthetic", "synthetic", torch.rand(frames, 1, 80, 16, generator=g) * 8 - 4,
                      {bank: torch.randn(frames, k, generator=g) * 0.1 for bank, k in
-                      (("mouth", 20), ("pose", 6), ("expression", 10))},
+                      (("mouth", c.mouth_dim), ("pose", c.pose_dim), ("expression", c.expression_dim))},
                      torch.randint(0, 256, (frames, 3, size, size), generator=g, dtype=torch.uint8))
     return WindowDataset(AudioWindows([clip], length), frames=True)
 
 
+register_dataset("pairs", _pairs, lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving")))
+register_dataset("mouth-swap", _mouth_swap, _synthetic_mouth_swap, check=_mouth_swap_check)
+register_dataset("emotion-pairs", _emotion_pairs,
+                 lambda n, size, seed: _RandomItems(n, size, seed, ("source", "driving"), {"emotion": 0}),
+                 check=_emotion_labels)
 register_dataset("audio-windows", _audio_windows, _synthetic_audio_windows, check=_clips_with_sound)
 
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..backbones.edtalk_audio import AudioConvBlock
 from ..errors import CheckpointError, InputError
 
-__all__ = ["SyncNet", "load_syncnet", "sync_loss", "lower_half_stack", "FACE_BLOCKS", "AUDIO_BLOCKS"]
+__all__ = ["SyncNet", "load_syncnet", "sync_loss", "face_crops", "lower_half_stack", "FACE_BLOCKS", "AUDIO_BLOCKS"]
 
 # (in, out, kernel, stride, padding, residual); channel counts are scaled by ``width`` (official: 1).
 FACE_BLOCKS = (
@@ -114,6 +114,17 @@ def load_syncnet(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     except RuntimeError as e:
         raise CheckpointError(f"{p.name!r} does not fit SyncNet: {str(e).splitlines()[0]}") from None
     return net.requires_grad_(False).eval().to(device)
+
+
+def face_crops(frames: Tensor, box: tuple[float, float, float, float], side: int = CROP) -> Tensor:
+    """The face crops SyncNet sees: ``(B, T, 3, S, S)`` -> the ``box`` (left, top, right, bottom fractions of the
+    frame) resized to ``(B, T, 3, side, side)``."""
+    b, t, c, h, w = frames.shape
+    l, tp, r, bt = box
+    x = frames.reshape(b * t, c, h, w)[:, :, int(tp * h):max(int(bt * h), int(tp * h) + 1),
+                                       int(l * w):max(int(r * w), int(l * w) + 1)]
+    x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+    return x.reshape(b, t, c, side, side)
 
 
 def lower_half_stack(crops: Tensor) -> Tensor:

@@ -210,7 +210,7 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
     """
     from ..adapters.controls import parse_assignments
     from ..animate import AnimateOptions, animate, prepare_source
-    from ..weights.load import CompanionLoader
+    from ..weights.load import CompanionLoader, companion_weights
     from ..retrofitting import retrofit
 
     limit = cfg.max_upload_mb
@@ -229,14 +229,7 @@ def run_request(cfg: UIConfig, cache: ModelCache, *, source: Any, driving: Any =
         controls = parse_assignments(controls, "control")
     controls = {k: (_upload(v, f"{k} control", limit) if not isinstance(v, str) else v)
                 for k, v in (controls or {}).items() if v not in (None, "")}
-    if isinstance(companions, str):
-        companions = parse_assignments(companions, "companion")
-    weights = {k: str(v).strip() for k, v in (companions or {}).items() if str(v or "").strip()}
-    if (audio_checkpoint or "").strip():
-        if "edtalk-audio" in weights:
-            raise InputError("give the audio-to-mouth model once: in the checkpoint box or as companion edtalk-audio")
-        weights["edtalk-audio"] = audio_checkpoint.strip()
-    loader = CompanionLoader(weights, cache.device)
+    loader = CompanionLoader(companion_weights(companions, audio_checkpoint, "companion"), cache.device)
     run_dir = Path(cfg.workdir) / f"run-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     prepared = prepare_source(src, size, name="source portrait")

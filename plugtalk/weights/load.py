@@ -22,7 +22,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..retrofitting import Retrofitted
 
 __all__ = ["LoadedAnimator", "RandomWeightsWarning", "WeightsFile", "open_weights", "load_animator",
-           "load_audio_model", "load_companion", "CompanionLoader"]
+           "load_audio_model", "load_companion", "companion_weights", "CompanionLoader"]
 
 
 class RandomWeightsWarning(UserWarning):
@@ -269,6 +269,29 @@ def load_companion(name: str, checkpoint: str | os.PathLike | None = None, devic
     if weights.kind != "backbone" or weights.backbone != name:
         raise CheckpointError(f"{path.name!r} is not a {name} model (kind={weights.kind!r}, name={weights.backbone!r})")
     return weights.load_backbone(name, device), f"plugtalk {name} file {path.name}"
+
+
+def companion_weights(assignments, audio_checkpoint: str | os.PathLike | None = None,
+                      what: str = "--companion") -> dict[str, str]:
+    """The companion weights of a request, registry name -> file: ``NAME=FILE`` ``assignments`` (a list, one
+    text with a pair per line, as :func:`~plugtalk.adapters.controls.parse_assignments` reads them, or a
+    mapping; empty values are left out) and the
+    audio-to-mouth shorthand ``audio_checkpoint`` (``edtalk-audio``), as the CLI and the UI take them.
+
+    Raises:
+        InputError: a malformed assignment, or the audio-to-mouth model given both ways.
+    """
+    from ..adapters.controls import parse_assignments
+
+    if isinstance(assignments, Mapping):
+        weights = {k: str(v).strip() for k, v in assignments.items() if v is not None and str(v).strip()}
+    else:
+        weights = parse_assignments(assignments, what)
+    if audio_checkpoint is not None and str(audio_checkpoint).strip():
+        if "edtalk-audio" in weights:
+            raise InputError(f"give the audio-to-mouth model once: the audio checkpoint or {what} edtalk-audio=FILE")
+        weights["edtalk-audio"] = str(audio_checkpoint).strip()
+    return weights
 
 
 class CompanionLoader:

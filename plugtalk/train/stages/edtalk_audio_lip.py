@@ -45,9 +45,9 @@ from ...errors import InputError
 from ...retrofitting import Retrofitted
 from . import Objective, Stage, register_stage
 from .companion import Companion, companion_model
-from .edtalk_common import EDTALK_START, face_crops
+from .edtalk_common import EDTALK_START
 
-__all__ = ["STAGE", "COMPANION", "render_mouth", "face_crops", "load_wav2lip_encoder", "recalibrate_batchnorm",
+__all__ = ["STAGE", "COMPANION", "render_mouth", "load_wav2lip_encoder", "recalibrate_batchnorm",
            "mouth_errors", "WINDOW"]
 
 #: frames per window by default: SyncNet sees 5
@@ -188,7 +188,7 @@ def _setup(trainer) -> dict:
 
 
 def _objective(model, batch, trainer) -> Objective:
-    from ..syncnet import sync_loss
+    from ..syncnet import face_crops, sync_loss
 
     cfg = trainer.cfg
     pred = model(batch["mel"]).float()

@@ -1,5 +1,5 @@
 """What EDTalk's stages share: the start (a pretrained EDTalk, with a FixTalk model's EMI / EDI kept
-frozen), the tap recorder for per-bank coefficients, the mouth-region loss, and the face crops SyncNet sees."""
+frozen), the tap recorder for per-bank coefficients, and the mouth-region loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import InputError
@@ -61,13 +60,3 @@ def feature_constraint(cross: Tensor, own: Tensor) -> Tensor:
     is the cosine of the bank directions the official code compares (the official code sums over the batch;
     the mean keeps the weight independent of the batch size)."""
     return torch.exp(-torch.nn.functional.cosine_similarity(cross.float(), own.float(), dim=-1)).mean()
-
-
-def face_crops(frames: Tensor, box: tuple[float, float, float, float], side: int = 96) -> Tensor:
-    """``(B, T, 3, S, S)`` -> the ``box`` (fractions of the frame) resized to ``(B, T, 3, side, side)``."""
-    b, t, c, h, w = frames.shape
-    l, tp, r, bt = box
-    x = frames.reshape(b * t, c, h, w)[:, :, int(tp * h):max(int(bt * h), int(tp * h) + 1),
-                                       int(l * w):max(int(r * w), int(l * w) + 1)]
-    x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
-    return x.reshape(b, t, c, side, side)

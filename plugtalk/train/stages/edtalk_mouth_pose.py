@@ -28,7 +28,7 @@ import warnings
 import torch
 
 from . import Objective, Stage, Start, register_stage
-from .edtalk_common import EDTALK_START, face_crops, feature_constraint, frozen_modules_model, masked_l1, recorded
+from .edtalk_common import EDTALK_START, feature_constraint, frozen_modules_model, masked_l1, recorded
 
 #: the backbone parts this stage trains (EDTalk's mouth-pose decouple module)
 PARTS = ("motion_trunk", "mouth_head", "pose_head", "banks.mouth", "banks.pose")
@@ -84,9 +84,10 @@ def _objective(model, batch, trainer) -> Objective:
               "fea": feature_constraint(cross_m, own_m) + feature_constraint(cross_p, own_p),
               "mouth": masked_l1(fake, target, mask)}
     if syncnet is not None:
-        from ..syncnet import sync_loss
+        from ..syncnet import face_crops, sync_loss
 
-        crops = face_crops(synced.reshape(*batch["sync_frames"].shape[:2], *synced.shape[1:]), trainer.cfg.audio.face_box)
+        windows = synced.reshape(*batch["sync_frames"].shape[:2], *synced.shape[1:])
+        crops = face_crops(windows, trainer.cfg.audio.face_box)
         losses["sync"] = sync_loss(syncnet, batch["sync_mel"], crops)
     return Objective(fake, target, losses)
 
